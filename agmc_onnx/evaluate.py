@@ -1,0 +1,135 @@
+"""Top-1/top-5 accuracy of an ONNX classifier through onnxruntime."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import onnxruntime as ort
+
+from agmc_onnx.cost.session import ModelSource, create_session, session_input_shape
+from agmc_onnx.data.dataset import ImageDataset
+from agmc_onnx.data.preprocessing import (
+    PreprocessSpec,
+    check_images_fit,
+    labels_from_metadata,
+    spec_from_metadata,
+    to_model_input,
+)
+from agmc_onnx.errors import DataError
+
+__all__ = ["AccuracyResult", "evaluate_accuracy", "session_spec", "ProgressCallback"]
+
+log = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[int, int], None]  # (images done, images total)
+
+
+@dataclass(frozen=True)
+class AccuracyResult:
+    """Accuracies as fractions in [0, 1] over ``n_images`` images; ``seconds`` of wall time."""
+
+    top1: float
+    top5: float
+    n_images: int
+    seconds: float
+
+
+def session_spec(session: ort.InferenceSession, **overrides: object) -> PreprocessSpec:
+    """The preprocessing the session's model declares in its metadata, with ``overrides`` applied."""
+    metadata = session.get_modelmeta().custom_metadata_map
+    return spec_from_metadata(metadata, session_input_shape(session), **overrides)
+
+
+def evaluate_accuracy(
+    model: ModelSource | ort.InferenceSession,
+    dataset: ImageDataset,
+    spec: PreprocessSpec | None = None,
+    *,
+    batch_size: int = 256,
+    progress: ProgressCallback | None = None,
+) -> AccuracyResult:
+    """Accuracy of ``model`` on ``dataset``. ``spec`` defaults to the model's own metadata.
+
+    Dataset classes are matched to the model's ``labels`` metadata by name when the model has it, so a
+    dataset holding only some of the classes is scored correctly.
+    """
+    started = time.perf_counter()
+    session = model if isinstance(model, ort.InferenceSession) else create_session(model)
+    spec = spec or session_spec(session)
+    check_images_fit(dataset.images, spec, source=dataset.source or "dataset")
+    input_shape = session_input_shape(session)
+    _check_spatial_dims(spec, input_shape)
+    targets = _model_label_indices(session, dataset)
+    fixed_batch = input_shape[0] if isinstance(input_shape[0], int) and input_shape[0] > 0 else None
+    step = fixed_batch or max(1, batch_size)
+    input_name = session.get_inputs()[0].name
+    correct_top1 = correct_top5 = 0
+    for start in range(0, dataset.n_images, step):
+        batch = to_model_input(dataset.images[start : start + step], spec)
+        n_real = len(batch)
+        if fixed_batch and n_real < fixed_batch:
+            # A model with a fixed batch dimension only accepts full batches: pad, then drop the padding.
+            batch = np.concatenate([batch, np.zeros((fixed_batch - n_real, *batch.shape[1:]), batch.dtype)])
+        logits = np.asarray(session.run(None, {input_name: batch})[0])[:n_real].reshape(n_real, -1)
+        hits1, hits5 = _count_hits(logits, targets[start : start + n_real], dataset)
+        correct_top1 += hits1
+        correct_top5 += hits5
+        if progress is not None:
+            progress(start + n_real, dataset.n_images)
+    n_images = dataset.n_images
+    return AccuracyResult(
+        top1=correct_top1 / n_images if n_images else 0.0,
+        top5=correct_top5 / n_images if n_images else 0.0,
+        n_images=n_images,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _count_hits(logits: np.ndarray, targets: np.ndarray, dataset: ImageDataset) -> tuple[int, int]:
+    n_outputs = logits.shape[1]
+    if targets.size and targets.max() >= n_outputs:
+        raise DataError(
+            f"{dataset.source or 'dataset'} has {len(dataset.classes)} classes but the model outputs "
+            f"{n_outputs} scores per image"
+        )
+    top1 = int((logits.argmax(axis=1) == targets).sum())
+    k = min(5, n_outputs)
+    top_k = np.argpartition(-logits, k - 1, axis=1)[:, :k]
+    top5 = int((top_k == targets[:, None]).any(axis=1).sum())
+    return top1, top5
+
+
+def _model_label_indices(session: ort.InferenceSession, dataset: ImageDataset) -> np.ndarray:
+    model_labels = labels_from_metadata(session.get_modelmeta().custom_metadata_map)
+    if model_labels is None or tuple(dataset.classes) == model_labels:
+        return dataset.labels
+    position = {name: i for i, name in enumerate(model_labels)}
+    unknown = [name for name in dataset.classes if name not in position]
+    if unknown:
+        raise DataError(
+            f"{dataset.source or 'dataset'}: classes {unknown[:5]} are not among the model's labels "
+            f"{list(model_labels)[:10]}; the dataset does not fit the model"
+        )
+    mapping = np.array([position[name] for name in dataset.classes], dtype=np.int64)
+    return mapping[dataset.labels]
+
+
+def _check_spatial_dims(spec: PreprocessSpec, input_shape: Sequence[int | str | None]) -> None:
+    if len(input_shape) != 4 or spec.size is None:
+        return
+    dims = input_shape[2:4] if spec.layout == "NCHW" else input_shape[1:3]
+    channels = input_shape[1] if spec.layout == "NCHW" else input_shape[3]
+    if all(isinstance(d, int) for d in dims) and tuple(dims) != tuple(spec.size):
+        raise DataError(
+            f"preprocessing size {spec.size[0]}×{spec.size[1]} does not fit the model input "
+            f"{list(input_shape)} ({spec.layout})"
+        )
+    if isinstance(channels, int) and channels != spec.n_channels:
+        raise DataError(
+            f"preprocessing gives {spec.n_channels} channel(s) ({spec.color}) but the model input "
+            f"{list(input_shape)} ({spec.layout}) has {channels}"
+        )
