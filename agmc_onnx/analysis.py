@@ -1,0 +1,88 @@
+"""One call from a model to everything later stages need: prepared graph, shapes, layers, groups."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import networkx as nx
+import numpy as np
+import onnx
+import onnx_graphsurgeon as gs
+
+from agmc_onnx.graph.layers import WEIGHTED_OPS, LayerInfo, build_layer_graph, describe_layers
+from agmc_onnx.graph.prepare import infer_static_shapes, prepare_model
+from agmc_onnx.groups.find import ChannelGroup, build_groups, walk_channel_flow
+from agmc_onnx.groups.flow import ChannelFlow
+
+__all__ = ["ModelAnalysis", "analyze_model"]
+
+
+@dataclass(frozen=True)
+class ModelAnalysis:
+    model: onnx.ModelProto  # the prepared model every rewrite applies to
+    shapes: Mapping[str, tuple[int, ...]]
+    layers: Mapping[str, LayerInfo]
+    layer_graph: nx.DiGraph
+    flow: ChannelFlow
+    groups: tuple[ChannelGroup, ...]
+    seconds: float
+
+    @property
+    def total_macs(self) -> int:
+        return sum(layer.macs for layer in self.layers.values())
+
+    @property
+    def total_params(self) -> int:
+        return sum(layer.params for layer in self.layers.values())
+
+    @property
+    def prunable_groups(self) -> tuple[ChannelGroup, ...]:
+        return tuple(g for g in self.groups if g.prunable)
+
+    @property
+    def prunable_macs(self) -> int:
+        """MACs of weighted layers with at least one prunable group on an input or an output."""
+        names = {n for g in self.prunable_groups for n in g.nodes}
+        return sum(self.layers[n].macs for n in names if self.layers[n].op_type in WEIGHTED_OPS)
+
+    def group(self, key: str) -> ChannelGroup:
+        for group in self.groups:
+            if key in (group.id, group.name):
+                return group
+        raise KeyError(key)
+
+    def kept_positions(self, dropped_roots: set[int]) -> dict[str, np.ndarray]:
+        """For every channel-carrying tensor that loses channels, the positions that stay."""
+        kept: dict[str, np.ndarray] = {}
+        if not dropped_roots:
+            return kept
+        dropped = np.fromiter(dropped_roots, dtype=np.int64)
+        for name, info in self.flow.tensors.items():
+            roots = self.flow.roots(info.atoms)
+            mask = ~np.isin(roots, dropped)
+            if not mask.all():
+                kept[name] = np.flatnonzero(mask)
+        return kept
+
+
+def analyze_model(model: onnx.ModelProto) -> ModelAnalysis:
+    """Prepare ``model`` (a copy), infer shapes, describe layers and find channel groups."""
+    start = time.perf_counter()
+    prepared = prepare_model(model)
+    shapes = infer_static_shapes(prepared, batch_size=1)
+    shapes_alt = infer_static_shapes(prepared, batch_size=2)
+    graph = gs.import_onnx(prepared)
+    layers = describe_layers(graph, shapes)
+    flow = walk_channel_flow(graph, shapes, shapes_alt)
+    groups = build_groups(flow, graph, layers)
+    return ModelAnalysis(
+        model=prepared,
+        shapes=shapes,
+        layers=layers,
+        layer_graph=build_layer_graph(graph, layers, shapes),
+        flow=flow,
+        groups=groups,
+        seconds=time.perf_counter() - start,
+    )

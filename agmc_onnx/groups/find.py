@@ -1,0 +1,179 @@
+"""Walk the graph once with the channel-flow rules, then gather coupled channels into groups."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import onnx_graphsurgeon as gs
+
+from agmc_onnx.graph.layers import WEIGHTED_OPS, LayerInfo
+from agmc_onnx.groups.context import RuleContext
+from agmc_onnx.groups.flow import ChannelFlow, SliceConstant
+from agmc_onnx.groups.registry import rule_for
+
+__all__ = ["ChannelGroup", "walk_channel_flow", "build_groups"]
+
+
+@dataclass(frozen=True)
+class ChannelGroup:
+    """Channels that must be pruned together, with what they touch and how much each one matters.
+
+    The group's selectable items are *units*: a unit is one channel, or a whole conv group where a
+    grouped convolution forces its channels to go together. ``importance_l1[i]`` belongs to unit i.
+    """
+
+    id: str
+    name: str
+    n_units: int
+    n_channels: int  # channels of the first producer's output
+    unit_roots: np.ndarray = field(repr=False, compare=False)
+    producers: tuple[str, ...] = ()
+    consumers: tuple[str, ...] = ()
+    nodes: tuple[str, ...] = ()
+    macs: int = 0
+    params: int = 0
+    pin_reason: str | None = None
+    importance_l1: np.ndarray = field(default=None, repr=False, compare=False)
+    importance_l2: np.ndarray = field(default=None, repr=False, compare=False)
+    unit_width: int = 1  # positions per unit in the first producer's output
+
+    @property
+    def prunable(self) -> bool:
+        return self.pin_reason is None and self.n_units > 1
+
+    @property
+    def status(self) -> str:
+        if self.pin_reason is not None:
+            return f"pinned: {self.pin_reason}"
+        return "prunable" if self.n_units > 1 else "pinned: a single unit"
+
+    def summary(self) -> dict:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "n_channels": self.n_channels,
+            "n_units": self.n_units,
+            "unit_width": self.unit_width,
+            "prunable": self.prunable,
+            "status": self.status,
+            "producers": list(self.producers),
+            "consumers": list(self.consumers),
+            "macs": self.macs,
+            "params": self.params,
+        }
+
+
+def walk_channel_flow(
+    graph: gs.Graph, shapes: Mapping[str, tuple[int, ...]], shapes_alt: Mapping[str, tuple[int, ...]]
+) -> ChannelFlow:
+    flow = ChannelFlow()
+    ctx = RuleContext(flow, shapes, shapes_alt)
+    for tensor in graph.inputs:
+        shape = shapes.get(tensor.name)
+        if shape is not None and len(shape) >= 2:
+            ctx.set(tensor, 1, flow.new_atoms(shape[1], f"graph input '{tensor.name}'"))
+    for node in graph.nodes:
+        rule_for(node)(node, ctx)
+    for tensor in graph.outputs:
+        flow.pin_tensor(tensor.name, f"graph output '{tensor.name}'")
+    return flow
+
+
+def _group_producers(flow: ChannelFlow) -> tuple[dict[int, int], list[list[str]]]:
+    """Producers whose output channels are tied (in any position) belong to one group."""
+    parent: list[int] = []
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    root_owner: dict[int, int] = {}
+    names = list(flow.producers)
+    for index, producer in enumerate(names):
+        parent.append(index)
+        for root in np.unique(flow.roots(flow.tensors[flow.producers[producer]].atoms)).tolist():
+            owner = root_owner.setdefault(root, index)
+            a, b = find(owner), find(index)
+            if a != b:
+                parent[max(a, b)] = min(a, b)
+    members: dict[int, list[str]] = {}
+    for index, producer in enumerate(names):
+        members.setdefault(find(index), []).append(producer)
+    ordered = sorted(members.items())
+    renumber = {old: new for new, (old, _) in enumerate(ordered)}
+    root_group = {root: renumber[find(owner)] for root, owner in root_owner.items()}
+    return root_group, [producers for _, producers in ordered]
+
+
+def build_groups(flow: ChannelFlow, graph: gs.Graph, layers: Mapping[str, LayerInfo]) -> tuple[ChannelGroup, ...]:
+    root_group, producer_lists = _group_producers(flow)
+    tensor_roots = {name: flow.roots(info.atoms) for name, info in flow.tensors.items()}
+    nodes_of: list[list[str]] = [[] for _ in producer_lists]
+    for node in graph.nodes:
+        touched = set()
+        for tensor in [*node.inputs, *node.outputs]:
+            roots = tensor_roots.get(tensor.name)
+            if roots is not None:
+                touched.update(root_group[r] for r in np.unique(roots).tolist() if r in root_group)
+        for group_index in touched:
+            nodes_of[group_index].append(node.name)
+    consumers_of: list[set[str]] = [set() for _ in producer_lists]
+    for edit in flow.edits:
+        if isinstance(edit, SliceConstant) and edit.consumes:
+            for r in np.unique(tensor_roots[edit.tensor]).tolist():
+                if r in root_group:
+                    consumers_of[root_group[r]].add(edit.node)
+    l1, l2 = _unit_importance(flow, graph, tensor_roots)
+    groups = []
+    for index, producers in enumerate(producer_lists):
+        primary = tensor_roots[flow.producers[producers[0]]]
+        units = list(dict.fromkeys(r for p in producers for r in tensor_roots[flow.producers[p]].tolist()))
+        units_array = np.asarray(units, dtype=np.int64)
+        reasons = [flow.pin_reasons[u] for u in units if u in flow.pin_reasons]
+        touched = nodes_of[index]
+        groups.append(
+            ChannelGroup(
+                id=f"g{index}",
+                name=producers[0],
+                n_units=len(units),
+                n_channels=len(primary),
+                unit_roots=units_array,
+                producers=tuple(producers),
+                consumers=tuple(sorted(consumers_of[index], key=lambda n: layers[n].topo_index)),
+                nodes=tuple(touched),
+                macs=sum(layers[n].macs for n in touched if layers[n].op_type in WEIGHTED_OPS),
+                params=sum(layers[n].params for n in touched),
+                pin_reason=reasons[0] if reasons else None,
+                importance_l1=np.array([l1.get(u, 0.0) for u in units]),
+                importance_l2=np.sqrt(np.array([l2.get(u, 0.0) for u in units])),
+                unit_width=max(1, len(primary) // max(1, len(np.unique(primary)))),
+            )
+        )
+    return tuple(groups)
+
+
+def _unit_importance(
+    flow: ChannelFlow, graph: gs.Graph, tensor_roots: Mapping[str, np.ndarray]
+) -> tuple[dict[int, float], dict[int, float]]:
+    """L1 and squared L2 of all weights of each unit, summed over coupled producers and consumers."""
+    nodes = {node.name: node for node in graph.nodes}
+    l1: dict[int, float] = {}
+    l2: dict[int, float] = {}
+    for edit in flow.edits:
+        if not (isinstance(edit, SliceConstant) and edit.is_weight):
+            continue
+        values = np.asarray(nodes[edit.node].inputs[edit.input_index].values, dtype=np.float64)
+        moved = np.moveaxis(values, edit.axis, 0).reshape(values.shape[edit.axis], -1)
+        roots = tensor_roots[edit.tensor]
+        if len(roots) != moved.shape[0]:
+            continue  # grouped conv weight rows follow outputs only; covered by the output edit
+        per_position_l1 = np.abs(moved).sum(axis=1)
+        per_position_l2 = np.square(moved).sum(axis=1)
+        for root, a, b in zip(roots.tolist(), per_position_l1.tolist(), per_position_l2.tolist()):
+            l1[root] = l1.get(root, 0.0) + a
+            l2[root] = l2.get(root, 0.0) + b
+    return l1, l2

@@ -1,0 +1,57 @@
+"""Public pruning API: plan or selection in, physically smaller and validated model out."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import onnx
+
+from agmc_onnx.analysis import ModelAnalysis, analyze_model
+from agmc_onnx.graph.counting import ModelCost, count_cost
+from agmc_onnx.passes.base import PassManager
+from agmc_onnx.passes.cleanup import CleanupPass
+from agmc_onnx.passes.prune_channels import PruneChannelsPass
+from agmc_onnx.plan import ChannelSelection, PruningPlan, select_channels
+
+__all__ = ["PruneResult", "prune_model", "apply_selection"]
+
+
+@dataclass(frozen=True)
+class PruneResult:
+    model: onnx.ModelProto
+    selection: ChannelSelection
+    before: ModelCost
+    after: ModelCost
+    seconds: float
+    pass_stats: dict
+
+
+def apply_selection(analysis: ModelAnalysis, selection: ChannelSelection) -> tuple[onnx.ModelProto, dict]:
+    """Rewrite the analysed model so that only the selected units remain."""
+    kept = analysis.kept_positions(selection.dropped_roots(analysis.groups))
+    lengths = {name: len(analysis.flow.tensors[name]) for name in kept}
+    manager = PassManager([PruneChannelsPass(analysis.flow.edits, kept, lengths), CleanupPass()])
+    pruned, stats = manager.run(analysis.model)
+    pruned = onnx.shape_inference.infer_shapes(pruned, strict_mode=False)
+    return pruned, stats
+
+
+def prune_model(
+    model: onnx.ModelProto,
+    plan: PruningPlan | ChannelSelection,
+    analysis: ModelAnalysis | None = None,
+) -> PruneResult:
+    """Prune ``model`` (never modified) by a plan of keep ratios or by explicit kept units."""
+    start = time.perf_counter()
+    analysis = analysis or analyze_model(model)
+    selection = plan if isinstance(plan, ChannelSelection) else select_channels(plan, analysis.groups)
+    pruned, stats = apply_selection(analysis, selection)
+    return PruneResult(
+        model=pruned,
+        selection=selection,
+        before=count_cost(analysis.model),
+        after=count_cost(pruned),
+        seconds=time.perf_counter() - start,
+        pass_stats=stats,
+    )

@@ -1,0 +1,142 @@
+"""Validation of every written model, and the equivalence oracle of channel pruning.
+
+The oracle: a pruned model must compute exactly what the original computes when the removed
+channels' input weights are zeroed in every consumer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+import onnx_graphsurgeon as gs
+import onnxruntime as ort
+
+from agmc_onnx.analysis import ModelAnalysis
+from agmc_onnx.errors import ValidationError
+from agmc_onnx.groups.flow import SliceConstant
+from agmc_onnx.plan import ChannelSelection
+
+__all__ = ["ValidationReport", "check_written_model", "masked_reference", "compare_outputs", "validate_pruned"]
+
+_ORT_TYPES = {"tensor(float)": np.float32, "tensor(double)": np.float64, "tensor(float16)": np.float16}
+
+
+@dataclass(frozen=True)
+class ValidationReport:
+    max_abs_diff: float
+    output_scale: float
+    tolerance: float
+    worst_output: str
+
+    @property
+    def passed(self) -> bool:
+        return self.max_abs_diff <= self.tolerance
+
+
+def _session(model: onnx.ModelProto) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.intra_op_num_threads = 1
+    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+
+
+def _io_signature(model: onnx.ModelProto) -> list[tuple[str, int, tuple]]:
+    signature = []
+    for value in model.graph.output:
+        dims = tuple(d.dim_value if d.HasField("dim_value") else d.dim_param for d in value.type.tensor_type.shape.dim)
+        signature.append((value.name, value.type.tensor_type.elem_type, dims))
+    return signature
+
+
+def check_written_model(original: onnx.ModelProto, written: onnx.ModelProto) -> None:
+    """Full ONNX check, an onnxruntime session loads, and outputs keep names, dtypes and shapes."""
+    try:
+        onnx.checker.check_model(written, full_check=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
+        raise ValidationError(f"written model fails the ONNX checker: {str(exc).splitlines()[0]}") from None
+    try:
+        _session(written)
+    except Exception as exc:  # onnxruntime raises several unrelated exception types
+        raise ValidationError(f"onnxruntime cannot load the written model: {str(exc).splitlines()[0]}") from None
+    if _io_signature(original) != _io_signature(written):
+        raise ValidationError(
+            f"outputs changed: {_io_signature(original)} became {_io_signature(written)}"
+        )
+
+
+def masked_reference(analysis: ModelAnalysis, selection: ChannelSelection) -> onnx.ModelProto:
+    """The analysed model with the removed channels' input weights zeroed in every consumer."""
+    kept = analysis.kept_positions(selection.dropped_roots(analysis.groups))
+    graph = gs.import_onnx(analysis.model)
+    nodes = {node.name: node for node in graph.nodes}
+    for edit in analysis.flow.edits:
+        if not (isinstance(edit, SliceConstant) and edit.consumes and edit.tensor in kept):
+            continue
+        node = nodes[edit.node]
+        values = np.array(node.inputs[edit.input_index].values, copy=True)
+        mask = np.ones(values.shape[edit.axis], dtype=bool)
+        mask[kept[edit.tensor]] = False
+        index = [slice(None)] * values.ndim
+        index[edit.axis] = mask
+        values[tuple(index)] = 0
+        old = node.inputs[edit.input_index]
+        node.inputs[edit.input_index] = gs.Constant(f"{old.name}__masked_{node.name}", values)
+    masked = gs.export_onnx(graph, do_type_check=False)
+    del masked.opset_import[:]
+    masked.opset_import.extend(analysis.model.opset_import)
+    masked.ir_version = analysis.model.ir_version
+    return masked
+
+
+def random_inputs(model: onnx.ModelProto, batch_size: int = 2, seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    feeds = {}
+    for value in _session(model).get_inputs():
+        dtype = _ORT_TYPES.get(value.type)
+        if dtype is None:
+            raise ValidationError(f"input '{value.name}' has type {value.type}; only float inputs are supported")
+        shape = [d if isinstance(d, int) and d > 0 else batch_size for d in value.shape]
+        feeds[value.name] = rng.standard_normal(shape).astype(dtype)
+    return feeds
+
+
+def compare_outputs(
+    reference: onnx.ModelProto, candidate: onnx.ModelProto, feeds: dict[str, np.ndarray], rtol: float = 1e-4
+) -> ValidationReport:
+    """Max absolute difference of every output, against ``rtol`` times the largest reference magnitude."""
+    ref_session, cand_session = _session(reference), _session(candidate)
+    names = [o.name for o in ref_session.get_outputs()]
+    ref_out = dict(zip(names, ref_session.run(names, feeds)))
+    cand_out = dict(zip(names, cand_session.run(names, feeds)))
+    worst, worst_name, scale = 0.0, "", 0.0
+    for name in names:
+        a, b = np.asarray(ref_out[name], dtype=np.float64), np.asarray(cand_out[name], dtype=np.float64)
+        if a.shape != b.shape:
+            raise ValidationError(f"output '{name}' has shape {b.shape}, expected {a.shape}", name)
+        diff = float(np.max(np.abs(a - b))) if a.size else 0.0
+        scale = max(scale, float(np.max(np.abs(a))) if a.size else 0.0)
+        if diff >= worst:
+            worst, worst_name = diff, name
+    return ValidationReport(worst, scale, rtol * max(scale, 1e-6), worst_name)
+
+
+def validate_pruned(
+    original: onnx.ModelProto, analysis: ModelAnalysis, selection: ChannelSelection, pruned: onnx.ModelProto
+) -> ValidationReport:
+    """Every check a written pruned model must pass; raises ``ValidationError`` on the first failure."""
+    check_written_model(original, pruned)
+    feeds = random_inputs(analysis.model)
+    report = compare_outputs(masked_reference(analysis, selection), pruned, feeds)
+    if not report.passed:
+        raise ValidationError(
+            f"pruned model differs from the masked original on '{report.worst_output}': "
+            f"max |diff| {report.max_abs_diff:.3g} > tolerance {report.tolerance:.3g}",
+            report.worst_output,
+            report.max_abs_diff,
+        )
+    return report
+
+
+__all__ += ["random_inputs"]
