@@ -25,6 +25,6 @@ packages, package_dir = _packages()
 setup(
     packages=packages,
     package_dir=package_dir,
-    package_data={"agmc_onnx.models": ["zoo/*.onnx", "zoo/*.json", "zoo/*.npz", "zoo/*.toml"]},
+    package_data={"agmc_onnx.models": ["zoo/*.onnx", "zoo/*.json", "zoo/*.npz", "zoo/*.toml", "zoo/*.tar.xz"]},
     include_package_data=True,
 )
