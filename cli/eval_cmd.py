@@ -1,0 +1,89 @@
+"""``agmc-onnx eval``: top-1/top-5 accuracy of an ONNX classifier on a dataset, through onnxruntime."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import click
+
+from agmc_onnx.data import load_split, sample_subset, spec_from_model
+from agmc_onnx.data.splits import SPLIT_NAMES
+from agmc_onnx.evaluate import evaluate_accuracy
+from agmc_onnx.io import load_model
+
+__all__ = ["command", "parse_floats"]
+
+
+def parse_floats(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[float, ...] | None:
+    """Click callback: "0.49,0.48,0.45" (commas or spaces) -> (0.49, 0.48, 0.45)."""
+    if value is None:
+        return None
+    try:
+        numbers = tuple(float(part) for part in value.replace(",", " ").split())
+    except ValueError:
+        raise click.BadParameter(f"expected numbers separated by commas, got {value!r}") from None
+    if not numbers:
+        raise click.BadParameter("expected at least one number")
+    return numbers
+
+
+def _progress_printer():
+    """Report at most about ten progress lines on stderr."""
+    last_decile = [-1]
+
+    def report(done: int, total: int) -> None:
+        decile = done * 10 // max(total, 1)
+        if decile != last_decile[0]:
+            last_decile[0] = decile
+            click.echo(f"evaluated {done}/{total} images", err=True)
+
+    return report
+
+
+@click.command("eval")
+@click.argument("model_path", metavar="MODEL", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--data", "data_path", required=True, type=click.Path(path_type=Path),
+              help="Class folder, zip/tar(.gz/.xz) archive, .npz, or a folder with NAME_train/NAME_test files.")
+@click.option("--split", type=click.Choice(SPLIT_NAMES), default="test", show_default=True)
+@click.option("--limit", type=click.IntRange(min=1), default=None,
+              help="Evaluate a seeded, class-balanced subset of this many images.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
+@click.option("--mean", callback=parse_floats, help="Per-channel mean, e.g. 0.4914,0.4822,0.4465 (overrides the model).")
+@click.option("--std", callback=parse_floats, help="Per-channel std (overrides the model's metadata).")
+@click.option("--scale", type=float, default=None, help="Pixel scale before mean/std (default 1/255).")
+@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where decoded images are cached [default: ~/.cache/agmc-onnx].")
+@click.option("--no-cache", is_flag=True, help="Decode the images again and do not write the cache.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def command(
+    model_path: Path,
+    data_path: Path,
+    split: str,
+    limit: int | None,
+    batch_size: int,
+    mean: tuple[float, ...] | None,
+    std: tuple[float, ...] | None,
+    scale: float | None,
+    cache_dir: Path | None,
+    no_cache: bool,
+    as_json: bool,
+) -> None:
+    """Accuracy of MODEL on a dataset split, through onnxruntime."""
+    model = load_model(model_path)
+    spec = spec_from_model(model, mean=mean, std=std, scale=scale)
+    dataset = load_split(data_path, split, spec, cache_dir=cache_dir, use_cache=not no_cache)
+    if limit is not None:
+        dataset = sample_subset(dataset, limit)
+    result = evaluate_accuracy(model, dataset, spec, batch_size=batch_size, progress=_progress_printer())
+    if as_json:
+        payload = {"model": str(model_path), "data": dataset.source, "split": split, **dataclasses.asdict(result)}
+        click.echo(json.dumps(payload, indent=2))
+        return
+    n_top1 = round(result.top1 * result.n_images)
+    click.echo(
+        f"{model_path.name} on {Path(dataset.source).name} ({split}, {result.n_images} images): "
+        f"top-1 {100 * result.top1:.2f} % ({n_top1}/{result.n_images}), top-5 {100 * result.top5:.2f} %, "
+        f"{result.seconds:.1f} s"
+    )
