@@ -116,7 +116,7 @@ def export_corpus_model(name: str, fused_bn: bool = False, cache_dir: Path | Non
 
 
 def _randomize_batchnorm(module, seed: int) -> None:
-    """Give BatchNormalization non-trivial statistics so that BN slicing errors show up numerically."""
+    """Give normalisation and scale parameters non-trivial values so that slicing errors show up numerically."""
     import torch
 
     generator = torch.Generator().manual_seed(seed)
@@ -129,3 +129,7 @@ def _randomize_batchnorm(module, seed: int) -> None:
                 if layer.affine:
                     layer.weight.copy_(torch.rand(n, generator=generator) + 0.5)
                     layer.bias.copy_(torch.randn(n, generator=generator) * 0.1)
+        # ConvNeXt starts its residual branches at 1e-6 scale, which would hide pruning errors.
+        for name, param in module.named_parameters():
+            if name.endswith("layer_scale"):
+                param.copy_(torch.rand(param.shape, generator=generator) + 0.5)

@@ -55,4 +55,35 @@ def infer_static_shapes(model: onnx.ModelProto, batch_size: int = 1) -> dict[str
             shapes[value.name] = tuple(int(d.dim_value) for d in dims)
     for init in inferred.graph.initializer:
         shapes[init.name] = tuple(int(d) for d in init.dims)
+    missing = [out for node in inferred.graph.node for out in node.output if out and out not in shapes]
+    if missing:
+        shapes.update(_shapes_by_running(fixed, missing))
     return shapes
+
+
+def _shapes_by_running(model: onnx.ModelProto, names: list[str]) -> dict[str, tuple[int, ...]]:
+    """Shapes that static inference could not find, read off one onnxruntime run on zeros."""
+    import numpy as np
+    import onnxruntime as ort
+
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    known = {o.name for o in probe.graph.output}
+    for name in names:
+        if name not in known:
+            probe.graph.output.append(onnx.ValueInfoProto(name=name))
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    try:
+        session = ort.InferenceSession(probe.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        feeds = {}
+        for value in session.get_inputs():
+            shape = [d if isinstance(d, int) else 1 for d in value.shape]
+            dtype = np.float32 if "float" in value.type else np.int64
+            feeds[value.name] = np.zeros(shape, dtype=dtype)
+        outputs = session.run(names, feeds)
+    except Exception as exc:  # onnxruntime raises several unrelated types; the shapes just stay unknown
+        log.info("could not run the model to find missing shapes: %s", exc)
+        return {}
+    return {name: tuple(int(d) for d in np.asarray(value).shape) for name, value in zip(names, outputs)}

@@ -76,9 +76,23 @@ def walk_channel_flow(
             ctx.set(tensor, 1, flow.new_atoms(shape[1], f"graph input '{tensor.name}'"))
     for node in graph.nodes:
         rule_for(node)(node, ctx)
+        _ensure_followed(node, ctx)
     for tensor in graph.outputs:
         flow.pin_tensor(tensor.name, f"graph output '{tensor.name}'")
     return flow
+
+
+def _ensure_followed(node: gs.Node, ctx: RuleContext) -> None:
+    """Safety net: channels that enter a node and leave by no output must never be pruned."""
+    if node.op in _SHAPE_READERS:
+        return
+    entered = any(t.name and ctx.info(t) is not None for t in node.inputs)
+    left = any(ctx.info(t) is not None for t in node.outputs)
+    if entered and not left:
+        ctx.barrier(node, f"{node.op} '{node.name}' drops its channels")
+
+
+_SHAPE_READERS = frozenset({"Shape", "Size"})
 
 
 def _group_producers(flow: ChannelFlow) -> tuple[dict[int, int], list[list[str]]]:

@@ -162,7 +162,10 @@ def normalization_rule(node: gs.Node, ctx: RuleContext) -> None:
 def layer_norm_rule(node: gs.Node, ctx: RuleContext) -> None:
     x = ctx.info(node.inputs[0])
     shape = ctx.shape(node.inputs[0])
-    if x is None or shape is None:
+    if x is None:
+        return
+    if shape is None:
+        ctx.barrier(node, f"{node.op} '{node.name}' has a tensor of unknown shape")
         return
     axis = int(ctx.attr(node, "axis", -1)) % len(shape)
     if x.axis >= axis:
@@ -174,7 +177,10 @@ def axis_mixing_rule(node: gs.Node, ctx: RuleContext) -> None:
     """Softmax-like ops: mixing along ``axis`` pins the channels if that is the channel axis."""
     x = ctx.info(node.inputs[0])
     shape = ctx.shape(node.inputs[0])
-    if x is None or shape is None:
+    if x is None:
+        return
+    if shape is None:
+        ctx.barrier(node, f"{node.op} '{node.name}' has a tensor of unknown shape")
         return
     axis = int(ctx.attr(node, "axis", -1)) % len(shape)
     if axis == x.axis:

@@ -56,7 +56,10 @@ def concat_rule(node: gs.Node, ctx: RuleContext) -> None:
 def split_rule(node: gs.Node, ctx: RuleContext) -> None:
     x = ctx.info(node.inputs[0])
     x_shape = ctx.shape(node.inputs[0])
-    if x is None or x_shape is None:
+    if x is None:
+        return
+    if x_shape is None:
+        ctx.barrier(node, f"{node.op} '{node.name}' has a tensor of unknown shape")
         return
     axis = int(ctx.attr(node, "axis", 0)) % len(x_shape)
     out_shapes = [ctx.shape(t) for t in node.outputs]
@@ -77,7 +80,10 @@ def split_rule(node: gs.Node, ctx: RuleContext) -> None:
 def slice_rule(node: gs.Node, ctx: RuleContext) -> None:
     x = ctx.info(node.inputs[0])
     x_shape = ctx.shape(node.inputs[0])
-    if x is None or x_shape is None:
+    if x is None:
+        return
+    if x_shape is None:
+        ctx.barrier(node, f"{node.op} '{node.name}' has a tensor of unknown shape")
         return
     starts, ends = ctx.const(node.inputs[1]), ctx.const(node.inputs[2])
     axes_tensor = node.inputs[3] if len(node.inputs) > 3 and node.inputs[3].name else None
@@ -103,7 +109,10 @@ def slice_rule(node: gs.Node, ctx: RuleContext) -> None:
 def gather_rule(node: gs.Node, ctx: RuleContext) -> None:
     x = ctx.info(node.inputs[0])
     x_shape = ctx.shape(node.inputs[0])
-    if x is None or x_shape is None:
+    if x is None:
+        return
+    if x_shape is None:
+        ctx.barrier(node, f"{node.op} '{node.name}' has a tensor of unknown shape")
         return
     indices = ctx.const(node.inputs[1])
     axis = int(ctx.attr(node, "axis", 0)) % len(x_shape)
@@ -117,7 +126,10 @@ def gather_rule(node: gs.Node, ctx: RuleContext) -> None:
 def flatten_rule(node: gs.Node, ctx: RuleContext) -> None:
     x = ctx.info(node.inputs[0])
     x_shape = ctx.shape(node.inputs[0])
-    if x is None or x_shape is None:
+    if x is None:
+        return
+    if x_shape is None:
+        ctx.barrier(node, f"{node.op} '{node.name}' has a tensor of unknown shape")
         return
     axis = int(ctx.attr(node, "axis", 1)) % max(len(x_shape), 1)
     if axis == 0 or x.axis < axis:
@@ -207,7 +219,10 @@ def _locate_target_entry(node: gs.Node, ctx: RuleContext, out_axis: int) -> tupl
 def transpose_rule(node: gs.Node, ctx: RuleContext) -> None:
     x = ctx.info(node.inputs[0])
     x_shape = ctx.shape(node.inputs[0])
-    if x is None or x_shape is None:
+    if x is None:
+        return
+    if x_shape is None:
+        ctx.barrier(node, f"{node.op} '{node.name}' has a tensor of unknown shape")
         return
     perm = list(ctx.attr(node, "perm", list(reversed(range(len(x_shape))))))
     ctx.set(node.outputs[0], perm.index(x.axis), x.atoms)
@@ -226,7 +241,10 @@ def squeeze_rule(node: gs.Node, ctx: RuleContext) -> None:
     x = ctx.info(node.inputs[0])
     x_shape = ctx.shape(node.inputs[0])
     axes = _axes_of(node, ctx)
-    if x is None or x_shape is None:
+    if x is None:
+        return
+    if x_shape is None:
+        ctx.barrier(node, f"{node.op} '{node.name}' has a tensor of unknown shape")
         return
     if axes is None:
         ctx.barrier(node)
@@ -242,7 +260,10 @@ def unsqueeze_rule(node: gs.Node, ctx: RuleContext) -> None:
     x = ctx.info(node.inputs[0])
     y_shape = ctx.shape(node.outputs[0])
     axes = _axes_of(node, ctx)
-    if x is None or y_shape is None:
+    if x is None:
+        return
+    if y_shape is None:
+        ctx.barrier(node, f"{node.op} '{node.name}' has a tensor of unknown shape")
         return
     if axes is None:
         ctx.barrier(node)
@@ -257,7 +278,10 @@ def unsqueeze_rule(node: gs.Node, ctx: RuleContext) -> None:
 def reduce_rule(node: gs.Node, ctx: RuleContext) -> None:
     x = ctx.info(node.inputs[0])
     x_shape = ctx.shape(node.inputs[0])
-    if x is None or x_shape is None:
+    if x is None:
+        return
+    if x_shape is None:
+        ctx.barrier(node, f"{node.op} '{node.name}' has a tensor of unknown shape")
         return
     axes = _axes_of(node, ctx)
     if axes is None:
