@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -27,7 +28,10 @@ def _brightest_channel_classifier(batch: int | str = "batch", size: int = 4) -> 
         helper.make_node("Flatten", ["pooled"], ["flat"]),
         helper.make_node("Gemm", ["flat", "w", "b"], ["logits"]),
     ]
-    weights = [numpy_helper.from_array(np.eye(3, dtype=np.float32), "w"), numpy_helper.from_array(np.zeros(3, np.float32), "b")]
+    weights = [
+        numpy_helper.from_array(np.eye(3, dtype=np.float32), "w"),
+        numpy_helper.from_array(np.zeros(3, np.float32), "b"),
+    ]
     model = helper.make_model(
         helper.make_graph(nodes, "tiny", [x], [y], weights), opset_imports=[helper.make_opsetid("", 17)]
     )
@@ -61,8 +65,12 @@ def test_wrong_labels_count_as_misses() -> None:
 
 def test_progress_reports_every_batch_up_to_the_total() -> None:
     calls: list[tuple[int, int]] = []
-    evaluate_accuracy(_brightest_channel_classifier(), _colour_dataset([0, 1, 2] * 3), batch_size=4,
-                      progress=lambda done, total: calls.append((done, total)))  # fmt: skip
+    evaluate_accuracy(
+        _brightest_channel_classifier(),
+        _colour_dataset([0, 1, 2] * 3),
+        batch_size=4,
+        progress=lambda done, total: calls.append((done, total)),
+    )
     assert calls == [(4, 9), (8, 9), (9, 9)]
 
 
@@ -97,3 +105,27 @@ def test_zoo_resnet20_on_the_demo_test_subset_matches_the_recorded_count() -> No
     assert result.n_images == 1000
     assert round(result.top1 * 1000) == 878
     assert round(result.top5 * 1000) == 992
+
+
+SHARED_CIFAR10 = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10"
+
+
+@pytest.fixture(scope="module")
+def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One decode cache for the three models (all share the CIFAR-10 preprocessing)."""
+    return tmp_path_factory.mktemp("decoded")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not SHARED_CIFAR10.is_dir(), reason="the shared CIFAR-10 copy is not present")
+@pytest.mark.parametrize(
+    ("name", "n_correct"), [("resnet20", 8853), ("resnet56", 8966), ("mobilenetv2", 8966)]
+)
+def test_zoo_models_reach_their_published_accuracy_on_the_full_test_set(
+    name: str, n_correct: int, shared_cache: Path
+) -> None:
+    session = create_session(zoo_model_path(name))
+    dataset = load_split(SHARED_CIFAR10, "test", session_spec(session), cache_dir=shared_cache)
+    result = evaluate_accuracy(session, dataset)
+    # The shared README's numbers: 88.53 %, 89.66 %, 89.66 % of the 10,000 test images.
+    assert (result.n_images, round(result.top1 * result.n_images)) == (10_000, n_correct)

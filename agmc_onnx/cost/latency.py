@@ -98,7 +98,9 @@ def measure_paired(
 ) -> PairedLatency:
     """Time A and B interleaved A-B-B-A in ``n_rounds`` rounds, so that drift hits both alike."""
     if n_rounds < 2 or runs_per_block < 1:
-        raise PreconditionError(f"need n_rounds ≥ 2 and runs_per_block ≥ 1, got {n_rounds} and {runs_per_block}")
+        raise PreconditionError(
+            f"need n_rounds ≥ 2 and runs_per_block ≥ 1, got {n_rounds} and {runs_per_block}"
+        )
     profile = get_profile(target, batch_size)
     session_a, session_b = create_session(model_a, profile), create_session(model_b, profile)
     feeds_a = random_inputs(session_a, profile.batch_size, seed)

@@ -37,7 +37,9 @@ PROFILES: Mapping[str, TargetProfile] = MappingProxyType(
         profile.name: profile
         for profile in (
             TargetProfile("mobile-cpu", "one big core of a phone: 1 thread, batch 1, no spinning"),
-            TargetProfile("edge-cpu", "small edge board: 2 threads, batch 1, no spinning", intra_op_threads=2),
+            TargetProfile(
+                "edge-cpu", "small edge board: 2 threads, batch 1, no spinning", intra_op_threads=2
+            ),
             TargetProfile(
                 "server-cpu",
                 "server CPU: all cores, batch 32, spinning allowed",

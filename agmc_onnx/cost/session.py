@@ -54,7 +54,9 @@ def session_options(profile: TargetProfile) -> ort.SessionOptions:
         ort.ExecutionMode.ORT_SEQUENTIAL if profile.sequential else ort.ExecutionMode.ORT_PARALLEL
     )
     options.graph_optimization_level = _OPT_LEVELS[profile.graph_optimization]
-    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if profile.allow_spinning else "0")
+    options.add_session_config_entry(
+        "session.intra_op.allow_spinning", "1" if profile.allow_spinning else "0"
+    )
     options.log_severity_level = 3  # onnxruntime's own warnings would bypass logging and reach the terminal
     return options
 
@@ -63,7 +65,9 @@ def check_target_available(profile: TargetProfile) -> None:
     """Raise TargetUnavailableError when this onnxruntime build lacks the profile's execution provider."""
     available = ort.get_available_providers()
     if profile.provider not in available:
-        hint = " (install onnxruntime-gpu on a machine with an NVIDIA GPU)" if "CUDA" in profile.provider else ""
+        hint = (
+            " (install onnxruntime-gpu on a machine with an NVIDIA GPU)" if "CUDA" in profile.provider else ""
+        )
         raise TargetUnavailableError(
             f"target '{profile.name}' needs {profile.provider}, which onnxruntime {ort.__version__} here "
             f"does not offer (available: {', '.join(available)}){hint}; "
@@ -118,12 +122,15 @@ def random_inputs(session: ort.InferenceSession, batch_size: int, seed: int = 0)
                 shape.append(batch_size)
             else:
                 raise PreconditionError(
-                    f"input '{value.name}' has dynamic dimension {dim!r} at axis {axis} (shape {value.shape}); "
+                    f"input '{value.name}' has dynamic dimension {dim!r} at axis {axis} "
+                    f"(shape {value.shape}); "
                     "only the batch dimension may be dynamic for latency measurement"
                 )
         dtype = _NUMPY_TYPES.get(value.type)
         if dtype is None:
-            raise PreconditionError(f"input '{value.name}' has type {value.type}, which has no random generator")
+            raise PreconditionError(
+                f"input '{value.name}' has type {value.type}, which has no random generator"
+            )
         if np.issubdtype(dtype, np.floating):
             feeds[value.name] = rng.standard_normal(shape).astype(dtype)
         else:

@@ -99,6 +99,8 @@ def _load_cached(path: Path, spec: PreprocessSpec, cache_dir: Path) -> ImageData
 
 
 def _write_entry(entry: Path, dataset: ImageDataset) -> None:
+    """Write atomically (temporary file, then rename) so a crash never leaves a half-written entry."""
+    tmp_name = None
     try:
         entry.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(prefix=f".{entry.stem}.", suffix=".npz", dir=entry.parent)
@@ -108,3 +110,5 @@ def _write_entry(entry: Path, dataset: ImageDataset) -> None:
     except OSError as exc:
         # A read-only or full cache directory must not stop the run; the next run decodes again.
         log.warning("could not write dataset cache %s: %s", entry, exc)
+        if tmp_name is not None:
+            Path(tmp_name).unlink(missing_ok=True)

@@ -59,4 +59,6 @@ class ImageDataset:
     def select(self, indices: np.ndarray) -> ImageDataset:
         """The images at ``indices`` (in that order), as a new dataset."""
         indices = np.asarray(indices, dtype=np.int64)
-        return ImageDataset(self.images[indices], self.labels[indices], self.classes, self.source, self.from_cache)
+        return ImageDataset(
+            self.images[indices], self.labels[indices], self.classes, self.source, self.from_cache
+        )

@@ -173,7 +173,9 @@ def _guess_spec(input_shape: Sequence[Dim]) -> PreprocessSpec:
 def _fill_size(spec: PreprocessSpec, input_shape: Sequence[Dim]) -> PreprocessSpec:
     if spec.size is not None or len(input_shape) != 4:
         return spec
-    height, width = (input_shape[2], input_shape[3]) if spec.layout == "NCHW" else (input_shape[1], input_shape[2])
+    height, width = (
+        (input_shape[2], input_shape[3]) if spec.layout == "NCHW" else (input_shape[1], input_shape[2])
+    )
     if isinstance(height, int) and isinstance(width, int) and height > 0 and width > 0:
         return dataclasses.replace(spec, size=(height, width))
     return spec

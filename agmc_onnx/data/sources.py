@@ -173,7 +173,8 @@ def _npz_images(x: np.ndarray, path: Path) -> np.ndarray:
         low, high = float(x.min(initial=0.0)), float(x.max(initial=0.0))
         if low < 0.0 or high > 1.0:
             raise DataError(
-                f"{path}: float 'x' must hold pixels scaled to [0, 1] (not normalised), found [{low:.3g}, {high:.3g}]"
+                f"{path}: float 'x' must hold pixels scaled to [0, 1] (not normalised), "
+                f"found [{low:.3g}, {high:.3g}]"
             )
         return np.ascontiguousarray(np.rint(x.transpose(0, 2, 3, 1) * 255.0).astype(np.uint8))
     raise DataError(

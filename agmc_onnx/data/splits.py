@@ -111,7 +111,9 @@ def sample_subset(dataset: ImageDataset, n_images: int, seed: int = 0) -> ImageD
     return dataset.select(np.sort(balanced_order(dataset.labels, seed)[:n_images]))
 
 
-def split_train(train: ImageDataset, reward_size: int = 1000, seed: int = 0) -> tuple[ImageDataset, ImageDataset]:
+def split_train(
+    train: ImageDataset, reward_size: int = 1000, seed: int = 0
+) -> tuple[ImageDataset, ImageDataset]:
     """(reward, finetune): a seeded class-balanced reward set held out of ``train``, and the rest."""
     if not 0 < reward_size < train.n_images:
         raise DataError(

@@ -117,11 +117,10 @@ def matmul_rule(node: gs.Node, ctx: RuleContext) -> None:
         ctx.barrier(node, f"MatMul '{node.name}' multiplies two computed tensors")
         return
     x = ctx.info(a_tensor)
-    last = len(a_shape) - 1
-    if x is not None and x.axis != last:
-        # Only the last axis is contracted: other axes behave like batch axes and keep their channels.
-        ctx.set(y_tensor, x.axis + len(y_shape) - len(a_shape), x.atoms)
-        return
+    if x is not None and x.axis != len(a_shape) - 1:
+        # A tensor tracks one channel axis: the new output features win, the passing-through axis is pinned.
+        ctx.flow.pin(x.atoms, f"MatMul '{node.name}' contracts another axis than the channels")
+        x = None
     y_atoms = ctx.flow.new_atoms(int(weight.shape[1]))
     ctx.set(y_tensor, len(y_shape) - 1, y_atoms)
     ctx.flow.producers[node.name] = y_tensor.name

@@ -143,10 +143,10 @@ def flatten_rule(node: gs.Node, ctx: RuleContext) -> None:
 def _reshape_target_axis(in_shape, out_shape, axis: int) -> tuple[int, int] | None:
     """Where channel axis ``axis`` lands: (output axis, repeat factor), or None when it is split or moved."""
     prefix = math.prod(in_shape[:axis])
+    size = in_shape[axis]
     running = 1
     for out_axis, dim in enumerate(out_shape):
         if running == prefix:
-            size = in_shape[axis]
             if dim == size:
                 return out_axis, 1
             repeat = 1
@@ -154,10 +154,11 @@ def _reshape_target_axis(in_shape, out_shape, axis: int) -> tuple[int, int] | No
                 repeat *= following
                 if dim == size * repeat:
                     return out_axis, repeat
-            return None
+            if dim != 1:  # a size-1 axis may sit before the channels' place; anything else splits them
+                return None
+        running *= dim
         if running > prefix:
             return None
-        running *= dim
     return None
 
 

@@ -35,7 +35,17 @@ def test_help_lists_the_options(runner: CliRunner, name: str, option: str) -> No
 
 
 def test_eval_json_on_the_demo_data(runner: CliRunner, tmp_path: Path) -> None:
-    args = ["eval", RESNET20, "--data", str(demo_data_path()), "--limit", "200", "--json", "--cache-dir", str(tmp_path)]
+    args = [
+        "eval",
+        RESNET20,
+        "--data",
+        str(demo_data_path()),
+        "--limit",
+        "200",
+        "--json",
+        "--cache-dir",
+        str(tmp_path),
+    ]
     result = runner.invoke(cli, args)
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
@@ -45,8 +55,18 @@ def test_eval_json_on_the_demo_data(runner: CliRunner, tmp_path: Path) -> None:
 
 
 def test_eval_text_reports_top1_and_top5(runner: CliRunner, tmp_path: Path) -> None:
-    args = ["eval", RESNET20, "--data", str(demo_data_path()), "--split", "train", "--limit", "50",
-            "--cache-dir", str(tmp_path)]  # fmt: skip
+    args = [
+        "eval",
+        RESNET20,
+        "--data",
+        str(demo_data_path()),
+        "--split",
+        "train",
+        "--limit",
+        "50",
+        "--cache-dir",
+        str(tmp_path),
+    ]
     result = runner.invoke(cli, args)
     assert result.exit_code == 0, result.output
     assert "(train, 50 images): top-1" in result.stdout and "top-5" in result.stdout
@@ -73,7 +93,9 @@ def test_bench_json_reports_positive_latency(runner: CliRunner) -> None:
 
 
 def test_bench_vs_reports_a_paired_speedup(runner: CliRunner) -> None:
-    result = runner.invoke(cli, ["bench", RESNET20, "--vs", RESNET20, "--rounds", "2", "--target", "edge-cpu"])
+    result = runner.invoke(
+        cli, ["bench", RESNET20, "--vs", RESNET20, "--rounds", "2", "--target", "edge-cpu"]
+    )
     assert result.exit_code == 0, result.output
     assert "speed-up A/B on edge-cpu (batch 1):" in result.stdout and "95 % CI" in result.stdout
 
@@ -83,9 +105,13 @@ def test_bench_gpu_target_is_a_one_line_error_here(runner: CliRunner) -> None:
 
     if "CUDAExecutionProvider" in ort.get_available_providers():
         pytest.skip("a GPU build of onnxruntime is installed")
-    _assert_one_line_error(runner.invoke(cli, ["bench", RESNET20, "--target", "gpu"]), "needs CUDAExecutionProvider")
+    _assert_one_line_error(
+        runner.invoke(cli, ["bench", RESNET20, "--target", "gpu"]), "needs CUDAExecutionProvider"
+    )
 
 
 def test_bench_non_onnx_file_is_a_one_line_error(runner: CliRunner, tmp_path: Path) -> None:
     (tmp_path / "notes.onnx").write_text("not a model")
-    _assert_one_line_error(runner.invoke(cli, ["bench", str(tmp_path / "notes.onnx")]), "onnxruntime cannot load")
+    _assert_one_line_error(
+        runner.invoke(cli, ["bench", str(tmp_path / "notes.onnx")]), "onnxruntime cannot load"
+    )

@@ -29,7 +29,9 @@ QUICK = {"warmup_runs": 2, "min_runs": 5, "min_seconds": 0.0, "max_runs": 20}
 def _conv_model(shape: list) -> onnx.ModelProto:
     x = helper.make_tensor_value_info("input", TensorProto.FLOAT, shape)
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
-    weight = numpy_helper.from_array(np.random.default_rng(0).standard_normal((8, 3, 3, 3)).astype(np.float32), "w")
+    weight = numpy_helper.from_array(
+        np.random.default_rng(0).standard_normal((8, 3, 3, 3)).astype(np.float32), "w"
+    )
     node = helper.make_node("Conv", ["input", "w"], ["y"], pads=[1, 1, 1, 1])
     return helper.make_model(
         helper.make_graph([node], "conv", [x], [y], [weight]), opset_imports=[helper.make_opsetid("", 17)]
@@ -47,8 +49,11 @@ def test_profiles_are_defined_as_specified() -> None:
     assert set(PROFILES) == {"mobile-cpu", "edge-cpu", "server-cpu", "gpu"}
     mobile = PROFILES["mobile-cpu"]
     assert (mobile.provider, mobile.intra_op_threads, mobile.inter_op_threads, mobile.batch_size) == (
-        "CPUExecutionProvider", 1, 1, 1
-    )  # fmt: skip
+        "CPUExecutionProvider",
+        1,
+        1,
+        1,
+    )
     assert not mobile.allow_spinning and mobile.sequential and mobile.graph_optimization == "all"
     assert PROFILES["edge-cpu"].intra_op_threads == 2
     assert PROFILES["gpu"].provider == "CUDAExecutionProvider"
@@ -69,9 +74,13 @@ def test_unknown_target_is_reported() -> None:
         get_profile("tpu")
 
 
-@pytest.mark.skipif("CUDAExecutionProvider" in ort.get_available_providers(), reason="a GPU build is installed")
+@pytest.mark.skipif(
+    "CUDAExecutionProvider" in ort.get_available_providers(), reason="a GPU build is installed"
+)
 def test_gpu_target_without_onnxruntime_gpu_gives_a_clear_error() -> None:
-    with pytest.raises(TargetUnavailableError, match="target 'gpu' needs CUDAExecutionProvider.*onnxruntime-gpu"):
+    with pytest.raises(
+        TargetUnavailableError, match="target 'gpu' needs CUDAExecutionProvider.*onnxruntime-gpu"
+    ):
         measure_latency(zoo_model_path("resnet20"), "gpu", **QUICK)
 
 

@@ -50,3 +50,10 @@ def test_unreadable_cache_entry_is_decoded_again(image_folder: Path, tmp_path: P
     dataset = load_dataset(image_folder, spec, cache_dir=tmp_path / "cache")
     assert not dataset.from_cache
     assert load_dataset(image_folder, spec, cache_dir=tmp_path / "cache").from_cache
+
+
+def test_unwritable_cache_dir_does_not_stop_loading(image_folder: Path, tmp_path: Path) -> None:
+    blocker = tmp_path / "cache"
+    blocker.write_text("a file where the cache folder should be")
+    dataset = load_dataset(image_folder, PreprocessSpec(size=(SIZE, SIZE)), cache_dir=blocker)
+    assert dataset.n_images == 12 and not dataset.from_cache

@@ -31,7 +31,9 @@ def test_archives_load_like_the_folder(image_archive: Path) -> None:
     assert dataset.classes == CLASSES
     np.testing.assert_array_equal(dataset.labels, expected_labels())
     brightest_channel = dataset.images.reshape(len(dataset.labels), -1, 3).mean(axis=1).argmax(axis=1)
-    np.testing.assert_array_equal(brightest_channel, dataset.labels)  # JPEG is lossy; the class colour survives
+    np.testing.assert_array_equal(
+        brightest_channel, dataset.labels
+    )  # JPEG is lossy; the class colour survives
 
 
 def test_images_are_resized_and_centre_cropped_to_the_spec_size(image_folder: Path) -> None:
@@ -59,7 +61,12 @@ def test_npz_uint8_nhwc_and_float_nchw_give_the_same_images(tmp_path: Path) -> N
 
 
 def test_npz_class_names_are_read_when_present(tmp_path: Path) -> None:
-    np.savez(tmp_path / "d.npz", x=np.zeros((2, 4, 4, 3), np.uint8), y=np.array([0, 1]), classes=np.array(["a", "b"]))
+    np.savez(
+        tmp_path / "d.npz",
+        x=np.zeros((2, 4, 4, 3), np.uint8),
+        y=np.array([0, 1]),
+        classes=np.array(["a", "b"]),
+    )
     assert load_dataset(tmp_path / "d.npz").classes == ("a", "b")
 
 
@@ -74,7 +81,9 @@ def test_npz_class_names_are_read_when_present(tmp_path: Path) -> None:
     ],
     ids=["rank-3", "uint8-nchw", "label-count", "label-shape", "float-not-unit-range"],
 )
-def test_npz_with_wrong_arrays_is_rejected(tmp_path: Path, x: np.ndarray, y: np.ndarray, message: str) -> None:
+def test_npz_with_wrong_arrays_is_rejected(
+    tmp_path: Path, x: np.ndarray, y: np.ndarray, message: str
+) -> None:
     np.savez(tmp_path / "bad.npz", x=x, y=y)
     with pytest.raises(DataError, match=message.replace("[", r"\[").replace("]", r"\]")):
         load_dataset(tmp_path / "bad.npz")

@@ -33,7 +33,9 @@ def _dataset(n_images: int, n_classes: int = 4) -> ImageDataset:
 
 
 def _ids(dataset: ImageDataset) -> set[int]:
-    return set((dataset.images[:, 0, 0, 0].astype(int) + 256 * dataset.images[:, 0, 0, 1].astype(int)).tolist())
+    return set(
+        (dataset.images[:, 0, 0, 0].astype(int) + 256 * dataset.images[:, 0, 0, 1].astype(int)).tolist()
+    )
 
 
 def test_pair_folder_resolves_to_train_and_test(tmp_path: Path) -> None:

@@ -9,7 +9,13 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from agmc_onnx.data import PreprocessSpec, labels_from_metadata, spec_from_metadata, spec_from_model, to_model_input
+from agmc_onnx.data import (
+    PreprocessSpec,
+    labels_from_metadata,
+    spec_from_metadata,
+    spec_from_model,
+    to_model_input,
+)
 from agmc_onnx.errors import DataError
 
 SHARED_FORMAT = (
@@ -21,7 +27,9 @@ SHARED_FORMAT = (
 def _model(shape: list, metadata: dict[str, str] | None = None) -> onnx.ModelProto:
     x = helper.make_tensor_value_info("input", TensorProto.FLOAT, shape)
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, shape)
-    model = helper.make_model(helper.make_graph([helper.make_node("Identity", ["input"], ["y"])], "g", [x], [y]))
+    model = helper.make_model(
+        helper.make_graph([helper.make_node("Identity", ["input"], ["y"])], "g", [x], [y])
+    )
     for key, value in (metadata or {}).items():
         model.metadata_props.add(key=key, value=value)
     return model

@@ -24,13 +24,17 @@ def _onnx_state_dict(name: str) -> dict[str, torch.Tensor]:
     return {key: torch.from_numpy(value.copy()) for key, value in tensors.items()}
 
 
-@pytest.mark.parametrize(("name", "builder"), [("resnet20", resnet20), ("resnet56", resnet56), ("mobilenetv2", mobilenet_v2)])
+@pytest.mark.parametrize(
+    ("name", "builder"), [("resnet20", resnet20), ("resnet56", resnet56), ("mobilenetv2", mobilenet_v2)]
+)
 def test_parameter_counts_match_the_zoo(name: str, builder) -> None:
     assert sum(p.numel() for p in builder().parameters()) == zoo_model_info(name)["params"]
 
 
 @pytest.mark.parametrize(("name", "builder"), [("resnet20", resnet20), ("mobilenetv2", mobilenet_v2)])
-def test_zoo_weights_load_and_reproduce_onnxruntime_logits(name: str, builder, one_torch_thread: None) -> None:
+def test_zoo_weights_load_and_reproduce_onnxruntime_logits(
+    name: str, builder, one_torch_thread: None
+) -> None:
     module = builder().eval()
     missing, unexpected = module.load_state_dict(_onnx_state_dict(name), strict=False)
     assert all(key.endswith("num_batches_tracked") for key in missing)

@@ -53,7 +53,9 @@ def test_export_writes_the_zoo_format(tmp_path: Path, one_torch_thread: None) ->
     model = export_onnx(module, tmp_path / "r20.onnx")
     assert {op.domain: op.version for op in model.opset_import}[""] >= 17
     assert "BatchNormalization" in {node.op_type for node in model.graph.node}
-    assert [i.name for i in model.graph.input] == ["input"] and [o.name for o in model.graph.output] == ["logits"]
+    assert [i.name for i in model.graph.input] == ["input"] and [o.name for o in model.graph.output] == [
+        "logits"
+    ]
     assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
     metadata = {p.key: p.value for p in model.metadata_props}
     assert json.loads(metadata["preprocessing"]) == json.loads(CIFAR10_SPEC.to_json())
@@ -61,17 +63,23 @@ def test_export_writes_the_zoo_format(tmp_path: Path, one_torch_thread: None) ->
     x = np.random.default_rng(0).standard_normal((3, 3, 32, 32)).astype(np.float32)
     with torch.no_grad():
         expected = module(torch.from_numpy(x)).numpy()
-    np.testing.assert_allclose(create_session(tmp_path / "r20.onnx").run(None, {"input": x})[0], expected, atol=1e-4)
+    np.testing.assert_allclose(
+        create_session(tmp_path / "r20.onnx").run(None, {"input": x})[0], expected, atol=1e-4
+    )
 
 
 def test_one_training_epoch_updates_the_weights(one_torch_thread: None) -> None:
     rng = np.random.default_rng(0)
-    data = ImageDataset(rng.integers(0, 256, (16, 32, 32, 3), dtype=np.uint8), np.arange(16) % 10, CIFAR10_LABELS)
+    data = ImageDataset(
+        rng.integers(0, 256, (16, 32, 32, 3), dtype=np.uint8), np.arange(16) % 10, CIFAR10_LABELS
+    )
     torch.manual_seed(0)
     module = resnet20()
     before = module.fc.weight.detach().clone()
     logs = []
-    trained = train_network(module, data, config=TrainConfig(epochs=1, batch_size=8), device="cpu", on_epoch=logs.append)
+    trained = train_network(
+        module, data, config=TrainConfig(epochs=1, batch_size=8), device="cpu", on_epoch=logs.append
+    )
     assert len(logs) == 1 and np.isfinite(logs[0].loss)
     assert not torch.equal(before, trained.fc.weight)
     assert not trained.training

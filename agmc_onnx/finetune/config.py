@@ -1,0 +1,114 @@
+"""Fine-tuning settings, the pixel normalisation, and what a run reports back."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import onnx
+
+from agmc_onnx.errors import PreconditionError
+
+__all__ = ["FinetuneConfig", "Normalization", "EpochRecord", "FinetuneProgress", "FinetuneResult"]
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """SGD with momentum on a per-step cosine schedule; optional distillation from a teacher model.
+
+    ``distill_weight`` is the share of the loss taken by the KL term (the rest is cross-entropy); it only
+    applies when a teacher is given. ``val_fraction`` of the training images is held out (seeded) for
+    best-epoch selection when no validation arrays are passed. ``device`` is "auto", "cpu" or "cuda[:n]";
+    bf16 autocast is used on CUDA when ``mixed_precision`` is set.
+    """
+
+    epochs: int = 1
+    batch_size: int = 128
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    nesterov: bool = True
+    label_smoothing: float = 0.0
+    distill_weight: float = 0.5
+    distill_temperature: float = 4.0
+    seed: int = 0
+    device: str = "auto"
+    mixed_precision: bool = True
+    val_fraction: float = 0.02
+    eval_batch_size: int = 500
+    crop_padding_px: int = 4
+    horizontal_flip: bool = True
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.epochs < 1:
+            problems.append(f"epochs must be at least 1, got {self.epochs}")
+        if self.batch_size < 1 or self.eval_batch_size < 1:
+            problems.append(f"batch sizes must be at least 1, got {self.batch_size}/{self.eval_batch_size}")
+        if not self.lr > 0:
+            problems.append(f"lr must be positive, got {self.lr}")
+        if not 0.0 <= self.distill_weight <= 1.0:
+            problems.append(f"distill_weight must lie in [0, 1], got {self.distill_weight}")
+        if not self.distill_temperature > 0:
+            problems.append(f"distill_temperature must be positive, got {self.distill_temperature}")
+        if not 0.0 <= self.val_fraction < 1.0:
+            problems.append(f"val_fraction must lie in [0, 1), got {self.val_fraction}")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            problems.append(f"label_smoothing must lie in [0, 1), got {self.label_smoothing}")
+        if self.crop_padding_px < 0:
+            problems.append(f"crop_padding_px must be >= 0, got {self.crop_padding_px}")
+        if problems:
+            raise PreconditionError("invalid fine-tuning configuration: " + "; ".join(problems))
+
+
+@dataclass(frozen=True)
+class Normalization:
+    """pixel -> pixel * scale, then (x - mean) / std per channel (the ``preprocessing`` metadata's terms)."""
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    scale: float = 1.0 / 255.0
+
+    def __post_init__(self) -> None:
+        if len(self.mean) != len(self.std) or any(s == 0 for s in self.std):
+            raise PreconditionError(f"normalization needs one non-zero std per mean, got {self.mean} / {self.std}")
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    """One epoch's numbers; epoch 0 is the starting point (validation only, train fields NaN)."""
+
+    epoch: int
+    train_loss: float
+    train_top1: float
+    val_loss: float
+    val_top1: float
+    lr: float
+    seconds: float
+
+
+@dataclass(frozen=True)
+class FinetuneProgress:
+    """Sent to the progress callback after every batch (``record`` None) and every epoch (``record`` set)."""
+
+    epoch: int
+    epochs: int
+    batch: int
+    batches: int
+    loss: float
+    record: EpochRecord | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class FinetuneResult:
+    """The fine-tuned model (the input graph with new numbers), per-epoch history and the chosen epoch."""
+
+    model: onnx.ModelProto
+    history: tuple[EpochRecord, ...]
+    best_epoch: int
+    best_val_top1: float
+    seconds: float
+
+    @property
+    def improved(self) -> bool:
+        return self.best_epoch > 0 and not math.isnan(self.best_val_top1)

@@ -1,0 +1,153 @@
+"""Budgets in MACs (or in a MACs-weighted latency model) and AMC's action wall that keeps them reachable.
+
+The wall works in *kept unit counts*, the only values ``round_to`` allows, so what the agent is told is
+exactly what the final ``PruningPlan`` will produce.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from agmc_onnx.errors import BudgetUnreachableError, PreconditionError
+from agmc_onnx.groups.find import ChannelGroup
+from agmc_onnx.groups.macs_model import MacsModel
+from agmc_onnx.plan import kept_unit_count
+
+__all__ = ["CostModel", "ActionWall", "allowed_counts", "uniform_keep_ratio"]
+
+
+@dataclass(frozen=True)
+class CostModel:
+    """cost = constant + Σ_layers weight·MACs·(kept input fraction)·(kept output fraction).
+
+    With unit weights and no constant it is the exact MACs count; a latency model sets per-layer
+    milliseconds-per-MAC weights and a fixed overhead. Monotone in every group's kept fraction.
+    """
+
+    macs: MacsModel
+    layer_weights: np.ndarray
+    constant: float = 0.0
+    unit: str = "MACs"
+
+    @classmethod
+    def of_macs(cls, macs: MacsModel) -> CostModel:
+        return cls(macs, np.ones_like(macs.layer_macs))
+
+    def layer_fractions(self, keep_fractions: np.ndarray) -> np.ndarray:
+        """Per weighted layer, the kept share of its MACs."""
+        model = self.macs
+        keep = np.asarray(keep_fractions, dtype=np.float64)
+        in_kept = np.where(model.grouped, 1.0, model.in_fixed + model.in_share @ keep)
+        out_kept = model.out_fixed + model.out_share @ keep
+        return in_kept * out_kept
+
+    def cost(self, keep_fractions: np.ndarray) -> float:
+        return float(self.constant + np.sum(self.layer_weights * self.macs.layer_macs * self.layer_fractions(keep_fractions)))
+
+    @property
+    def full_cost(self) -> float:
+        return self.cost(np.ones(len(self.macs.group_ids)))
+
+
+def allowed_counts(group: ChannelGroup, lower_bound: float, round_to: int) -> np.ndarray:
+    """Every kept unit count a keep ratio in [lower_bound, 1] can give under ``round_to`` (ascending)."""
+    lowest = kept_unit_count(group, lower_bound, round_to)
+    counts = {kept_unit_count(group, n / group.n_units, round_to) for n in range(lowest, group.n_units + 1)}
+    return np.array(sorted(counts), dtype=np.int64)
+
+
+class ActionWall:
+    """Clip each step's kept count so that the target stays reachable with every later group at its minimum."""
+
+    def __init__(
+        self,
+        groups: Sequence[ChannelGroup],
+        cost_model: CostModel,
+        target_cost: float,
+        lower_bound: float = 0.2,
+        round_to: int = 1,
+    ) -> None:
+        if {g.id for g in groups} != set(cost_model.macs.group_ids):
+            raise PreconditionError("the action wall's groups differ from the cost model's prunable groups")
+        self.groups = tuple(groups)
+        self.cost_model = cost_model
+        self.target_cost = float(target_cost)
+        self.lower_bound = lower_bound
+        self.round_to = round_to
+        order = {gid: i for i, gid in enumerate(cost_model.macs.group_ids)}
+        self._columns = np.array([order[g.id] for g in self.groups])
+        self.n_units = np.array([g.n_units for g in self.groups], dtype=np.int64)
+        self.choices = tuple(allowed_counts(g, lower_bound, round_to) for g in self.groups)
+        self.min_counts = np.array([c[0] for c in self.choices], dtype=np.int64)
+        self.full_cost = cost_model.full_cost
+        self.min_cost = self.cost(self.min_counts)
+        if self.min_cost > self.target_cost * (1 + 1e-12):
+            raise BudgetUnreachableError(
+                f"budget unreachable: the target is {self.target_cost / self.full_cost:.1%} of the original "
+                f"{cost_model.unit}, but even every prunable group at the lower bound {lower_bound} "
+                f"(round_to {round_to}) keeps {self.min_cost / self.full_cost:.1%}; raise the target, lower "
+                "--lower-bound, or use a smaller --round-to"
+            )
+
+    def fractions(self, counts: np.ndarray) -> np.ndarray:
+        """Kept fraction per cost-model column for kept counts given in search order."""
+        keep = np.ones(len(self._columns))
+        keep[self._columns] = np.asarray(counts, dtype=np.float64) / self.n_units
+        return keep
+
+    def cost(self, counts: np.ndarray) -> float:
+        return self.cost_model.cost(self.fractions(counts))
+
+    def max_count(self, step: int, counts: np.ndarray) -> int:
+        """Largest allowed count for group ``step`` with earlier groups at ``counts`` and later ones at minimum."""
+        trial = np.concatenate([counts[:step], [0], self.min_counts[step + 1 :]]).astype(np.int64)
+        choices = self.choices[step]
+        low, high = 0, len(choices) - 1  # choices[0] always fits by construction (induction on the steps)
+        while low < high:
+            middle = (low + high + 1) // 2
+            trial[step] = choices[middle]
+            if self.cost(trial) <= self.target_cost:
+                low = middle
+            else:
+                high = middle - 1
+        return int(choices[low])
+
+    def count_for(self, step: int, keep_ratio: float) -> int:
+        """Kept count of group ``step`` for a desired keep ratio, under round_to and the lower bound."""
+        desired = kept_unit_count(self.groups[step], max(keep_ratio, self.lower_bound), self.round_to)
+        return int(max(desired, self.min_counts[step]))
+
+    def enforce(self, counts: np.ndarray) -> np.ndarray:
+        """Shrink the groups with the largest keep ratio, one allowed step at a time, until the target is met."""
+        counts = np.asarray(counts, dtype=np.int64).copy()
+        while self.cost(counts) > self.target_cost:
+            ratios = np.where(counts > self.min_counts, counts / self.n_units, -1.0)
+            step = int(np.argmax(ratios))
+            if ratios[step] < 0:
+                raise BudgetUnreachableError("budget correction failed: every group is already at its minimum")
+            choices = self.choices[step]
+            counts[step] = choices[np.searchsorted(choices, counts[step]) - 1]
+        return counts
+
+    def meets(self, counts: np.ndarray) -> bool:
+        return self.cost(counts) <= self.target_cost
+
+
+def uniform_keep_ratio(wall: ActionWall, tolerance: float = 1e-4) -> tuple[float, np.ndarray]:
+    """Largest single keep ratio for every group that meets the target (bisection), with its counts."""
+    def counts_at(keep_ratio: float) -> np.ndarray:
+        return np.array([wall.count_for(i, keep_ratio) for i in range(len(wall.groups))], dtype=np.int64)
+
+    low, high = wall.lower_bound, 1.0
+    if wall.meets(counts_at(high)):
+        return high, counts_at(high)
+    while high - low > tolerance:
+        middle = (low + high) / 2
+        if wall.meets(counts_at(middle)):
+            low = middle
+        else:
+            high = middle
+    return low, counts_at(low)

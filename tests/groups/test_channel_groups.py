@@ -1,0 +1,161 @@
+"""Channel-flow rules on hand-built graphs: coupling, pinning, structure after pruning, the oracle."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnx_graphsurgeon as gs
+import pytest
+import tiny_models
+from agmc_onnx.analysis import analyze_model
+from agmc_onnx.errors import ValidationError
+from agmc_onnx.plan import ChannelSelection, PruningPlan, select_channels, uniform_plan
+from agmc_onnx.prune import prune_model
+from agmc_onnx.validate import compare_outputs, masked_reference, random_inputs, validate_pruned
+
+
+def _prune(model: onnx.ModelProto, plan: PruningPlan):
+    analysis = analyze_model(model)
+    result = prune_model(model, plan, analysis=analysis)
+    report = validate_pruned(model, analysis, result.selection, result.model)
+    return analysis, result, report
+
+
+def _node(model: onnx.ModelProto, op: str, index: int = 0) -> gs.Node:
+    return [n for n in gs.import_onnx(model).nodes if n.op == op][index]
+
+
+@pytest.mark.parametrize("name", sorted(tiny_models.CATALOGUE))
+def test_oracle_holds_at_half_and_random_keep_ratios(name):
+    model = tiny_models.CATALOGUE[name]()
+    analysis = analyze_model(model)
+    assert analysis.prunable_groups, f"{name} should have something to prune"
+    rng = np.random.default_rng(0)
+    plans = [
+        uniform_plan(analysis.groups, 0.5),
+        PruningPlan({g.id: float(rng.uniform(0.1, 1.0)) for g in analysis.prunable_groups}),
+    ]
+    for plan in plans:
+        result = prune_model(model, plan, analysis=analysis)
+        report = validate_pruned(model, analysis, result.selection, result.model)
+        assert report.passed
+        assert result.after.params < result.before.params
+
+
+def test_keep_ratio_one_gives_identical_outputs():
+    model = tiny_models.residual_chain()
+    analysis, result, report = _prune(model, uniform_plan(analyze_model(model).groups, 1.0))
+    assert result.selection.keep_units == {}
+    assert report.max_abs_diff == 0.0
+    feeds = random_inputs(model)
+    assert compare_outputs(model, result.model, feeds).max_abs_diff == 0.0
+
+
+def test_residual_add_shares_keep_indices():
+    model = tiny_models.residual_chain(depth=4)
+    analysis = analyze_model(model)
+    stream = max(analysis.groups, key=lambda g: len(g.producers))
+    assert len(stream.producers) == 5  # the stem conv and the last conv of each of the 4 blocks
+    kept = analysis.kept_positions(select_channels(uniform_plan(analysis.groups, 0.5), analysis.groups).dropped_roots(analysis.groups))
+    outputs = {n.name: n.output[0] for n in analysis.model.graph.node}
+    kept_sets = {tuple(kept[outputs[p]].tolist()) for p in stream.producers}
+    assert len(kept_sets) == 1 and len(next(iter(kept_sets))) == 4
+
+
+def test_concat_of_the_same_tensor_drops_both_copies():
+    _, result, _ = _prune(tiny_models.concat_same_tensor(), PruningPlan({"g0": 0.5}))
+    consumer = _node(result.model, "Conv", 1)
+    assert consumer.inputs[1].values.shape[1] == 8  # 2 copies x 4 kept channels
+
+
+def test_concat_of_different_sources_keeps_groups_independent():
+    analysis = analyze_model(tiny_models.concat_different_sources())
+    assert [g.n_units for g in analysis.prunable_groups] == [8, 6]
+    _, result, _ = _prune(tiny_models.concat_different_sources(), PruningPlan({"g0": 0.5, "g1": 1.0}))
+    assert _node(result.model, "Conv", 2).inputs[1].values.shape[1] == 4 + 6
+
+
+def test_concat_then_add_merges_both_sources_into_one_group():
+    analysis = analyze_model(tiny_models.concat_then_add())
+    group = analysis.prunable_groups[0]
+    assert group.n_units == 16 and len(group.producers) == 3
+
+
+def test_depthwise_conv_follows_its_producer():
+    _, result, _ = _prune(tiny_models.depthwise_after_producer(), PruningPlan({"g0": 0.5}))
+    depthwise = _node(result.model, "Conv", 1)
+    assert depthwise.attrs["group"] == 4 and depthwise.inputs[1].values.shape == (4, 1, 3, 3)
+
+
+def test_grouped_conv_keeps_whole_groups():
+    analysis = analyze_model(tiny_models.grouped_conv())
+    group = analysis.prunable_groups[0]
+    assert group.n_units == 4 and group.n_channels == 16  # 4 conv groups of 4 channels
+    _, result, _ = _prune(tiny_models.grouped_conv(), PruningPlan({group.id: 0.5}))
+    grouped = _node(result.model, "Conv", 1)
+    assert grouped.attrs["group"] == 2 and grouped.inputs[1].values.shape == (8, 4, 3, 3)
+
+
+def test_flatten_into_gemm_slices_whole_spatial_blocks():
+    _, result, _ = _prune(tiny_models.flatten_gemm(), PruningPlan({"g0": 0.5}))
+    assert _node(result.model, "Gemm").inputs[1].values.shape == (10, 4 * 16)
+
+
+def test_reshape_with_constant_target_is_rewritten():
+    _, result, _ = _prune(tiny_models.reshape_gemm(), PruningPlan({"g0": 0.25}))
+    reshape = _node(result.model, "Reshape")
+    assert reshape.inputs[1].values.tolist() == [-1, 2 * 4]
+
+
+def test_squeeze_excitation_ties_the_gate_to_the_features():
+    analysis = analyze_model(tiny_models.squeeze_excitation())
+    features = analysis.prunable_groups[0]
+    assert len(features.producers) == 2  # the feature conv and the gate's expanding conv
+    assert analysis.prunable_groups[1].n_units == 4  # the gate's bottleneck prunes on its own
+
+
+def test_channel_shuffle_is_pinned_not_broken():
+    analysis = analyze_model(tiny_models.channel_shuffle())
+    shuffled = analysis.groups[0]
+    assert not shuffled.prunable and "Reshape" in shuffled.pin_reason
+
+
+def test_channels_last_layernorm_pins_stream_but_not_expansion():
+    analysis = analyze_model(tiny_models.channels_last_layernorm())
+    assert "LayerNormalization" in analysis.groups[0].pin_reason
+    assert [g.n_units for g in analysis.prunable_groups][:1] == [32]
+
+
+def test_unsupported_op_pins_its_channels_and_names_itself():
+    analysis = analyze_model(tiny_models.unsupported_op())
+    assert "LRN" in analysis.groups[0].pin_reason
+    assert analysis.groups[1].prunable
+
+
+def test_graph_outputs_are_pinned():
+    analysis = analyze_model(tiny_models.conv_bn_relu())
+    assert "graph output" in analysis.groups[-1].pin_reason
+
+
+def test_importance_sums_producer_and_consumer_weights():
+    model = tiny_models.conv_bn_relu()
+    analysis = analyze_model(model)
+    graph = gs.import_onnx(analysis.model)
+    w1, w2 = [n.inputs[1].values for n in graph.nodes if n.op == "Conv"]
+    expected = np.abs(w1).reshape(8, -1).sum(1) + np.abs(w2).transpose(1, 0, 2, 3).reshape(8, -1).sum(1)
+    np.testing.assert_allclose(analysis.groups[0].importance_l1, expected, rtol=1e-5)
+
+
+def test_round_to_rounds_kept_channels_up():
+    model = tiny_models.gemm_chain()
+    _, result, _ = _prune(model, PruningPlan({"g0": 0.3}, round_to=8))
+    assert _node(result.model, "Gemm").inputs[1].values.shape[0] == 16  # ceil(9.6) = 10 -> 16
+
+
+def test_oracle_detects_wrong_channels():
+    model = tiny_models.conv_bn_relu()
+    analysis = analyze_model(model)
+    pruned = prune_model(model, ChannelSelection({"g0": (0, 1, 2, 3)}), analysis=analysis).model
+    with pytest.raises(ValidationError, match="differs from the masked original"):
+        validate_pruned(model, analysis, ChannelSelection({"g0": (4, 5, 6, 7)}), pruned)
+    assert compare_outputs(masked_reference(analysis, ChannelSelection({"g0": (0, 1, 2, 3)})), pruned, random_inputs(model)).passed

@@ -1,0 +1,40 @@
+"""Real architectures exported to ONNX (random weights), as exported and with BatchNormalization fused."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from agmc_onnx.analysis import analyze_model
+from agmc_onnx.io import load_model
+from agmc_onnx.models.corpus import CORPUS, export_corpus_model
+from agmc_onnx.plan import PruningPlan, uniform_plan
+from agmc_onnx.prune import prune_model
+from agmc_onnx.validate import validate_pruned
+
+pytest.importorskip("torchvision")
+
+# Heavy entries (hundreds of MB of weights) and the widest ResNet run in the benchmark, not here.
+_SLOW = {name for name, entry in CORPUS.items() if entry.heavy} | {"wide_resnet50_2"}
+CASES = [
+    pytest.param(name, fused, id=f"{name}-{'fused' if fused else 'bn'}",
+                 marks=[pytest.mark.slow] if name in _SLOW else [])
+    for name in CORPUS
+    for fused in (False, True)
+]
+
+
+@pytest.mark.parametrize("name,fused", CASES)
+def test_corpus_model_prunes_validly(name, fused, corpus_cache_dir):
+    model = load_model(export_corpus_model(name, fused, cache_dir=corpus_cache_dir))
+    analysis = analyze_model(model)
+    # Most of a CNN's MACs must be prunable: pinned convolutions are an engine failure.
+    assert analysis.prunable_macs / analysis.total_macs > 0.9
+    rng = np.random.default_rng(0)
+    plans = [
+        uniform_plan(analysis.groups, 0.5),
+        PruningPlan({g.id: float(rng.uniform(0.2, 1.0)) for g in analysis.prunable_groups}),
+    ]
+    for plan in plans:
+        result = prune_model(model, plan, analysis=analysis)
+        assert validate_pruned(model, analysis, result.selection, result.model).passed
+        assert result.after.macs < result.before.macs

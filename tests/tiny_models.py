@@ -1,0 +1,242 @@
+"""Small hand-built ONNX graphs, one per channel-flow rule and per graph shape users report as broken."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+
+class TinyNet:
+    """Builds a float32 model with input ``input`` (dynamic batch) in a few lines per architecture."""
+
+    def __init__(self, name: str, input_shape: tuple[int, ...] = (3, 8, 8), seed: int = 0) -> None:
+        self.name = name
+        self.input_shape = input_shape
+        self.rng = np.random.default_rng(seed)
+        self.nodes: list[onnx.NodeProto] = []
+        self.initializers: list[onnx.TensorProto] = []
+        self._count = 0
+
+    def _name(self, prefix: str) -> str:
+        self._count += 1
+        return f"{prefix}{self._count}"
+
+    def const(self, array: np.ndarray, prefix: str = "c") -> str:
+        name = self._name(prefix)
+        self.initializers.append(numpy_helper.from_array(np.asarray(array), name))
+        return name
+
+    def weight(self, *shape: int) -> str:
+        return self.const(self.rng.standard_normal(shape).astype(np.float32) * 0.5, "w")
+
+    def node(self, op: str, inputs: list[str], n_outputs: int = 1, **attrs) -> str | list[str]:
+        outputs = [self._name(f"{op.lower()}_out") for _ in range(n_outputs)]
+        self.nodes.append(helper.make_node(op, inputs, outputs, name=self._name(op), **attrs))
+        return outputs[0] if n_outputs == 1 else outputs
+
+    def conv(self, x: str, c_in: int, c_out: int, k: int = 3, group: int = 1, bias: bool = True, stride: int = 1) -> str:
+        inputs = [x, self.weight(c_out, c_in // group, k, k)]
+        if bias:
+            inputs.append(self.const(self.rng.standard_normal(c_out).astype(np.float32) * 0.1, "b"))
+        return self.node("Conv", inputs, kernel_shape=[k, k], pads=[k // 2] * 4, group=group, strides=[stride] * 2)
+
+    def bn(self, x: str, c: int) -> str:
+        scale = self.const((self.rng.random(c) + 0.5).astype(np.float32))
+        shift = self.const(self.rng.standard_normal(c).astype(np.float32) * 0.1)
+        mean = self.const(self.rng.standard_normal(c).astype(np.float32) * 0.1)
+        var = self.const((self.rng.random(c) + 0.5).astype(np.float32))
+        return self.node("BatchNormalization", [x, scale, shift, mean, var])
+
+    def gemm(self, x: str, k: int, n: int) -> str:
+        return self.node("Gemm", [x, self.weight(n, k), self.const(np.zeros(n, np.float32) + 0.1)], transB=1)
+
+    def build(self, *outputs: str, opset: int = 17) -> onnx.ModelProto:
+        graph = helper.make_graph(
+            self.nodes,
+            self.name,
+            [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", *self.input_shape])],
+            [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in outputs],
+            self.initializers,
+        )
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+        model.ir_version = 8
+        inferred_graph = onnx.shape_inference.infer_shapes(model).graph
+        inferred = {v.name: v for v in [*inferred_graph.value_info, *inferred_graph.output]}
+        for value in model.graph.output:
+            value.type.CopyFrom(inferred[value.name].type)
+        onnx.checker.check_model(model, full_check=True)
+        return model
+
+
+def conv_bn_relu() -> onnx.ModelProto:
+    net = TinyNet("conv_bn_relu")
+    x = net.node("Relu", [net.bn(net.conv("input", 3, 8), 8)])
+    return net.build(net.conv(x, 8, 4))
+
+
+def residual_chain(depth: int = 4) -> onnx.ModelProto:
+    net = TinyNet("residual_chain")
+    x = net.node("Relu", [net.conv("input", 3, 8)])
+    for _ in range(depth):
+        branch = net.conv(net.node("Relu", [net.conv(x, 8, 8)]), 8, 8)
+        x = net.node("Relu", [net.node("Add", [branch, x])])
+    return net.build(net.conv(x, 8, 4))
+
+
+def concat_same_tensor() -> onnx.ModelProto:
+    net = TinyNet("concat_same_tensor")
+    x = net.node("Relu", [net.conv("input", 3, 8)])
+    return net.build(net.conv(net.node("Concat", [x, x], axis=1), 16, 4))
+
+
+def concat_different_sources() -> onnx.ModelProto:
+    net = TinyNet("concat_different_sources")
+    a, b = net.conv("input", 3, 8), net.conv("input", 3, 6, k=1)
+    return net.build(net.conv(net.node("Concat", [a, b], axis=1), 14, 4))
+
+
+def concat_then_add() -> onnx.ModelProto:
+    net = TinyNet("concat_then_add")
+    a, b, c = net.conv("input", 3, 8), net.conv("input", 3, 8), net.conv("input", 3, 16)
+    x = net.node("Add", [net.node("Concat", [a, b], axis=1), c])
+    return net.build(net.conv(x, 16, 4))
+
+
+def depthwise_after_producer() -> onnx.ModelProto:
+    net = TinyNet("depthwise_after_producer")
+    x = net.node("Clip", [net.bn(net.conv("input", 3, 8, k=1), 8), net.const(np.float32(0)), net.const(np.float32(6))])
+    x = net.node("Relu", [net.bn(net.conv(x, 8, 8, group=8), 8)])
+    return net.build(net.conv(x, 8, 4, k=1))
+
+
+def grouped_conv() -> onnx.ModelProto:
+    net = TinyNet("grouped_conv")
+    x = net.node("Relu", [net.conv("input", 3, 16, k=1)])
+    x = net.node("Relu", [net.conv(x, 16, 16, group=4)])
+    return net.build(net.conv(x, 16, 4, k=1))
+
+
+def flatten_gemm() -> onnx.ModelProto:
+    net = TinyNet("flatten_gemm", (3, 4, 4))
+    x = net.node("Relu", [net.conv("input", 3, 8)])
+    return net.build(net.gemm(net.node("Flatten", [x], axis=1), 128, 10))
+
+
+def reshape_gemm() -> onnx.ModelProto:
+    net = TinyNet("reshape_gemm", (3, 4, 4))
+    x = net.node("MaxPool", [net.node("Relu", [net.conv("input", 3, 8)])], kernel_shape=[2, 2], strides=[2, 2])
+    x = net.node("Reshape", [x, net.const(np.array([-1, 32], dtype=np.int64))])
+    return net.build(net.gemm(x, 32, 10))
+
+
+def squeeze_excitation() -> onnx.ModelProto:
+    net = TinyNet("squeeze_excitation")
+    x = net.node("Relu", [net.conv("input", 3, 8)])
+    s = net.node("GlobalAveragePool", [x])
+    s = net.node("Sigmoid", [net.conv(net.node("Relu", [net.conv(s, 8, 4, k=1)]), 4, 8, k=1)])
+    return net.build(net.conv(net.node("Mul", [x, s]), 8, 4))
+
+
+def channel_shuffle() -> onnx.ModelProto:
+    net = TinyNet("channel_shuffle")
+    x = net.conv("input", 3, 8)
+    x = net.node("Reshape", [x, net.const(np.array([-1, 2, 4, 8, 8], dtype=np.int64))])
+    x = net.node("Transpose", [x], perm=[0, 2, 1, 3, 4])
+    x = net.node("Reshape", [x, net.const(np.array([-1, 8, 8, 8], dtype=np.int64))])
+    return net.build(net.conv(net.node("Relu", [net.conv(x, 8, 8)]), 8, 4))
+
+
+def split_branches() -> onnx.ModelProto:
+    net = TinyNet("split_branches")
+    x = net.conv("input", 3, 8)
+    a, b = net.node("Split", [x, net.const(np.array([4, 4], dtype=np.int64))], n_outputs=2, axis=1)
+    return net.build(net.conv(net.node("Concat", [net.conv(a, 4, 4), net.conv(b, 4, 4)], axis=1), 8, 4))
+
+
+def channel_slice() -> onnx.ModelProto:
+    net = TinyNet("channel_slice")
+    x = net.conv("input", 3, 8)
+    starts, ends, axes = (net.const(np.array([v], dtype=np.int64)) for v in (2, 6, 1))
+    return net.build(net.conv(net.node("Slice", [x, starts, ends, axes]), 4, 4))
+
+
+def gemm_chain() -> onnx.ModelProto:
+    net = TinyNet("gemm_chain", (16,))
+    return net.build(net.gemm(net.node("Relu", [net.gemm("input", 16, 32)]), 32, 10))
+
+
+def matmul_tokens() -> onnx.ModelProto:
+    net = TinyNet("matmul_tokens", (5, 16))
+    x = net.node("MatMul", ["input", net.weight(16, 32)])
+    x = net.node("Relu", [net.node("Add", [x, net.const(np.full(32, 0.1, np.float32))])])
+    return net.build(net.node("MatMul", [x, net.weight(32, 8)]))
+
+
+def per_channel_constants() -> onnx.ModelProto:
+    net = TinyNet("per_channel_constants")
+    x = net.conv("input", 3, 8)
+    x = net.node("Mul", [x, net.const(np.linspace(0.5, 1.5, 8, dtype=np.float32).reshape(1, 8, 1, 1))])
+    x = net.node("Add", [x, net.const(np.linspace(-1, 1, 8, dtype=np.float32).reshape(8, 1, 1))])
+    x = net.node("PRelu", [x, net.const(np.full((8, 1, 1), 0.2, np.float32))])
+    return net.build(net.conv(x, 8, 4))
+
+
+def conv_transpose() -> onnx.ModelProto:
+    net = TinyNet("conv_transpose")
+    x = net.node("Relu", [net.conv("input", 3, 8)])
+    x = net.node("ConvTranspose", [x, net.weight(8, 6, 2, 2), net.const(np.zeros(6, np.float32))], strides=[2, 2])
+    return net.build(net.conv(net.node("Relu", [x]), 6, 4))
+
+
+def instance_norm_resize_pad() -> onnx.ModelProto:
+    net = TinyNet("instance_norm_resize_pad")
+    x = net.conv("input", 3, 8)
+    x = net.node("InstanceNormalization", [x, net.const(np.ones(8, np.float32)), net.const(np.zeros(8, np.float32))])
+    x = net.node("Resize", [x, "", net.const(np.array([1, 1, 2, 2], np.float32))], mode="nearest")
+    x = net.node("Pad", [x, net.const(np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64))])
+    return net.build(net.conv(x, 8, 4))
+
+
+def channels_last_layernorm() -> onnx.ModelProto:
+    """ConvNeXt-style block: normalisation over channels pins them, the MLP expansion stays prunable."""
+    net = TinyNet("channels_last_layernorm")
+    x = net.node("Transpose", [net.conv("input", 3, 8)], perm=[0, 2, 3, 1])
+    x = net.node("LayerNormalization", [x, net.const(np.ones(8, np.float32)), net.const(np.zeros(8, np.float32))], axis=-1)
+    x = net.node("Relu", [net.node("MatMul", [x, net.weight(8, 32)])])
+    x = net.node("MatMul", [x, net.weight(32, 8)])
+    return net.build(net.conv(net.node("Transpose", [x], perm=[0, 3, 1, 2]), 8, 4))
+
+
+def pooled_head() -> onnx.ModelProto:
+    net = TinyNet("pooled_head")
+    x = net.node("Relu", [net.conv("input", 3, 8)])
+    a = net.node("Squeeze", [net.node("GlobalAveragePool", [x]), net.const(np.array([2, 3], np.int64))])
+    b = net.node("ReduceMean", [x], axes=[2, 3], keepdims=0)
+    x = net.node("Unsqueeze", [net.node("Add", [a, b]), net.const(np.array([2], np.int64))])
+    return net.build(net.gemm(net.node("Flatten", [x]), 8, 10))
+
+
+def unsupported_op() -> onnx.ModelProto:
+    net = TinyNet("unsupported_op")
+    x = net.node("LRN", [net.conv("input", 3, 8)], size=3)
+    y = net.conv(net.node("Relu", [net.conv(x, 8, 8)]), 8, 4)
+    return net.build(y)
+
+
+def no_prunable_group() -> onnx.ModelProto:
+    net = TinyNet("no_prunable_group")
+    return net.build(net.conv("input", 3, 4))
+
+
+CATALOGUE: dict[str, Callable[[], onnx.ModelProto]] = {
+    fn.__name__: fn
+    for fn in (
+        conv_bn_relu, residual_chain, concat_same_tensor, concat_different_sources, concat_then_add,
+        depthwise_after_producer, grouped_conv, flatten_gemm, reshape_gemm, squeeze_excitation,
+        channel_shuffle, split_branches, channel_slice, gemm_chain, matmul_tokens, per_channel_constants,
+        conv_transpose, instance_norm_resize_pad, channels_last_layernorm, pooled_head, unsupported_op,
+    )
+}
