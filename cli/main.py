@@ -20,6 +20,10 @@ def cli(ctx: click.Context, verbose: int, debug: bool) -> None:
     """Channel pruning of ONNX models: inspect, prune, search, fine-tune, measure, compress."""
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    import onnxruntime
+
+    # onnxruntime logs optimizer notes on stderr at warning level; keep the CLI's output readable.
+    onnxruntime.set_default_logger_severity(3 if verbose < 2 else 2)
     ctx.obj = {"debug": debug}
 
 

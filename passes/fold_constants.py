@@ -44,6 +44,12 @@ class FoldConstantsPass(GraphPass):
 
     def call(self, graph: gs.Graph) -> PassResult:
         n_before = len(graph.nodes)
-        graph.fold_constants(error_ok=True).cleanup(remove_unused_graph_inputs=False).toposort()
+        logger = gs.logger.G_LOGGER
+        severity = logger.severity
+        logger.severity = logger.ERROR  # its size warnings are about folding we want; restored below
+        try:
+            graph.fold_constants(error_ok=True).cleanup(remove_unused_graph_inputs=False).toposort()
+        finally:
+            logger.severity = severity
         n_after = len(graph.nodes)
         return PassResult(graph, n_after != n_before, {"folded_nodes": n_before - n_after})

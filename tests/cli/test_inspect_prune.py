@@ -1,0 +1,139 @@
+"""``inspect`` and ``prune`` from the command line, including every kind of bad input."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import onnx
+import pytest
+import tiny_models
+from agmc_onnx.cli.main import cli
+from click.testing import CliRunner
+from conftest import shared_model_path
+
+
+@pytest.fixture()
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+@pytest.fixture()
+def resnet20(tmp_path):
+    path = tmp_path / "resnet20.onnx"
+    path.write_bytes(shared_model_path("resnet20").read_bytes())
+    return path
+
+
+def _digest(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _assert_clean_failure(result, message: str) -> None:
+    assert result.exit_code != 0
+    assert message in result.output
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+@pytest.mark.parametrize("command", [[], ["inspect"], ["prune"]])
+def test_help(runner, command):
+    result = runner.invoke(cli, [*command, "--help"])
+    assert result.exit_code == 0 and "Usage" in result.output
+
+
+def test_inspect_lists_groups_and_totals(runner, resnet20):
+    result = runner.invoke(cli, ["inspect", str(resnet20)])
+    assert result.exit_code == 0
+    assert "13 channel groups (12 prunable)" in result.output
+    assert "prunable MACs 100.0%" in result.output
+
+
+def test_inspect_json(runner, resnet20):
+    result = runner.invoke(cli, ["inspect", str(resnet20), "--json"])
+    data = json.loads(result.output)
+    assert data["groups"] == 13 and data["channel_groups"][-1]["prunable"] is False
+    assert "graph output" in data["channel_groups"][-1]["status"]
+
+
+def test_prune_writes_smaller_model(runner, resnet20, tmp_path):
+    out = tmp_path / "pruned.onnx"
+    before = _digest(resnet20)
+    result = runner.invoke(cli, ["prune", str(resnet20), "--keep", "0.5", "--round-to", "8", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "oracle passed" in result.output and "MACs" in result.output
+    assert out.stat().st_size < 0.4 * resnet20.stat().st_size
+    assert _digest(resnet20) == before
+    onnx.checker.check_model(str(out), full_check=True)
+
+
+def test_prune_with_ratios_file(runner, resnet20, tmp_path):
+    ratios = tmp_path / "ratios.json"
+    ratios.write_text(json.dumps({"keep_ratios": {"g0": 0.5, "g1": 0.25}, "round_to": 4}))
+    out = tmp_path / "pruned.onnx"
+    result = runner.invoke(cli, ["prune", str(resnet20), "--ratios", str(ratios), "-o", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    assert summary["pruned_groups"] == 2 and summary["macs"][1] < summary["macs"][0]
+
+
+def _write_ratios(tmp_path, content: dict):
+    path = tmp_path / "ratios.json"
+    path.write_text(json.dumps(content))
+    return path
+
+
+@pytest.mark.parametrize(
+    "make_model, extra_args, message",
+    [
+        (lambda p: p / "missing.onnx", ["--keep", "0.5"], "model file not found"),
+        (lambda p: (p / "notes.onnx").write_text("not a model") and p / "notes.onnx", ["--keep", "0.5"],
+         "is not a readable ONNX model"),
+        (lambda p: (p / "empty.onnx").write_bytes(b"") == 0 and p / "empty.onnx", ["--keep", "0.5"], "is empty"),
+        (lambda p: (p / "single.onnx").write_bytes(tiny_models.no_prunable_group().SerializeToString())
+         and p / "single.onnx", ["--keep", "0.5"], "no prunable channel group"),
+        (None, ["--keep", "0"], "not in the range"),
+        (None, ["--keep", "1.5"], "not in the range"),
+        (None, ["--ratios", "{ratios_unknown}"], "unknown group 'g99'"),
+        (None, ["--ratios", "{ratios_bad_value}"], "must be in (0, 1]"),
+        (None, ["--ratios", "{ratios_pinned}"], "cannot be pruned"),
+        (None, ["--ratios", "{ratios_missing}"], "cannot read ratios file"),
+        (None, [], "exactly one of --keep or --ratios"),
+    ],
+    ids=["missing", "not-onnx", "empty", "no-prunable-group", "keep-zero", "keep-above-one", "unknown-group",
+         "ratio-out-of-range", "pinned-group", "missing-ratios", "no-plan"],
+)
+def test_bad_input_fails_cleanly_and_writes_nothing(runner, resnet20, tmp_path, make_model, extra_args, message):
+    model = make_model(tmp_path) if make_model else resnet20
+    files = {
+        "{ratios_unknown}": {"g99": 0.5},
+        "{ratios_bad_value}": {"g0": 1.5},
+        "{ratios_pinned}": {"g12": 0.5},
+    }
+    args = []
+    for arg in extra_args:
+        if arg in files:
+            arg = str(_write_ratios(tmp_path, files[arg]))
+        elif arg == "{ratios_missing}":
+            arg = str(tmp_path / "nope.json")
+        args.append(arg)
+    before = _digest(model) if model.exists() else None
+    out = tmp_path / "out.onnx"
+    result = runner.invoke(cli, ["prune", str(model), *args, "-o", str(out)])
+    _assert_clean_failure(result, message)
+    assert not out.exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out.onnx")]
+    if before is not None:
+        assert _digest(model) == before
+
+
+def test_truncated_model_fails_cleanly(runner, resnet20, tmp_path):
+    truncated = tmp_path / "truncated.onnx"
+    truncated.write_bytes(resnet20.read_bytes()[: resnet20.stat().st_size // 2])
+    result = runner.invoke(cli, ["inspect", str(truncated)])
+    _assert_clean_failure(result, "not a readable ONNX model")
+
+
+def test_output_may_not_overwrite_input(runner, resnet20):
+    result = runner.invoke(cli, ["prune", str(resnet20), "--keep", "0.5", "-o", str(resnet20)])
+    _assert_clean_failure(result, "must not overwrite the input")
