@@ -22,16 +22,40 @@ def _describe(stats: LatencyStats) -> str:
 
 @click.command("bench")
 @click.argument("model_path", metavar="MODEL", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--vs", "other_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              help="Second model: measure both interleaved (A-B-B-A) and report MODEL/OTHER median ratio.")
-@click.option("--target", type=click.Choice(profile_names()), default="mobile-cpu", show_default=True,
-              help="Latency target profile (execution provider, threads, batch size).")
-@click.option("--batch-size", type=click.IntRange(min=1), default=None,
-              help="Batch size for a dynamic batch dimension [default: the target's].")
-@click.option("--min-seconds", type=click.FloatRange(min=0.0), default=1.0, show_default=True,
-              help="Single-model mode: keep timing at least this long.")
-@click.option("--rounds", type=click.IntRange(min=2), default=20, show_default=True,
-              help="Paired mode: number of A-B-B-A rounds.")
+@click.option(
+    "--vs",
+    "other_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Second model: measure both interleaved (A-B-B-A) and report MODEL/OTHER median ratio.",
+)
+@click.option(
+    "--target",
+    type=click.Choice(profile_names()),
+    default="mobile-cpu",
+    show_default=True,
+    help="Latency target profile (execution provider, threads, batch size).",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Batch size for a dynamic batch dimension [default: the target's].",
+)
+@click.option(
+    "--min-seconds",
+    type=click.FloatRange(min=0.0),
+    default=1.0,
+    show_default=True,
+    help="Single-model mode: keep timing at least this long.",
+)
+@click.option(
+    "--rounds",
+    type=click.IntRange(min=2),
+    default=20,
+    show_default=True,
+    help="Paired mode: number of A-B-B-A rounds.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def command(
     model_path: Path,

@@ -44,17 +44,32 @@ def _progress_printer():
 
 @click.command("eval")
 @click.argument("model_path", metavar="MODEL", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--data", "data_path", required=True, type=click.Path(path_type=Path),
-              help="Class folder, zip/tar(.gz/.xz) archive, .npz, or a folder with NAME_train/NAME_test files.")
+@click.option(
+    "--data",
+    "data_path",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Class folder, zip/tar(.gz/.xz) archive, .npz, or a folder with NAME_train/NAME_test files.",
+)
 @click.option("--split", type=click.Choice(SPLIT_NAMES), default="test", show_default=True)
-@click.option("--limit", type=click.IntRange(min=1), default=None,
-              help="Evaluate a seeded, class-balanced subset of this many images.")
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Evaluate a seeded, class-balanced subset of this many images.",
+)
 @click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
-@click.option("--mean", callback=parse_floats, help="Per-channel mean, e.g. 0.4914,0.4822,0.4465 (overrides the model).")
+@click.option(
+    "--mean", callback=parse_floats, help="Per-channel mean, e.g. 0.4914,0.4822,0.4465 (overrides the model)."
+)
 @click.option("--std", callback=parse_floats, help="Per-channel std (overrides the model's metadata).")
 @click.option("--scale", type=float, default=None, help="Pixel scale before mean/std (default 1/255).")
-@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Where decoded images are cached [default: ~/.cache/agmc-onnx].")
+@click.option(
+    "--cache-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where decoded images are cached [default: ~/.cache/agmc-onnx].",
+)
 @click.option("--no-cache", is_flag=True, help="Decode the images again and do not write the cache.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def command(
@@ -78,7 +93,12 @@ def command(
         dataset = sample_subset(dataset, limit)
     result = evaluate_accuracy(model, dataset, spec, batch_size=batch_size, progress=_progress_printer())
     if as_json:
-        payload = {"model": str(model_path), "data": dataset.source, "split": split, **dataclasses.asdict(result)}
+        payload = {
+            "model": str(model_path),
+            "data": dataset.source,
+            "split": split,
+            **dataclasses.asdict(result),
+        }
         click.echo(json.dumps(payload, indent=2))
         return
     n_top1 = round(result.top1 * result.n_images)

@@ -26,7 +26,9 @@ DEMO_TRAIN_IMAGES = 2000
 DEMO_TEST_IMAGES = 1000
 
 
-def subset_archive(source: str | os.PathLike, destination: str | os.PathLike, n_images: int, seed: int = 0) -> Path:
+def subset_archive(
+    source: str | os.PathLike, destination: str | os.PathLike, n_images: int, seed: int = 0
+) -> Path:
     """Write ``n_images`` seeded, class-balanced members of tar ``source`` into ``destination`` (.tar.xz)."""
     members: list[tuple[tarfile.TarInfo, bytes]] = []
     with tarfile.open(source, "r:*") as archive:
@@ -37,7 +39,9 @@ def subset_archive(source: str | os.PathLike, destination: str | os.PathLike, n_
     labels = np.array([classes.index(PurePosixPath(m.name).parent.name) for m, _ in members])
     if n_images > len(members):
         raise DataError(f"{source} holds {len(members)} images, fewer than the {n_images} asked for")
-    chosen = sorted((members[i] for i in balanced_order(labels, seed)[:n_images]), key=lambda item: item[0].name)
+    chosen = sorted(
+        (members[i] for i in balanced_order(labels, seed)[:n_images]), key=lambda item: item[0].name
+    )
     destination = Path(destination)
     destination.parent.mkdir(parents=True, exist_ok=True)
     tmp = destination.with_name(f".{destination.name}.tmp")
@@ -71,9 +75,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     sources = resolve_splits(args.source)
     if sources.test is None:
         raise SystemExit(f"{args.source} must hold a *_train / *_test archive pair")
-    for split, path, n_images in (("train", sources.train, DEMO_TRAIN_IMAGES), ("test", sources.test, DEMO_TEST_IMAGES)):
+    for split, path, n_images in (
+        ("train", sources.train, DEMO_TRAIN_IMAGES),
+        ("test", sources.test, DEMO_TEST_IMAGES),
+    ):
         out = subset_archive(path, args.output_dir / f"cifar10_demo_{split}.tar.xz", n_images, args.seed)
-        print(f"wrote {out} ({n_images} images, {out.stat().st_size / 1e6:.2f} MB)")
+        print(f"wrote {out} ({n_images} images, {out.stat().st_size / 1e6:.2f} MB)")  # noqa: T201 (a script)
 
 
 if __name__ == "__main__":

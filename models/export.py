@@ -26,9 +26,13 @@ from agmc_onnx.io import load_model, save_model
 __all__ = ["export_onnx", "CIFAR10_SPEC", "CIFAR10_LABELS", "CIFAR10_DATASET", "main"]
 
 CIFAR10_SPEC = PreprocessSpec(
-    layout="NCHW", color="RGB", size=(32, 32), scale=1.0 / 255.0,
-    mean=(0.4914, 0.4822, 0.4465), std=(0.247, 0.2435, 0.2616),
-)  # fmt: skip
+    layout="NCHW",
+    color="RGB",
+    size=(32, 32),
+    scale=1.0 / 255.0,
+    mean=(0.4914, 0.4822, 0.4465),
+    std=(0.247, 0.2435, 0.2616),
+)
 CIFAR10_LABELS = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 CIFAR10_DATASET = "CIFAR-10 (JPEG copy)"
 
@@ -47,7 +51,9 @@ def export_onnx(
         raise PreconditionError("the preprocessing spec needs a size to build the export input")
     module = module.to("cpu").eval()
     height, width = spec.size
-    shape = (1, spec.n_channels, height, width) if spec.layout == "NCHW" else (1, height, width, spec.n_channels)
+    shape = (
+        (1, spec.n_channels, height, width) if spec.layout == "NCHW" else (1, height, width, spec.n_channels)
+    )
     with tempfile.TemporaryDirectory() as tmp:
         raw_path = Path(tmp) / "raw.onnx"
         with warnings.catch_warnings(), torch.no_grad():
@@ -77,7 +83,9 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arch", required=True, choices=sorted(ARCHITECTURES))
-    parser.add_argument("--checkpoint", type=Path, help="state_dict saved by torch.save (default: random weights)")
+    parser.add_argument(
+        "--checkpoint", type=Path, help="state_dict saved by torch.save (default: random weights)"
+    )
     parser.add_argument("--num-classes", type=int, default=10)
     parser.add_argument("-o", "--output", type=Path, required=True)
     args = parser.parse_args(argv)

@@ -80,7 +80,15 @@ class InvertedResidual(nn.Module):
 
 
 # (expansion, out_channels, n_blocks, first stride); the second stage keeps stride 1 for 32×32 inputs.
-_MOBILENET_V2_STAGES = ((1, 16, 1, 1), (6, 24, 2, 1), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1))
+_MOBILENET_V2_STAGES = (
+    (1, 16, 1, 1),
+    (6, 24, 2, 1),
+    (6, 32, 3, 2),
+    (6, 64, 4, 2),
+    (6, 96, 3, 1),
+    (6, 160, 3, 2),
+    (6, 320, 1, 1),
+)
 
 
 class CifarMobileNetV2(nn.Module):
@@ -93,7 +101,9 @@ class CifarMobileNetV2(nn.Module):
         layers, in_channels = [], 32
         for expansion, channels, n_blocks, first_stride in _MOBILENET_V2_STAGES:
             for index in range(n_blocks):
-                layers.append(InvertedResidual(in_channels, channels, expansion, first_stride if index == 0 else 1))
+                layers.append(
+                    InvertedResidual(in_channels, channels, expansion, first_stride if index == 0 else 1)
+                )
                 in_channels = channels
         self.layers = nn.Sequential(*layers)
         self.conv2 = nn.Conv2d(320, 1280, 1, bias=False)
@@ -121,7 +131,11 @@ class CifarVGG(nn.Module):
             if width == "M":
                 layers.append(nn.MaxPool2d(2, 2))
             else:
-                layers += [nn.Conv2d(in_channels, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU()]
+                layers += [
+                    nn.Conv2d(in_channels, width, 3, 1, 1, bias=False),
+                    nn.BatchNorm2d(width),
+                    nn.ReLU(),
+                ]
                 in_channels = width
         self.features = nn.Sequential(*layers)
         self.classifier = nn.Linear(512, num_classes)

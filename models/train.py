@@ -3,7 +3,7 @@
 SGD with Nesterov momentum, one-cycle learning rate, label smoothing, random crop (pad 4) and
 horizontal flip; GPU when present (bf16 autocast), else CPU.
 
-    python -m agmc_onnx.models.train --arch resnet20 --data ../shared/data/cifar10 --epochs 30 -o resnet20.onnx
+    python -m agmc_onnx.models.train --arch resnet20 --data ../shared/data/cifar10 --epochs 30 -o r20.onnx
 """
 
 from __future__ import annotations
@@ -67,9 +67,12 @@ def train_network(
     std = torch.tensor(spec.std, device=device).view(1, -1, 1, 1)
     steps_per_epoch = math.ceil(train.n_images / config.batch_size)
     optimizer = torch.optim.SGD(
-        module.parameters(), lr=config.max_lr, momentum=config.momentum,
-        weight_decay=config.weight_decay, nesterov=True,
-    )  # fmt: skip
+        module.parameters(),
+        lr=config.max_lr,
+        momentum=config.momentum,
+        weight_decay=config.weight_decay,
+        nesterov=True,
+    )
     schedule = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=config.max_lr, epochs=config.epochs, steps_per_epoch=steps_per_epoch
     )
@@ -91,28 +94,36 @@ def train_network(
             total_loss += float(loss.detach()) * len(index)
             n_correct += int((logits.argmax(1) == labels[index]).sum())
         if on_epoch is not None:
-            on_epoch(EpochLog(epoch, total_loss / train.n_images, n_correct / train.n_images,
-                              time.perf_counter() - started))  # fmt: skip
+            on_epoch(
+                EpochLog(
+                    epoch,
+                    total_loss / train.n_images,
+                    n_correct / train.n_images,
+                    time.perf_counter() - started,
+                )
+            )
     return module.to("cpu").eval()
 
 
 def _augment(x: torch.Tensor, padding: int, generator: torch.Generator) -> torch.Tensor:
-    """Random crop after zero padding, and random horizontal flip, per image."""
+    """Random crop after zero padding, and random horizontal flip, per image (one gather, no loop)."""
     n, _, height, width = x.shape
     padded = F.pad(x, (padding,) * 4)
-    offsets = torch.randint(0, 2 * padding + 1, (n, 2), generator=generator).tolist()
-    flips = torch.rand(n, generator=generator).lt(0.5).tolist()
-    crops = []
-    for i, ((dy, dx), flip) in enumerate(zip(offsets, flips)):
-        crop = padded[i, :, dy : dy + height, dx : dx + width]
-        crops.append(crop.flip(-1) if flip else crop)
-    return torch.stack(crops)
+    offsets = torch.randint(0, 2 * padding + 1, (n, 2), generator=generator).to(x.device)
+    flips = torch.rand(n, generator=generator).lt(0.5).to(x.device)
+    rows = offsets[:, :1] + torch.arange(height, device=x.device)
+    cols = torch.arange(width, device=x.device).expand(n, width)
+    cols = offsets[:, 1:] + torch.where(flips[:, None], cols.flip(1), cols)
+    batch = torch.arange(n, device=x.device)[:, None, None]
+    return padded.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arch", required=True, choices=sorted(ARCHITECTURES))
-    parser.add_argument("--data", required=True, type=Path, help="dataset path (folder, archive or train/test pair)")
+    parser.add_argument(
+        "--data", required=True, type=Path, help="dataset path (folder, archive or train/test pair)"
+    )
     parser.add_argument("--epochs", type=int, default=TrainConfig.epochs)
     parser.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
     parser.add_argument("--lr", type=float, default=TrainConfig.max_lr, help="peak one-cycle learning rate")
@@ -126,17 +137,27 @@ def main(argv: Sequence[str] | None = None) -> None:
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, max_lr=args.lr, seed=args.seed)
     print(f"training {args.arch} on {train.n_images} images for {config.epochs} epochs")
     module = train_network(
-        build_network(args.arch, len(train.classes)), train, CIFAR10_SPEC, config, device=args.device,
-        on_epoch=lambda log: print(f"epoch {log.epoch}: loss {log.loss:.4f}, "
-                                   f"train acc {log.train_acc:.4f}, {log.elapsed_s:.0f} s"),
-    )  # fmt: skip
+        build_network(args.arch, len(train.classes)),
+        train,
+        CIFAR10_SPEC,
+        config,
+        device=args.device,
+        on_epoch=lambda log: print(
+            f"epoch {log.epoch}: loss {log.loss:.4f}, train acc {log.train_acc:.4f}, {log.elapsed_s:.0f} s"
+        ),
+    )
     export_onnx(module, args.output, labels=train.classes)
     from agmc_onnx.evaluate import evaluate_accuracy  # onnxruntime only when the script gets this far
 
     test = load_split(args.data, "test", CIFAR10_SPEC, cache_dir=args.cache_dir)
     result = evaluate_accuracy(args.output, test)
-    summary = {"arch": args.arch, "config": asdict(config), "test_acc_onnxruntime": result.top1,
-               "n_test_images": result.n_images, "params": int(sum(p.numel() for p in module.parameters()))}  # fmt: skip
+    summary = {
+        "arch": args.arch,
+        "config": asdict(config),
+        "test_acc_onnxruntime": result.top1,
+        "n_test_images": result.n_images,
+        "params": int(sum(p.numel() for p in module.parameters())),
+    }
     args.output.with_suffix(".json").write_text(json.dumps(summary, indent=1))
     print(f"wrote {args.output}: test top-1 {100 * result.top1:.2f} % on {result.n_images} images")
 
