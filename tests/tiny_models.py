@@ -219,6 +219,18 @@ def pooled_head() -> onnx.ModelProto:
     return net.build(net.gemm(net.node("Flatten", [x]), 8, 10))
 
 
+def aliased_weights() -> onnx.ModelProto:
+    """Two BatchNormalizations in different groups read one bias, the second through ``Identity``
+    (the TorchScript exporter does this for bit-identical initializers)."""
+    net = TinyNet("aliased_weights")
+    a, b = net.conv("input", 3, 8), net.conv("input", 3, 8, k=1)
+    shared = [net.const((net.rng.random(8) + 0.5).astype(np.float32)) for _ in range(4)]
+    alias = net.node("Identity", [shared[1]])
+    a = net.node("BatchNormalization", [a, *shared])
+    b = net.node("BatchNormalization", [b, shared[0], alias, shared[2], shared[3]])
+    return net.build(net.conv(net.node("Concat", [a, b], axis=1), 16, 4))
+
+
 def unsupported_op() -> onnx.ModelProto:
     net = TinyNet("unsupported_op")
     x = net.node("LRN", [net.conv("input", 3, 8)], size=3)
@@ -237,6 +249,7 @@ CATALOGUE: dict[str, Callable[[], onnx.ModelProto]] = {
         conv_bn_relu, residual_chain, concat_same_tensor, concat_different_sources, concat_then_add,
         depthwise_after_producer, grouped_conv, flatten_gemm, reshape_gemm, squeeze_excitation,
         channel_shuffle, split_branches, channel_slice, gemm_chain, matmul_tokens, per_channel_constants,
-        conv_transpose, instance_norm_resize_pad, channels_last_layernorm, pooled_head, unsupported_op,
+        conv_transpose, instance_norm_resize_pad, channels_last_layernorm, pooled_head, aliased_weights,
+        unsupported_op,
     )
 }

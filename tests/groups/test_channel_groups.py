@@ -159,3 +159,10 @@ def test_oracle_detects_wrong_channels():
     with pytest.raises(ValidationError, match="differs from the masked original"):
         validate_pruned(model, analysis, ChannelSelection({"g0": (4, 5, 6, 7)}), pruned)
     assert compare_outputs(masked_reference(analysis, ChannelSelection({"g0": (0, 1, 2, 3)})), pruned, random_inputs(model)).passed
+
+
+def test_aliased_weights_are_sliced_per_consumer():
+    model = tiny_models.aliased_weights()
+    _, result, report = _prune(model, PruningPlan({"g0": 0.5, "g1": 0.25}))
+    norms = [n for n in gs.import_onnx(result.model).nodes if n.op == "BatchNormalization"]
+    assert [n.inputs[2].values.shape[0] for n in norms] == [4, 2] and report.passed
