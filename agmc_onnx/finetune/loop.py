@@ -132,6 +132,13 @@ def _epoch_seed(seed: int, epoch: int) -> int:
     return seed * 1_000_003 + epoch
 
 
+def _better(record: EpochRecord, best: EpochRecord) -> bool:
+    """Higher validation top-1 wins, lower validation loss breaks ties; without validation the last epoch wins."""
+    if math.isnan(record.val_top1) or math.isnan(best.val_top1):
+        return True
+    return (record.val_top1, -record.val_loss) > (best.val_top1, -best.val_loss)
+
+
 def _cpu_state(module: torch.nn.Module) -> dict:
     return {key: value.detach().to("cpu", copy=True) for key, value in module.state_dict().items()}
 
@@ -254,8 +261,7 @@ def finetune(
     for epoch in range(first_epoch, config.epochs + 1):
         record = trainer.run_epoch(epoch)
         history.append(record)
-        # Without a validation set the last epoch is kept; NaN never compares greater.
-        if math.isnan(record.val_top1) or not record.val_top1 <= best_val_top1:
+        if _better(record, history[best_epoch]):
             best_epoch, best_val_top1, best_module = epoch, record.val_top1, _cpu_state(trainer.module)
         if checkpoint is not None:
             elapsed = previous_seconds + time.perf_counter() - started
