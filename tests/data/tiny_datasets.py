@@ -12,6 +12,7 @@ from PIL import Image
 CLASSES = ("cat", "dog", "frog")  # folder names; label = alphabetical position
 IMAGES_PER_CLASS = 4
 SIZE = 8
+ARCHIVE_NAMES = ("data.zip", "data.tar", "data.tar.gz", "data.tar.xz")
 
 
 def class_color(label: int) -> tuple[int, int, int]:

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from onnx import numpy_helper
+from torch_threads import one_torch_thread
 
 from agmc_onnx.cost import create_session
 from agmc_onnx.io import load_model
@@ -32,23 +33,21 @@ def test_parameter_counts_match_the_zoo(name: str, builder) -> None:
 
 
 @pytest.mark.parametrize(("name", "builder"), [("resnet20", resnet20), ("mobilenetv2", mobilenet_v2)])
-def test_zoo_weights_load_and_reproduce_onnxruntime_logits(
-    name: str, builder, one_torch_thread: None
-) -> None:
+def test_zoo_weights_load_and_reproduce_onnxruntime_logits(name: str, builder) -> None:
     module = builder().eval()
     missing, unexpected = module.load_state_dict(_onnx_state_dict(name), strict=False)
     assert all(key.endswith("num_batches_tracked") for key in missing)
     assert all(not key.startswith(("conv", "bn", "layers", "fc")) for key in unexpected)
     x = np.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype(np.float32)
-    with torch.no_grad():
+    with one_torch_thread(), torch.no_grad():
         expected = module(torch.from_numpy(x)).numpy()
     actual = create_session(zoo_model_path(name)).run(None, {"input": x})[0]
     np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-4)
 
 
-def test_vgg16_maps_cifar_images_to_class_scores(one_torch_thread: None) -> None:
+def test_vgg16_maps_cifar_images_to_class_scores() -> None:
     module = vgg16(num_classes=7).eval()
-    with torch.no_grad():
+    with one_torch_thread(), torch.no_grad():
         assert module(torch.zeros(2, 3, 32, 32)).shape == (2, 7)
     assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in module.modules()) == 13
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from torch_threads import one_torch_thread
 
 from agmc_onnx.cost import create_session
 from agmc_onnx.data import ImageDataset, resolve_splits
@@ -47,10 +48,11 @@ def test_demo_data_is_a_class_balanced_cifar10_subset(split: str, per_class: int
     assert all(name.endswith(".jpg") for name in names)
 
 
-def test_export_writes_the_zoo_format(tmp_path: Path, one_torch_thread: None) -> None:
+def test_export_writes_the_zoo_format(tmp_path: Path) -> None:
     torch.manual_seed(0)
     module = resnet20().eval()
-    model = export_onnx(module, tmp_path / "r20.onnx")
+    with one_torch_thread():
+        model = export_onnx(module, tmp_path / "r20.onnx")
     assert {op.domain: op.version for op in model.opset_import}[""] >= 17
     assert "BatchNormalization" in {node.op_type for node in model.graph.node}
     assert [i.name for i in model.graph.input] == ["input"] and [o.name for o in model.graph.output] == [
@@ -68,7 +70,7 @@ def test_export_writes_the_zoo_format(tmp_path: Path, one_torch_thread: None) ->
     )
 
 
-def test_one_training_epoch_updates_the_weights(one_torch_thread: None) -> None:
+def test_one_training_epoch_updates_the_weights() -> None:
     rng = np.random.default_rng(0)
     data = ImageDataset(
         rng.integers(0, 256, (16, 32, 32, 3), dtype=np.uint8), np.arange(16) % 10, CIFAR10_LABELS
@@ -77,9 +79,9 @@ def test_one_training_epoch_updates_the_weights(one_torch_thread: None) -> None:
     module = resnet20()
     before = module.fc.weight.detach().clone()
     logs = []
-    trained = train_network(
-        module, data, config=TrainConfig(epochs=1, batch_size=8), device="cpu", on_epoch=logs.append
-    )
+    with one_torch_thread():
+        config = TrainConfig(epochs=1, batch_size=8)
+        trained = train_network(module, data, config=config, device="cpu", on_epoch=logs.append)
     assert len(logs) == 1 and np.isfinite(logs[0].loss)
     assert not torch.equal(before, trained.fc.weight)
     assert not trained.training
