@@ -6,8 +6,8 @@ import math
 from pathlib import Path
 
 import click
-
 from agmc_onnx.cli.eval_cmd import parse_floats
+
 from agmc_onnx.data import load_split, sample_subset, spec_from_model
 from agmc_onnx.errors import DataError
 from agmc_onnx.finetune import FinetuneConfig, FinetuneProgress, Normalization, finetune
@@ -27,54 +27,123 @@ def _progress_printer():
         if event.record is not None:
             r = event.record
             click.echo(
-                f"epoch {r.epoch}/{event.epochs}: train loss {r.train_loss:.4f} top-1 {_percent(r.train_top1)}, "
+                f"epoch {r.epoch}/{event.epochs}: "
+                f"train loss {r.train_loss:.4f} top-1 {_percent(r.train_top1)}, "
                 f"val loss {r.val_loss:.4f} top-1 {_percent(r.val_top1)}, lr {r.lr:.4g}, {r.seconds:.1f} s",
                 err=True,
             )
             return
         every = max(event.batches // 4, 1)
         if event.batch % every == 0 and event.batch != event.batches:
-            click.echo(f"  epoch {event.epoch} batch {event.batch}/{event.batches}: loss {event.loss:.4f}", err=True)
+            click.echo(
+                f"  epoch {event.epoch} batch {event.batch}/{event.batches}: loss {event.loss:.4f}", err=True
+            )
 
     return report
 
 
 @click.command("finetune")
 @click.argument("model_path", metavar="MODEL", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--data", "data_path", required=True, type=click.Path(path_type=Path),
-              help="Training data: class folder, zip/tar(.gz/.xz) archive, .npz, or a folder with NAME_train/NAME_test.")
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="Where to write the fine-tuned model (atomically).")
+@click.option(
+    "--data",
+    "data_path",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Training data: class folder, zip/tar(.gz/.xz) archive, .npz, or a folder with "
+    "NAME_train/NAME_test.",
+)
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Where to write the fine-tuned model (atomically).",
+)
 @click.option("--epochs", type=click.IntRange(min=1), default=1, show_default=True)
-@click.option("--distill", "teacher_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              default=None, help="The original (unpruned) model: distil its softened logits into MODEL.")
-@click.option("--distill-weight", type=click.FloatRange(0.0, 1.0), default=0.5, show_default=True,
-              help="Share of the loss taken by the distillation term.")
+@click.option(
+    "--distill",
+    "teacher_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="The original (unpruned) model: distil its softened logits into MODEL.",
+)
+@click.option(
+    "--distill-weight",
+    type=click.FloatRange(0.0, 1.0),
+    default=0.5,
+    show_default=True,
+    help="Share of the loss taken by the distillation term.",
+)
 @click.option("--temperature", type=click.FloatRange(min=0.0, min_open=True), default=4.0, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True)
-@click.option("--lr", type=click.FloatRange(min=0.0, min_open=True), default=0.01, show_default=True,
-              help="Peak SGD learning rate (cosine schedule to 0).")
+@click.option(
+    "--lr",
+    type=click.FloatRange(min=0.0, min_open=True),
+    default=0.01,
+    show_default=True,
+    help="Peak SGD learning rate (cosine schedule to 0).",
+)
 @click.option("--weight-decay", type=click.FloatRange(min=0.0), default=5e-4, show_default=True)
-@click.option("--label-smoothing", type=click.FloatRange(0.0, 1.0, max_open=True), default=0.0, show_default=True)
-@click.option("--val-fraction", type=click.FloatRange(0.0, 1.0, max_open=True), default=0.02, show_default=True,
-              help="Share of the training images held out to pick the best epoch.")
-@click.option("--limit", type=click.IntRange(min=2), default=None,
-              help="Train on a seeded, class-balanced subset of this many images.")
+@click.option(
+    "--label-smoothing", type=click.FloatRange(0.0, 1.0, max_open=True), default=0.0, show_default=True
+)
+@click.option(
+    "--val-fraction",
+    type=click.FloatRange(0.0, 1.0, max_open=True),
+    default=0.02,
+    show_default=True,
+    help="Share of the training images held out to pick the best epoch.",
+)
+@click.option(
+    "--limit",
+    type=click.IntRange(min=2),
+    default=None,
+    help="Train on a seeded, class-balanced subset of this many images.",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda[:N].")
-@click.option("--checkpoint", "checkpoint_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Per-epoch checkpoint [default: OUTPUT with suffix .ckpt].")
+@click.option(
+    "--checkpoint",
+    "checkpoint_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Per-epoch checkpoint [default: OUTPUT with suffix .ckpt].",
+)
 @click.option("--resume", is_flag=True, help="Continue from the checkpoint if it exists.")
-@click.option("--mean", callback=parse_floats, help="Per-channel mean, e.g. 0.4914,0.4822,0.4465 (overrides the model).")
+@click.option(
+    "--mean", callback=parse_floats, help="Per-channel mean, e.g. 0.4914,0.4822,0.4465 (overrides the model)."
+)
 @click.option("--std", callback=parse_floats, help="Per-channel std (overrides the model's metadata).")
 @click.option("--scale", type=float, default=None, help="Pixel scale before mean/std (default 1/255).")
-@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Where decoded images are cached [default: ~/.cache/agmc-onnx].")
-def command(model_path: Path, data_path: Path, output: Path, epochs: int, teacher_path: Path | None,
-            distill_weight: float, temperature: float, batch_size: int, lr: float, weight_decay: float,
-            label_smoothing: float, val_fraction: float, limit: int | None, seed: int, device: str,
-            checkpoint_path: Path | None, resume: bool, mean, std, scale: float | None,
-            cache_dir: Path | None) -> None:
+@click.option(
+    "--cache-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where decoded images are cached [default: ~/.cache/agmc-onnx].",
+)
+def command(
+    model_path: Path,
+    data_path: Path,
+    output: Path,
+    epochs: int,
+    teacher_path: Path | None,
+    distill_weight: float,
+    temperature: float,
+    batch_size: int,
+    lr: float,
+    weight_decay: float,
+    label_smoothing: float,
+    val_fraction: float,
+    limit: int | None,
+    seed: int,
+    device: str,
+    checkpoint_path: Path | None,
+    resume: bool,
+    mean,
+    std,
+    scale: float | None,
+    cache_dir: Path | None,
+) -> None:
     """Fine-tune MODEL on the training split of --data; only the initializers' numbers change."""
     model = load_model(model_path)
     teacher = load_model(teacher_path) if teacher_path is not None else None
@@ -85,18 +154,38 @@ def command(model_path: Path, data_path: Path, output: Path, epochs: int, teache
     if limit is not None:
         dataset = sample_subset(dataset, limit, seed=seed)
     config = FinetuneConfig(
-        epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, label_smoothing=label_smoothing,
-        distill_weight=distill_weight, distill_temperature=temperature, seed=seed, device=device,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        weight_decay=weight_decay,
+        label_smoothing=label_smoothing,
+        distill_weight=distill_weight,
+        distill_temperature=temperature,
+        seed=seed,
+        device=device,
         val_fraction=val_fraction,
     )
     checkpoint = checkpoint_path or output.with_name(output.name + ".ckpt")
-    click.echo(f"fine-tuning {model_path.name} on {dataset.n_images} images from {Path(dataset.source).name}"
-               f"{' with distillation from ' + teacher_path.name if teacher_path else ''}", err=True)
-    result = finetune(model, dataset.images, dataset.labels, Normalization(spec.mean, spec.std, spec.scale), config,
-                      teacher=teacher, checkpoint_path=checkpoint, resume=resume, progress=_progress_printer())
+    click.echo(
+        f"fine-tuning {model_path.name} on {dataset.n_images} images from {Path(dataset.source).name}"
+        f"{' with distillation from ' + teacher_path.name if teacher_path else ''}",
+        err=True,
+    )
+    result = finetune(
+        model,
+        dataset.images,
+        dataset.labels,
+        Normalization(spec.mean, spec.std, spec.scale),
+        config,
+        teacher=teacher,
+        checkpoint_path=checkpoint,
+        resume=resume,
+        progress=_progress_printer(),
+    )
     save_model(result.model, output)
     start = result.history[0].val_top1
     click.echo(
-        f"wrote {output}: best epoch {result.best_epoch}/{epochs}, val top-1 {_percent(result.best_val_top1)} "
+        f"wrote {output}: best epoch {result.best_epoch}/{epochs}, "
+        f"val top-1 {_percent(result.best_val_top1)} "
         f"(before: {_percent(start)}), {result.seconds:.1f} s; checkpoint {checkpoint}"
     )

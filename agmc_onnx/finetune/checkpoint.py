@@ -93,14 +93,18 @@ def load_checkpoint(path: Path, config: FinetuneConfig, fingerprint: str) -> Tra
     except (OSError, RuntimeError, EOFError) as exc:
         raise PreconditionError(f"cannot read checkpoint {path}: {exc}") from None
     if payload.get("format") != _FORMAT_VERSION:
-        raise PreconditionError(f"checkpoint {path} has format {payload.get('format')}, expected {_FORMAT_VERSION}")
+        raise PreconditionError(
+            f"checkpoint {path} has format {payload.get('format')}, expected {_FORMAT_VERSION}"
+        )
     if payload["fingerprint"] != fingerprint:
         raise PreconditionError(
             f"checkpoint {path} was written for another model, teacher or training set; "
             "delete it or point --checkpoint elsewhere to start afresh"
         )
     current = dataclasses.asdict(config)
-    changed = sorted(k for k, v in payload["config"].items() if current.get(k) != v and k not in _RESUMABLE_CHANGES)
+    changed = sorted(
+        k for k, v in payload["config"].items() if current.get(k) != v and k not in _RESUMABLE_CHANGES
+    )
     if changed:
         details = ", ".join(f"{k}: {payload['config'][k]} -> {current.get(k)}" for k in changed)
         raise PreconditionError(f"checkpoint {path} was written with other settings ({details})")

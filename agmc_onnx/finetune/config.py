@@ -71,7 +71,9 @@ class Normalization:
 
     def __post_init__(self) -> None:
         if len(self.mean) != len(self.std) or any(s == 0 for s in self.std):
-            raise PreconditionError(f"normalization needs one non-zero std per mean, got {self.mean} / {self.std}")
+            raise PreconditionError(
+                f"normalization needs one non-zero std per mean, got {self.mean} / {self.std}"
+            )
 
 
 @dataclass(frozen=True)

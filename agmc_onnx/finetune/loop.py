@@ -23,7 +23,13 @@ import torch
 from agmc_onnx.errors import DataError, TargetUnavailableError
 from agmc_onnx.finetune.augment import normalize, random_crop_flip
 from agmc_onnx.finetune.checkpoint import TrainingState, load_checkpoint, run_fingerprint, save_checkpoint
-from agmc_onnx.finetune.config import EpochRecord, FinetuneConfig, FinetuneProgress, FinetuneResult, Normalization
+from agmc_onnx.finetune.config import (
+    EpochRecord,
+    FinetuneConfig,
+    FinetuneProgress,
+    FinetuneResult,
+    Normalization,
+)
 from agmc_onnx.finetune.losses import training_loss
 from agmc_onnx.torch_exec import InitializerRole, OnnxModule, write_back
 
@@ -55,7 +61,9 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise TargetUnavailableError(f"device {name} was requested but torch sees no CUDA GPU; use --device cpu")
+        raise TargetUnavailableError(
+            f"device {name} was requested but torch sees no CUDA GPU; use --device cpu"
+        )
     return device
 
 
@@ -65,12 +73,15 @@ def _first_output(outputs) -> torch.Tensor:
 
 def _autocast(device: torch.device, enabled: bool):
     # bf16 autocast only on CUDA: CPU bf16 convolutions are slower than fp32 on most CPUs.
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled and device.type == "cuda")
+    return torch.autocast(
+        device_type=device.type, dtype=torch.bfloat16, enabled=enabled and device.type == "cuda"
+    )
 
 
 @torch.no_grad()
-def _evaluate(module: OnnxModule, data: _Images, normalization: Normalization, batch_size: int,
-              mixed_precision: bool) -> tuple[float, float]:
+def _evaluate(
+    module: OnnxModule, data: _Images, normalization: Normalization, batch_size: int, mixed_precision: bool
+) -> tuple[float, float]:
     """(mean cross-entropy, top-1 accuracy) in eval mode; NaN for an empty set."""
     if len(data) == 0:
         return math.nan, math.nan
@@ -78,8 +89,8 @@ def _evaluate(module: OnnxModule, data: _Images, normalization: Normalization, b
     device = data.images.device
     loss_sum, correct = 0.0, 0
     for start in range(0, len(data), batch_size):
-        x = normalize(data.images[start:start + batch_size], normalization)
-        y = data.labels[start:start + batch_size]
+        x = normalize(data.images[start : start + batch_size], normalization)
+        y = data.labels[start : start + batch_size]
         with _autocast(device, mixed_precision):
             logits = _first_output(module(x)).float()
         loss_sum += torch.nn.functional.cross_entropy(logits, y, reduction="sum").item()
@@ -87,8 +98,15 @@ def _evaluate(module: OnnxModule, data: _Images, normalization: Normalization, b
     return loss_sum / len(data), correct / len(data)
 
 
-def evaluate_module(module: OnnxModule, images: np.ndarray, labels: np.ndarray, normalization: Normalization,
-                    *, batch_size: int = 500, device: str = "auto") -> tuple[float, float]:
+def evaluate_module(
+    module: OnnxModule,
+    images: np.ndarray,
+    labels: np.ndarray,
+    normalization: Normalization,
+    *,
+    batch_size: int = 500,
+    device: str = "auto",
+) -> tuple[float, float]:
     """(mean cross-entropy, top-1 accuracy) of ``module`` on uint8 N×H×W×C ``images``."""
     target = resolve_device(device)
     module.to(target)
@@ -102,7 +120,8 @@ def _check_data(images: np.ndarray, labels: np.ndarray, normalization: Normaliza
         raise DataError(f"{source}: {len(labels)} labels for {len(images)} images")
     if images.shape[3] != len(normalization.mean):
         raise DataError(
-            f"{source} images have {images.shape[3]} channels but the normalization has {len(normalization.mean)}"
+            f"{source} images have {images.shape[3]} channels "
+            f"but the normalization has {len(normalization.mean)}"
         )
 
 
@@ -123,9 +142,16 @@ def _optimizer(module: OnnxModule, config: FinetuneConfig) -> torch.optim.Optimi
     decay, no_decay = [], []
     for name, param in module.onnx_parameters().items():
         (decay if roles[name] is InitializerRole.WEIGHT else no_decay).append(param)
-    groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.SGD([g for g in groups if g["params"]], lr=config.lr, momentum=config.momentum,
-                           nesterov=config.nesterov and config.momentum > 0)
+    groups = [
+        {"params": decay, "weight_decay": config.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    return torch.optim.SGD(
+        [g for g in groups if g["params"]],
+        lr=config.lr,
+        momentum=config.momentum,
+        nesterov=config.nesterov and config.momentum > 0,
+    )
 
 
 def _epoch_seed(seed: int, epoch: int) -> int:
@@ -133,7 +159,7 @@ def _epoch_seed(seed: int, epoch: int) -> int:
 
 
 def _better(record: EpochRecord, best: EpochRecord) -> bool:
-    """Higher validation top-1 wins, lower validation loss breaks ties; without validation the last epoch wins."""
+    """Higher validation top-1 wins, lower validation loss breaks ties; without validation, the last epoch."""
     if math.isnan(record.val_top1) or math.isnan(best.val_top1):
         return True
     return (record.val_top1, -record.val_loss) > (best.val_top1, -best.val_loss)
@@ -155,15 +181,22 @@ class _Trainer:
         self.train, self.val, self.normalization, self.config = train, val, normalization, config
         self.progress = progress
         self.batch_size = min(config.batch_size, len(train))
-        self.steps_per_epoch = len(train) // self.batch_size  # full batches only: BN needs more than one sample
+        self.steps_per_epoch = (
+            len(train) // self.batch_size
+        )  # full batches only: BN needs more than one sample
         self.optimizer = _optimizer(self.module, config)
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
             self.optimizer, T_max=config.epochs * self.steps_per_epoch
         )
 
     def validate(self) -> tuple[float, float]:
-        return _evaluate(self.module, self.val, self.normalization, self.config.eval_batch_size,
-                         self.config.mixed_precision)
+        return _evaluate(
+            self.module,
+            self.val,
+            self.normalization,
+            self.config.eval_batch_size,
+            self.config.mixed_precision,
+        )
 
     def run_epoch(self, epoch: int) -> EpochRecord:
         started = time.perf_counter()
@@ -176,18 +209,30 @@ class _Trainer:
         with torch.random.fork_rng(devices=devices):  # dropout draws from the global RNG: seed it per epoch
             torch.manual_seed(_epoch_seed(config.seed, epoch))
             for step in range(self.steps_per_epoch):
-                index = order[step * self.batch_size:(step + 1) * self.batch_size].to(self.device)
-                pixels = random_crop_flip(self.train.images[index], config.crop_padding_px, config.horizontal_flip,
-                                          generator)
-                loss, batch_correct = self._step(normalize(pixels, self.normalization), self.train.labels[index])
+                index = order[step * self.batch_size : (step + 1) * self.batch_size].to(self.device)
+                pixels = random_crop_flip(
+                    self.train.images[index], config.crop_padding_px, config.horizontal_flip, generator
+                )
+                loss, batch_correct = self._step(
+                    normalize(pixels, self.normalization), self.train.labels[index]
+                )
                 loss_sum += loss * len(index)
                 correct += batch_correct
                 seen += len(index)
                 if self.progress is not None:
-                    self.progress(FinetuneProgress(epoch, config.epochs, step + 1, self.steps_per_epoch, loss))
+                    self.progress(
+                        FinetuneProgress(epoch, config.epochs, step + 1, self.steps_per_epoch, loss)
+                    )
         val_loss, val_top1 = self.validate()
-        return EpochRecord(epoch, loss_sum / seen, correct / seen, val_loss, val_top1,
-                           self.optimizer.param_groups[0]["lr"], time.perf_counter() - started)
+        return EpochRecord(
+            epoch,
+            loss_sum / seen,
+            correct / seen,
+            val_loss,
+            val_top1,
+            self.optimizer.param_groups[0]["lr"],
+            time.perf_counter() - started,
+        )
 
     def _step(self, x: torch.Tensor, labels: torch.Tensor) -> tuple[float, int]:
         config = self.config
@@ -197,8 +242,14 @@ class _Trainer:
             if self.teacher is not None:
                 with torch.no_grad():
                     teacher_logits = _first_output(self.teacher(x)).float()
-        loss = training_loss(logits, labels, teacher_logits, label_smoothing=config.label_smoothing,
-                             distill_weight=config.distill_weight, temperature=config.distill_temperature)
+        loss = training_loss(
+            logits,
+            labels,
+            teacher_logits,
+            label_smoothing=config.label_smoothing,
+            distill_weight=config.distill_weight,
+            temperature=config.distill_temperature,
+        )
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
@@ -206,9 +257,17 @@ class _Trainer:
         return loss.item(), int((logits.argmax(dim=1) == labels).sum().item())
 
     def state(self, epoch, best_epoch, best_val_top1, best_module, history, seconds) -> TrainingState:
-        return TrainingState(epoch, _cpu_state(self.module), copy.deepcopy(self.optimizer.state_dict()),
-                             self.scheduler.state_dict(), best_epoch, best_val_top1, best_module, tuple(history),
-                             seconds)
+        return TrainingState(
+            epoch,
+            _cpu_state(self.module),
+            copy.deepcopy(self.optimizer.state_dict()),
+            self.scheduler.state_dict(),
+            best_epoch,
+            best_val_top1,
+            best_module,
+            tuple(history),
+            seconds,
+        )
 
     def restore(self, state: TrainingState) -> None:
         self.module.load_state_dict(state.module)
@@ -242,8 +301,15 @@ def finetune(
     train_x, train_y, val_x, val_y = _split(images, labels, val_images, val_labels, config)
     if len(train_x) < 2:
         raise DataError(f"fine-tuning needs at least 2 training images, got {len(train_x)}")
-    trainer = _Trainer(model, teacher, _Images.from_arrays(train_x, train_y, device),
-                       _Images.from_arrays(val_x, val_y, device), normalization, config, progress)
+    trainer = _Trainer(
+        model,
+        teacher,
+        _Images.from_arrays(train_x, train_y, device),
+        _Images.from_arrays(val_x, val_y, device),
+        normalization,
+        config,
+        progress,
+    )
     fingerprint = run_fingerprint(model, train_y, teacher)
     checkpoint = Path(checkpoint_path) if checkpoint_path is not None else None
     started = time.perf_counter()
@@ -265,11 +331,23 @@ def finetune(
             best_epoch, best_val_top1, best_module = epoch, record.val_top1, _cpu_state(trainer.module)
         if checkpoint is not None:
             elapsed = previous_seconds + time.perf_counter() - started
-            save_checkpoint(checkpoint, trainer.state(epoch, best_epoch, best_val_top1, best_module, history,
-                                                      elapsed), config, fingerprint)
+            save_checkpoint(
+                checkpoint,
+                trainer.state(epoch, best_epoch, best_val_top1, best_module, history, elapsed),
+                config,
+                fingerprint,
+            )
         if progress is not None:
-            progress(FinetuneProgress(epoch, config.epochs, trainer.steps_per_epoch, trainer.steps_per_epoch,
-                                      record.train_loss, record))
+            progress(
+                FinetuneProgress(
+                    epoch,
+                    config.epochs,
+                    trainer.steps_per_epoch,
+                    trainer.steps_per_epoch,
+                    record.train_loss,
+                    record,
+                )
+            )
     trainer.module.load_state_dict(best_module)
     trained = write_back(model, trainer.module.to("cpu"))
     seconds = previous_seconds + time.perf_counter() - started

@@ -1,4 +1,4 @@
-"""Execute ONNX graphs with torch (trainable weights, keyed by initializer name) and write trained values back."""
+"""Execute ONNX graphs with torch (trainable weights keyed by initializer name); write trained values back."""
 
 from agmc_onnx.torch_exec.executor import OnnxModule
 from agmc_onnx.torch_exec.initializers import InitializerRole, plan_initializers

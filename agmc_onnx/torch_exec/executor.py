@@ -57,8 +57,12 @@ def _convert_attributes(node: onnx.NodeProto, label: str) -> dict:
             value = [v.decode() for v in value]
         attrs[attr.name] = value
     if node.op_type == "Constant":  # every scalar/list form becomes one "value" tensor
-        for key, dtype in (("value_float", torch.float32), ("value_floats", torch.float32),
-                           ("value_int", torch.int64), ("value_ints", torch.int64)):
+        for key, dtype in (
+            ("value_float", torch.float32),
+            ("value_floats", torch.float32),
+            ("value_int", torch.int64),
+            ("value_ints", torch.int64),
+        ):
             if key in attrs:
                 attrs["value"] = torch.tensor(attrs.pop(key), dtype=dtype)
     return attrs
@@ -148,20 +152,32 @@ class OnnxModule(nn.Module):
             if node.domain not in DEFAULT_DOMAINS:
                 raise UnsupportedOpError(node.op_type, label, f"domain '{node.domain}' is not supported")
             if node.op_type not in registry:
-                raise UnsupportedOpError(node.op_type, label, "the torch executor has no implementation for it")
+                raise UnsupportedOpError(
+                    node.op_type, label, "the torch executor has no implementation for it"
+                )
             spec = registry[node.op_type]
             attrs = _convert_attributes(node, label)
             n_outputs = sum(1 for name in node.output if name)
             contexts = [OpContext(label, node.op_type, self.opset, mode, n_outputs) for mode in (True, False)]
             if spec.check is not None:
                 spec.check(attrs, contexts[1])
-            steps.append(_Step(spec.fn, tuple(node.input), tuple(node.output), attrs, *contexts,
-                               tuple(release_at.get(position, ()))))
+            steps.append(
+                _Step(
+                    spec.fn,
+                    tuple(node.input),
+                    tuple(node.output),
+                    attrs,
+                    *contexts,
+                    tuple(release_at.get(position, ())),
+                )
+            )
         return tuple(steps)
 
     def forward(self, *inputs: torch.Tensor):
         if len(inputs) != len(self.input_names):
-            raise ValueError(f"expected {len(self.input_names)} inputs {list(self.input_names)}, got {len(inputs)}")
+            raise ValueError(
+                f"expected {len(self.input_names)} inputs {list(self.input_names)}, got {len(inputs)}"
+            )
         values: dict[str, torch.Tensor] = dict(self._constants)
         values.update(self.onnx_state())
         values.update(zip(self.input_names, inputs))

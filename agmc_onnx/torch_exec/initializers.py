@@ -1,4 +1,5 @@
-"""Decides what each initializer becomes in torch: a trainable Parameter, a running-statistics buffer, or a constant.
+"""Decides what each initializer becomes in torch: a trainable Parameter, a running-statistics buffer or a
+constant.
 
 The decision follows how the graph consumes the initializer, looking through views of it: ``Identity``
 aliases (exporters replace bit-identical tensors by ``Identity`` nodes reading one initializer; such a
@@ -34,7 +35,13 @@ class InitializerRole(enum.Enum):
 
 
 _TRAINABLE = frozenset(
-    {InitializerRole.WEIGHT, InitializerRole.BIAS, InitializerRole.NORM, InitializerRole.SLOPE, InitializerRole.AFFINE}
+    {
+        InitializerRole.WEIGHT,
+        InitializerRole.BIAS,
+        InitializerRole.NORM,
+        InitializerRole.SLOPE,
+        InitializerRole.AFFINE,
+    }
 )
 
 _R = InitializerRole

@@ -182,7 +182,9 @@ def register_math_ops(registry: OpRegistry) -> None:
     registry.add("Max", _variadic(torch.maximum))
     registry.add("Min", _variadic(torch.minimum))
     registry.add("Sum", _variadic(torch.add))
-    registry.add("Mean", lambda inputs, attrs, ctx: [functools.reduce(torch.add, _aligned(inputs)) / len(inputs)])
+    registry.add(
+        "Mean", lambda inputs, attrs, ctx: [functools.reduce(torch.add, _aligned(inputs)) / len(inputs)]
+    )
     registry.add("Equal", _binary(torch.eq))
     registry.add("Less", _binary(torch.lt))
     registry.add("LessOrEqual", _binary(torch.le))

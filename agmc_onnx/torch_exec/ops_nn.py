@@ -70,7 +70,12 @@ def conv(inputs, attrs, ctx):
         x = F.pad(x, _torch_pad_order(pads))
         padding = [0] * rank
     out = _CONV[rank](
-        x, weight, bias, attrs.get("strides", [1] * rank), padding, attrs.get("dilations", [1] * rank),
+        x,
+        weight,
+        bias,
+        attrs.get("strides", [1] * rank),
+        padding,
+        attrs.get("dilations", [1] * rank),
         attrs.get("group", 1),
     )
     return [out]
@@ -90,11 +95,15 @@ def conv_transpose(inputs, attrs, ctx):
     if "output_shape" in attrs:
         totals = [f - o for f, o in zip(full_sizes, attrs["output_shape"][-rank:])]
         lower = attrs.get("auto_pad", "NOTSET") == "SAME_LOWER"
-        pads = [t - t // 2 if lower else t // 2 for t in totals] + [t // 2 if lower else t - t // 2 for t in totals]
+        pads = [t - t // 2 if lower else t // 2 for t in totals] + [
+            t // 2 if lower else t - t // 2 for t in totals
+        ]
     elif attrs.get("auto_pad", "NOTSET") in ("SAME_UPPER", "SAME_LOWER"):
         totals = [f - n * s for f, n, s in zip(full_sizes, x.shape[2:], strides)]
         lower = attrs["auto_pad"] == "SAME_LOWER"
-        pads = [t - t // 2 if lower else t // 2 for t in totals] + [t // 2 if lower else t - t // 2 for t in totals]
+        pads = [t - t // 2 if lower else t // 2 for t in totals] + [
+            t // 2 if lower else t - t // 2 for t in totals
+        ]
     else:
         pads = list(attrs.get("pads", [0] * (2 * rank)))
     # Full transposed convolution, then crop: covers asymmetric pads and output_shape alike.
@@ -239,11 +248,15 @@ def check_resize(attrs: dict, ctx: OpContext) -> None:
     if _resize_key(attrs) not in _RESIZE_MODES:
         mode, transform, nearest = _resize_key(attrs)
         raise UnsupportedOpError(
-            ctx.op_type, ctx.node_name, f"mode={mode}, coordinate_transformation_mode={transform}, "
+            ctx.op_type,
+            ctx.node_name,
+            f"mode={mode}, coordinate_transformation_mode={transform}, "
             f"nearest_mode={nearest} is not supported (supported: {sorted(map(str, _RESIZE_MODES))})",
         )
     if attrs.get("antialias", 0) or attrs.get("axes") or attrs.get("exclude_outside", 0):
-        raise UnsupportedOpError(ctx.op_type, ctx.node_name, "antialias/axes/exclude_outside are not supported")
+        raise UnsupportedOpError(
+            ctx.op_type, ctx.node_name, "antialias/axes/exclude_outside are not supported"
+        )
 
 
 def resize(inputs, attrs, ctx):
@@ -260,8 +273,11 @@ def resize(inputs, attrs, ctx):
         size = [int(s) for s in sizes.tolist()[2:]]
         return [F.interpolate(x, size=size, mode=mode, align_corners=align_corners)]
     factors = [float(s) for s in scales.tolist()[2:]]
-    return [F.interpolate(x, scale_factor=factors, mode=mode, align_corners=align_corners,
-                          recompute_scale_factor=False)]
+    return [
+        F.interpolate(
+            x, scale_factor=factors, mode=mode, align_corners=align_corners, recompute_scale_factor=False
+        )
+    ]
 
 
 def register_nn_ops(registry: OpRegistry) -> None:

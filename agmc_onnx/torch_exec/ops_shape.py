@@ -136,7 +136,7 @@ def gather(inputs, attrs, ctx):
     indices = indices.to(device=data.device, dtype=torch.int64)
     indices = torch.where(indices < 0, indices + data.shape[axis], indices)
     picked = data.index_select(axis, indices.reshape(-1))
-    return [picked.reshape(tuple(data.shape[:axis]) + tuple(indices.shape) + tuple(data.shape[axis + 1:]))]
+    return [picked.reshape(tuple(data.shape[:axis]) + tuple(indices.shape) + tuple(data.shape[axis + 1 :]))]
 
 
 def cast(inputs, attrs, ctx):
@@ -161,7 +161,9 @@ def constant(inputs, attrs, ctx):
 
 def check_constant(attrs: dict, ctx: OpContext) -> None:
     if "value" not in attrs:
-        raise UnsupportedOpError(ctx.op_type, ctx.node_name, f"Constant with {sorted(attrs)} is not supported")
+        raise UnsupportedOpError(
+            ctx.op_type, ctx.node_name, f"Constant with {sorted(attrs)} is not supported"
+        )
 
 
 def constant_of_shape(inputs, attrs, ctx):

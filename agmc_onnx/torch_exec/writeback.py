@@ -32,7 +32,8 @@ def write_back(model: onnx.ModelProto, module: OnnxModule) -> onnx.ModelProto:
     missing = sorted(set(trained) - found)
     if missing:
         raise PreconditionError(
-            f"the module holds {len(missing)} values the model has no initializer for (first: '{missing[0]}'); "
+            f"the module holds {len(missing)} values the model has no initializer for "
+            f"(first: '{missing[0]}'); "
             "write back into the model the module was built from"
         )
     return result

@@ -1,4 +1,4 @@
-"""A tiny conv-BN-ReLU-pool-Gemm classifier and a learnable synthetic image set (uniquely named helper module)."""
+"""A tiny conv-BN-ReLU-pool-Gemm classifier and a learnable synthetic image set (a uniquely named helper)."""
 
 from __future__ import annotations
 
@@ -17,18 +17,26 @@ def tiny_classifier(seed: int = 0, dropout: bool = False) -> onnx.ModelProto:
     rng = np.random.default_rng(seed)
     width = 8
     inits = [
-        numpy_helper.from_array((rng.standard_normal((width, 3, 3, 3)) * 0.3).astype(np.float32), "conv.weight"),
+        numpy_helper.from_array(
+            (rng.standard_normal((width, 3, 3, 3)) * 0.3).astype(np.float32), "conv.weight"
+        ),
         numpy_helper.from_array(np.ones(width, np.float32), "bn.weight"),
         numpy_helper.from_array(np.zeros(width, np.float32), "bn.bias"),
         numpy_helper.from_array(np.zeros(width, np.float32), "bn.running_mean"),
         numpy_helper.from_array(np.ones(width, np.float32), "bn.running_var"),
-        numpy_helper.from_array((rng.standard_normal((N_CLASSES, width)) * 0.3).astype(np.float32), "fc.weight"),
+        numpy_helper.from_array(
+            (rng.standard_normal((N_CLASSES, width)) * 0.3).astype(np.float32), "fc.weight"
+        ),
         numpy_helper.from_array(np.zeros(N_CLASSES, np.float32), "fc.bias"),
     ]
     nodes = [
         helper.make_node("Conv", ["input", "conv.weight"], ["c"], name="conv", pads=[1, 1, 1, 1]),
-        helper.make_node("BatchNormalization", ["c", "bn.weight", "bn.bias", "bn.running_mean", "bn.running_var"],
-                         ["b"], name="bn"),
+        helper.make_node(
+            "BatchNormalization",
+            ["c", "bn.weight", "bn.bias", "bn.running_mean", "bn.running_var"],
+            ["b"],
+            name="bn",
+        ),
         helper.make_node("Relu", ["b"], ["r"], name="relu"),
         helper.make_node("GlobalAveragePool", ["r"], ["p"], name="pool"),
         helper.make_node("Flatten", ["p"], ["f"], name="flatten"),
@@ -38,8 +46,11 @@ def tiny_classifier(seed: int = 0, dropout: bool = False) -> onnx.ModelProto:
         nodes[4] = helper.make_node("Flatten", ["p"], ["f0"], name="flatten")
         nodes.insert(5, helper.make_node("Dropout", ["f0"], ["f"], name="dropout"))
     graph = helper.make_graph(
-        nodes, "tiny", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, IMAGE_SIZE, IMAGE_SIZE])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", N_CLASSES])], inits,
+        nodes,
+        "tiny",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, IMAGE_SIZE, IMAGE_SIZE])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", N_CLASSES])],
+        inits,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8

@@ -24,7 +24,7 @@ def test_every_crop_is_a_window_of_the_padded_image_possibly_flipped():
         assert out.shape == images.shape and out.dtype == dtype
         padded = F.pad(images, (2, 2, 2, 2))
         for n in range(len(images)):
-            windows = [padded[n, :, r:r + 5, c:c + 7] for r in range(5) for c in range(5)]
+            windows = [padded[n, :, r : r + 5, c : c + 7] for r in range(5) for c in range(5)]
             assert any(torch.equal(out[n], w) or torch.equal(out[n], w.flip(-1)) for w in windows)
 
 

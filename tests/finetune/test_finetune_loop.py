@@ -54,15 +54,31 @@ def test_resumed_run_ends_exactly_where_an_uninterrupted_run_ends(tmp_path):
     model = tiny_classifier(dropout=True)
     images, labels = synthetic_images(96, seed=1)
     teacher = tiny_classifier(seed=5)
-    straight = finetune(model, images, labels, NORMALIZATION, CONFIG, teacher=teacher,
-                        checkpoint_path=tmp_path / "straight.ckpt")
+    straight = finetune(
+        model,
+        images,
+        labels,
+        NORMALIZATION,
+        CONFIG,
+        teacher=teacher,
+        checkpoint_path=tmp_path / "straight.ckpt",
+    )
     checkpoint = tmp_path / "interrupted.ckpt"
     with pytest.raises(_Interrupt):
-        finetune(model, images, labels, NORMALIZATION, CONFIG, teacher=teacher, checkpoint_path=checkpoint,
-                 progress=_stop_after_epoch_one)
+        finetune(
+            model,
+            images,
+            labels,
+            NORMALIZATION,
+            CONFIG,
+            teacher=teacher,
+            checkpoint_path=checkpoint,
+            progress=_stop_after_epoch_one,
+        )
     assert checkpoint.exists()
-    resumed = finetune(model, images, labels, NORMALIZATION, CONFIG, teacher=teacher, checkpoint_path=checkpoint,
-                       resume=True)
+    resumed = finetune(
+        model, images, labels, NORMALIZATION, CONFIG, teacher=teacher, checkpoint_path=checkpoint, resume=True
+    )
     assert resumed.model.SerializeToString() == straight.model.SerializeToString()
     assert _without_time(resumed.history) == _without_time(straight.history)
     assert resumed.best_epoch == straight.best_epoch
@@ -74,8 +90,15 @@ def test_resume_with_other_settings_is_refused(tmp_path):
     config = dataclasses.replace(CONFIG, epochs=1)
     finetune(model, images, labels, NORMALIZATION, config, checkpoint_path=tmp_path / "run.ckpt")
     with pytest.raises(PreconditionError, match="lr: 0.1 -> 0.05"):
-        finetune(model, images, labels, NORMALIZATION, dataclasses.replace(config, lr=0.05),
-                 checkpoint_path=tmp_path / "run.ckpt", resume=True)
+        finetune(
+            model,
+            images,
+            labels,
+            NORMALIZATION,
+            dataclasses.replace(config, lr=0.05),
+            checkpoint_path=tmp_path / "run.ckpt",
+            resume=True,
+        )
 
 
 def test_weight_decay_applies_to_weights_only():

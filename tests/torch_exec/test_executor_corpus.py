@@ -57,7 +57,9 @@ def test_every_float_initializer_is_a_parameter_or_statistic(corpus_model_path):
     assert len(module.onnx_parameters()) + len(module.onnx_buffers()) == n_float
     assert all(p.requires_grad for p in module.parameters())
     # 20 BatchNormalization nodes, each with a running mean and variance.
-    assert len(module.onnx_buffers()) == 2 * sum(1 for n in model.graph.node if n.op_type == "BatchNormalization")
+    assert len(module.onnx_buffers()) == 2 * sum(
+        1 for n in model.graph.node if n.op_type == "BatchNormalization"
+    )
 
 
 def test_unfolded_linear_weight_behind_transpose_is_trainable(corpus_model_path):

@@ -35,36 +35,54 @@ class OpCase:
 
 
 CASES = {
-    "conv_groups_dilation": OpCase("Conv", (2, 4, 9, 9), {"group": 2, "dilations": [2, 2], "pads": [2, 2, 2, 2]},
-                                   (_f(6, 2, 3, 3), _f(6))),
-    "conv_same_upper_stride": OpCase("Conv", (1, 3, 10, 11), {"auto_pad": "SAME_UPPER", "strides": [2, 2]},
-                                     (_f(4, 3, 4, 4),)),
+    "conv_groups_dilation": OpCase(
+        "Conv", (2, 4, 9, 9), {"group": 2, "dilations": [2, 2], "pads": [2, 2, 2, 2]}, (_f(6, 2, 3, 3), _f(6))
+    ),
+    "conv_same_upper_stride": OpCase(
+        "Conv", (1, 3, 10, 11), {"auto_pad": "SAME_UPPER", "strides": [2, 2]}, (_f(4, 3, 4, 4),)
+    ),
     "conv_same_lower": OpCase("Conv", (1, 3, 7, 7), {"auto_pad": "SAME_LOWER"}, (_f(4, 3, 2, 2),)),
     "conv_asymmetric_pads": OpCase("Conv", (1, 3, 8, 8), {"pads": [0, 1, 2, 0]}, (_f(4, 3, 3, 3),)),
     "conv_1d": OpCase("Conv", (2, 3, 12), {"strides": [2]}, (_f(5, 3, 3), _f(5))),
-    "conv_transpose_stride_pads": OpCase("ConvTranspose", (1, 4, 5, 5),
-                                         {"strides": [2, 2], "pads": [1, 0, 1, 2], "output_padding": [1, 1]},
-                                         (_f(4, 3, 3, 3), _f(3))),
-    "conv_transpose_groups": OpCase("ConvTranspose", (1, 4, 5, 5), {"group": 2, "strides": [2, 2]},
-                                    (_f(4, 2, 2, 2),)),
-    "conv_transpose_output_shape": OpCase("ConvTranspose", (1, 2, 4, 4),
-                                          {"strides": [2, 2], "output_shape": [9, 9]}, (_f(2, 3, 3, 3),)),
-    "gemm_alpha_beta_trans": OpCase("Gemm", (5, 3), {"alpha": 0.5, "beta": 2.0, "transA": 1, "transB": 1},
-                                    (_f(4, 5), _f(4))),
+    "conv_transpose_stride_pads": OpCase(
+        "ConvTranspose",
+        (1, 4, 5, 5),
+        {"strides": [2, 2], "pads": [1, 0, 1, 2], "output_padding": [1, 1]},
+        (_f(4, 3, 3, 3), _f(3)),
+    ),
+    "conv_transpose_groups": OpCase(
+        "ConvTranspose", (1, 4, 5, 5), {"group": 2, "strides": [2, 2]}, (_f(4, 2, 2, 2),)
+    ),
+    "conv_transpose_output_shape": OpCase(
+        "ConvTranspose", (1, 2, 4, 4), {"strides": [2, 2], "output_shape": [9, 9]}, (_f(2, 3, 3, 3),)
+    ),
+    "gemm_alpha_beta_trans": OpCase(
+        "Gemm", (5, 3), {"alpha": 0.5, "beta": 2.0, "transA": 1, "transB": 1}, (_f(4, 5), _f(4))
+    ),
     "gemm_no_bias": OpCase("Gemm", (2, 3), {}, (_f(3, 4),)),
     "matmul_batched": OpCase("MatMul", (2, 3, 4), {}, (_f(4, 5),)),
-    "maxpool_ceil": OpCase("MaxPool", (1, 2, 7, 7), {"kernel_shape": [3, 3], "strides": [2, 2], "ceil_mode": 1}),
+    "maxpool_ceil": OpCase(
+        "MaxPool", (1, 2, 7, 7), {"kernel_shape": [3, 3], "strides": [2, 2], "ceil_mode": 1}
+    ),
     "maxpool_asym_pads": OpCase("MaxPool", (1, 2, 6, 6), {"kernel_shape": [2, 2], "pads": [1, 0, 0, 1]}),
-    "avgpool_include_pad": OpCase("AveragePool", (1, 2, 7, 7),
-                                  {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1], "count_include_pad": 1}),
-    "avgpool_exclude_pad": OpCase("AveragePool", (1, 2, 7, 7), {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1]}),
-    "avgpool_ceil": OpCase("AveragePool", (1, 2, 8, 8), {"kernel_shape": [3, 3], "strides": [2, 2], "ceil_mode": 1}),
-    "avgpool_asym_exclude": OpCase("AveragePool", (1, 2, 6, 6), {"kernel_shape": [3, 3], "pads": [0, 1, 2, 0]}),
+    "avgpool_include_pad": OpCase(
+        "AveragePool", (1, 2, 7, 7), {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1], "count_include_pad": 1}
+    ),
+    "avgpool_exclude_pad": OpCase(
+        "AveragePool", (1, 2, 7, 7), {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1]}
+    ),
+    "avgpool_ceil": OpCase(
+        "AveragePool", (1, 2, 8, 8), {"kernel_shape": [3, 3], "strides": [2, 2], "ceil_mode": 1}
+    ),
+    "avgpool_asym_exclude": OpCase(
+        "AveragePool", (1, 2, 6, 6), {"kernel_shape": [3, 3], "pads": [0, 1, 2, 0]}
+    ),
     "global_max_pool": OpCase("GlobalMaxPool", (2, 3, 5, 4)),
     "instance_norm": OpCase("InstanceNormalization", (2, 3, 4, 5), {"epsilon": 1e-3}, (_f(3), _f(3))),
     "layer_norm_axis": OpCase("LayerNormalization", (2, 3, 4, 5), {"axis": 2}, (_f(4, 5), _f(4, 5))),
-    "batch_norm": OpCase("BatchNormalization", (2, 3, 4, 4), {"epsilon": 1e-3},
-                         (_f(3), _f(3), _f(3), np.abs(_f(3)) + 0.5)),
+    "batch_norm": OpCase(
+        "BatchNormalization", (2, 3, 4, 4), {"epsilon": 1e-3}, (_f(3), _f(3), _f(3), np.abs(_f(3)) + 0.5)
+    ),
     "prelu": OpCase("PRelu", (2, 3, 4, 4), {}, (_f(3, 1, 1),)),
     "leaky_relu": OpCase("LeakyRelu", (2, 3), {"alpha": 0.2}),
     "hard_sigmoid": OpCase("HardSigmoid", (2, 7), {"alpha": 0.3, "beta": 0.4}),
@@ -78,12 +96,19 @@ CASES = {
     "sub_div": OpCase("Div", (3, 4), {}, (np.array([1.5, -2.0, 0.5, 4.0], np.float32),)),
     "max_variadic": OpCase("Max", (3, 4), {}, (_f(3, 4), _f(1, 4))),
     "min": OpCase("Min", (3, 4), {}, (_f(4),)),
-    "resize_nearest_scales": OpCase("Resize", (1, 2, 3, 4), {"mode": "nearest", "coordinate_transformation_mode":
-                                    "asymmetric", "nearest_mode": "floor"}, ("", np.array([1, 1, 2, 2], np.float32))),
-    "resize_linear_sizes": OpCase("Resize", (1, 2, 3, 4), {"mode": "linear"},
-                                  ("", "", _i(1, 2, 7, 5))),
-    "resize_linear_align_corners": OpCase("Resize", (1, 2, 3, 4), {"mode": "linear", "coordinate_transformation_mode":
-                                          "align_corners"}, ("", np.array([1, 1, 2, 3], np.float32))),
+    "resize_nearest_scales": OpCase(
+        "Resize",
+        (1, 2, 3, 4),
+        {"mode": "nearest", "coordinate_transformation_mode": "asymmetric", "nearest_mode": "floor"},
+        ("", np.array([1, 1, 2, 2], np.float32)),
+    ),
+    "resize_linear_sizes": OpCase("Resize", (1, 2, 3, 4), {"mode": "linear"}, ("", "", _i(1, 2, 7, 5))),
+    "resize_linear_align_corners": OpCase(
+        "Resize",
+        (1, 2, 3, 4),
+        {"mode": "linear", "coordinate_transformation_mode": "align_corners"},
+        ("", np.array([1, 1, 2, 3], np.float32)),
+    ),
     "pad_constant": OpCase("Pad", (1, 2, 3, 3), {}, (_i(0, 0, 1, 2, 0, 0, 2, 1), np.array(0.5, np.float32))),
     "pad_reflect": OpCase("Pad", (1, 2, 4, 4), {"mode": "reflect"}, (_i(0, 0, 1, 2, 0, 0, 2, 1),)),
     "pad_edge": OpCase("Pad", (1, 2, 4, 4), {"mode": "edge"}, (_i(0, 0, 1, 0, 0, 0, 0, 3),)),
@@ -121,12 +146,17 @@ def _build(case: OpCase) -> onnx.ModelProto:
     outputs = [f"y{i}" for i in range(case.n_outputs)]
     nodes = [helper.make_node(case.op, inputs, outputs, name=f"the_{case.op.lower()}", **case.attrs)]
     if case.op == "Where":  # Where needs a boolean condition: derive it from x
-        nodes = [helper.make_node("Greater", ["x", "zero"], ["cond"]),
-                 helper.make_node("Where", ["cond", "x", "zero"], ["y0"])]
+        nodes = [
+            helper.make_node("Greater", ["x", "zero"], ["cond"]),
+            helper.make_node("Where", ["cond", "x", "zero"], ["y0"]),
+        ]
         initializers.append(numpy_helper.from_array(np.array(0.0, np.float32), "zero"))
     graph = helper.make_graph(
-        nodes, case.op.lower(), [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(case.x_shape))],
-        [helper.make_tensor_value_info(name, TensorProto.FLOAT, None) for name in outputs], initializers,
+        nodes,
+        case.op.lower(),
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(case.x_shape))],
+        [helper.make_tensor_value_info(name, TensorProto.FLOAT, None) for name in outputs],
+        initializers,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", case.opset)])
     model.ir_version = 8

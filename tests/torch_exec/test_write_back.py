@@ -14,8 +14,9 @@ from agmc_onnx.io import load_model
 from agmc_onnx.torch_exec import OnnxModule, write_back
 
 
-@pytest.mark.parametrize(("name", "fused_bn"), [("resnet18", False), ("convnext_tiny", False),
-                                                ("shufflenet_v2_x0_5", True)])
+@pytest.mark.parametrize(
+    ("name", "fused_bn"), [("resnet18", False), ("convnext_tiny", False), ("shufflenet_v2_x0_5", True)]
+)
 def test_untrained_write_back_is_bit_identical(corpus_model_path, name, fused_bn):
     model = load_model(corpus_model_path(name, fused_bn), check=False)
     written = write_back(model, OnnxModule(model))
@@ -24,7 +25,9 @@ def test_untrained_write_back_is_bit_identical(corpus_model_path, name, fused_bn
 
 def test_shared_resnet20_untrained_write_back_is_bit_identical(resnet20_model):
     written = write_back(resnet20_model, OnnxModule(resnet20_model))
-    assert [i.raw_data for i in written.graph.initializer] == [i.raw_data for i in resnet20_model.graph.initializer]
+    assert [i.raw_data for i in written.graph.initializer] == [
+        i.raw_data for i in resnet20_model.graph.initializer
+    ]
     assert list(written.graph.node) == list(resnet20_model.graph.node)
     assert written.SerializeToString() == resnet20_model.SerializeToString()
 
@@ -50,7 +53,9 @@ def test_trained_values_and_statistics_are_written_into_the_same_graph(resnet20_
     written = write_back(resnet20_model, module)
     # Same names, nodes, opset, metadata and element types; only the numbers differ.
     assert [i.name for i in written.graph.initializer] == [i.name for i in resnet20_model.graph.initializer]
-    assert [i.data_type for i in written.graph.initializer] == [i.data_type for i in resnet20_model.graph.initializer]
+    assert [i.data_type for i in written.graph.initializer] == [
+        i.data_type for i in resnet20_model.graph.initializer
+    ]
     assert list(written.graph.node) == list(resnet20_model.graph.node)
     assert written.opset_import == resnet20_model.opset_import
     assert written.metadata_props == resnet20_model.metadata_props
@@ -83,9 +88,11 @@ def test_identity_alias_stays_one_trained_initializer(resnet20_model):
 def test_float16_initializers_keep_their_element_type():
     weight = numpy_helper.from_array(np.ones((2, 3), np.float16), "w")
     graph = helper.make_graph(
-        [helper.make_node("MatMul", ["x", "w"], ["y"])], "g",
+        [helper.make_node("MatMul", ["x", "w"], ["y"])],
+        "g",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT16, [1, 2])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT16, [1, 3])], [weight],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT16, [1, 3])],
+        [weight],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     module = OnnxModule(model)
@@ -93,7 +100,9 @@ def test_float16_initializers_keep_their_element_type():
         module.onnx_parameters()["w"].mul_(0.5)
     written = write_back(model, module)
     assert written.graph.initializer[0].data_type == TensorProto.FLOAT16
-    np.testing.assert_array_equal(numpy_helper.to_array(written.graph.initializer[0]), np.full((2, 3), 0.5, np.float16))
+    np.testing.assert_array_equal(
+        numpy_helper.to_array(written.graph.initializer[0]), np.full((2, 3), 0.5, np.float16)
+    )
 
 
 def test_write_back_into_another_model_is_refused(resnet20_model, corpus_model_path):
