@@ -45,7 +45,10 @@ class CostModel:
         return in_kept * out_kept
 
     def cost(self, keep_fractions: np.ndarray) -> float:
-        return float(self.constant + np.sum(self.layer_weights * self.macs.layer_macs * self.layer_fractions(keep_fractions)))
+        return float(
+            self.constant
+            + np.sum(self.layer_weights * self.macs.layer_macs * self.layer_fractions(keep_fractions))
+        )
 
     @property
     def full_cost(self) -> float:
@@ -60,7 +63,7 @@ def allowed_counts(group: ChannelGroup, lower_bound: float, round_to: int) -> np
 
 
 class ActionWall:
-    """Clip each step's kept count so that the target stays reachable with every later group at its minimum."""
+    """Clip each step's kept count so the target stays reachable with all later groups at their minimum."""
 
     def __init__(
         self,
@@ -102,7 +105,7 @@ class ActionWall:
         return self.cost_model.cost(self.fractions(counts))
 
     def max_count(self, step: int, counts: np.ndarray) -> int:
-        """Largest allowed count for group ``step`` with earlier groups at ``counts`` and later ones at minimum."""
+        """Largest allowed count of group ``step``: earlier groups at ``counts``, later ones at minimum."""
         trial = np.concatenate([counts[:step], [0], self.min_counts[step + 1 :]]).astype(np.int64)
         choices = self.choices[step]
         low, high = 0, len(choices) - 1  # choices[0] always fits by construction (induction on the steps)
@@ -121,13 +124,15 @@ class ActionWall:
         return int(max(desired, self.min_counts[step]))
 
     def enforce(self, counts: np.ndarray) -> np.ndarray:
-        """Shrink the groups with the largest keep ratio, one allowed step at a time, until the target is met."""
+        """Shrink the largest-keep-ratio groups, one allowed step at a time, until the target is met."""
         counts = np.asarray(counts, dtype=np.int64).copy()
         while self.cost(counts) > self.target_cost:
             ratios = np.where(counts > self.min_counts, counts / self.n_units, -1.0)
             step = int(np.argmax(ratios))
             if ratios[step] < 0:
-                raise BudgetUnreachableError("budget correction failed: every group is already at its minimum")
+                raise BudgetUnreachableError(
+                    "budget correction failed: every group is already at its minimum"
+                )
             choices = self.choices[step]
             counts[step] = choices[np.searchsorted(choices, counts[step]) - 1]
         return counts
@@ -138,6 +143,7 @@ class ActionWall:
 
 def uniform_keep_ratio(wall: ActionWall, tolerance: float = 1e-4) -> tuple[float, np.ndarray]:
     """Largest single keep ratio for every group that meets the target (bisection), with its counts."""
+
     def counts_at(keep_ratio: float) -> np.ndarray:
         return np.array([wall.count_for(i, keep_ratio) for i in range(len(wall.groups))], dtype=np.int64)
 

@@ -16,7 +16,14 @@ from torch_geometric.data import Data
 from agmc_onnx.analysis import ModelAnalysis
 from agmc_onnx.groups.find import ChannelGroup
 
-__all__ = ["GraphFeatures", "OP_VOCAB", "build_graph_features", "rule_features", "search_order", "NODE_FEATURES"]
+__all__ = [
+    "GraphFeatures",
+    "OP_VOCAB",
+    "build_graph_features",
+    "rule_features",
+    "search_order",
+    "NODE_FEATURES",
+]
 
 # Op families the encoder tells apart; anything else is "other" (the last column).
 OP_VOCAB: tuple[tuple[str, ...], ...] = (
@@ -40,7 +47,8 @@ NODE_FEATURES = (
 class GraphFeatures:
     """The layer graph as PyG data plus, per searched group, the node indices its state pools over."""
 
-    data: Data  # x [n_nodes, len(NODE_FEATURES)], edge_index [2, n_edges] (both directions), edge_attr [n_edges, 2]
+    # x [n_nodes, len(NODE_FEATURES)], edge_index [2, n_edges] (both directions), edge_attr [n_edges, 2]
+    data: Data
     node_names: tuple[str, ...]
     group_ids: tuple[str, ...]
     group_nodes: tuple[tuple[int, ...], ...]  # per group id, indices into node_names
@@ -85,14 +93,16 @@ def _raw_node_row(attrs: dict, n_nodes: int) -> list[float]:
 
 
 def _scale_columns(matrix: np.ndarray, first: int) -> np.ndarray:
-    """Divide columns from ``first`` on by their maximum so every feature lies in [0, 1] (one-hots untouched)."""
+    """Divide columns from ``first`` on by their maximum: every feature in [0, 1] (one-hots untouched)."""
     scaled = matrix.copy()
     peak = np.abs(scaled[:, first:]).max(axis=0)
     scaled[:, first:] /= np.where(peak > 0, peak, 1.0)
     return scaled
 
 
-def build_graph_features(analysis: ModelAnalysis, groups: Sequence[ChannelGroup] | None = None) -> GraphFeatures:
+def build_graph_features(
+    analysis: ModelAnalysis, groups: Sequence[ChannelGroup] | None = None
+) -> GraphFeatures:
     """Node features from each layer's real attributes; edge features = log tensor size and direction."""
     groups = tuple(groups) if groups is not None else search_order(analysis)
     graph = analysis.layer_graph
@@ -132,15 +142,17 @@ def rule_features(analysis: ModelAnalysis, groups: Sequence[ChannelGroup] | None
         layer = analysis.layers[group.producers[0]]
         depthwise = layer.op_type == "Conv" and layer.groups > 1 and layer.groups == layer.in_channels
         kind = 1.0 if depthwise else (2.0 if layer.op_type in ("Gemm", "MatMul") else 0.0)
-        rows.append([
-            float(position),
-            kind,
-            float(layer.in_channels),
-            float(layer.out_channels),
-            float(max(layer.stride or (1,))),
-            float(max(layer.kernel or (1,))),
-            float(sum(analysis.layers[p].params for p in group.producers)),
-        ])
+        rows.append(
+            [
+                float(position),
+                kind,
+                float(layer.in_channels),
+                float(layer.out_channels),
+                float(max(layer.stride or (1,))),
+                float(max(layer.kernel or (1,))),
+                float(sum(analysis.layers[p].params for p in group.producers)),
+            ]
+        )
     table = np.array(rows, dtype=np.float64)
     low, high = table.min(axis=0), table.max(axis=0)
     return (table - low) / np.where(high > low, high - low, 1.0)

@@ -16,6 +16,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from agmc_onnx.cost.profiles import TargetProfile
 from agmc_onnx.cost.session import create_session
 from agmc_onnx.errors import PreconditionError
 
@@ -43,7 +44,9 @@ def _calibration_copy(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[tup
         node.output.extend([mean_name, var_name])
         kept = [a for a in node.attribute if a.name not in ("training_mode", "momentum")]
         del node.attribute[:]
-        node.attribute.extend(kept + [helper.make_attribute("training_mode", 1), helper.make_attribute("momentum", 0.0)])
+        node.attribute.extend(
+            kept + [helper.make_attribute("training_mode", 1), helper.make_attribute("momentum", 0.0)]
+        )
         for name in (mean_name, var_name):
             calib.graph.output.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, None))
         stat_names.append((mean_name, var_name))
@@ -52,7 +55,9 @@ def _calibration_copy(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[tup
     return calib, stat_names
 
 
-def recalibrate_batchnorm(model: onnx.ModelProto, batches: Iterable[np.ndarray]) -> onnx.ModelProto:
+def recalibrate_batchnorm(
+    model: onnx.ModelProto, batches: Iterable[np.ndarray], profile: TargetProfile | None = None
+) -> onnx.ModelProto:
     """A copy of ``model`` whose BatchNormalization mean/var are the averages measured on ``batches``.
 
     Each BatchNormalization gets fresh, uniquely named mean/var initializers, so statistics shared
@@ -67,14 +72,16 @@ def recalibrate_batchnorm(model: onnx.ModelProto, batches: Iterable[np.ndarray])
             f"opset {_default_opset(model)}; convert it with onnx.version_converter or disable re-estimation"
         )
     calib, stat_names = _calibration_copy(model)
-    session = create_session(calib)
+    session = create_session(calib, profile)
     input_name = session.get_inputs()[0].name
     output_names = [name for pair in stat_names for name in pair]
     sums: list[np.ndarray] | None = None
     n_batches = 0
     for batch in batches:
         values = session.run(output_names, {input_name: batch})
-        sums = [v.astype(np.float64) for v in values] if sums is None else [s + v for s, v in zip(sums, values)]
+        sums = (
+            [v.astype(np.float64) for v in values] if sums is None else [s + v for s, v in zip(sums, values)]
+        )
         n_batches += 1
     if sums is None:
         raise PreconditionError("BatchNormalization re-estimation got no calibration batches")
@@ -83,7 +90,10 @@ def recalibrate_batchnorm(model: onnx.ModelProto, batches: Iterable[np.ndarray])
     for index, node in enumerate(batchnorm_nodes(result)):
         mean = (sums[2 * index] / n_batches).astype(np.float32)
         var = (sums[2 * index + 1] / n_batches).astype(np.float32)
-        for position, name, values in ((3, f"{node.name or index}__recal_mean", mean), (4, f"{node.name or index}__recal_var", var)):
+        for position, name, values in (
+            (3, f"{node.name or index}__recal_mean", mean),
+            (4, f"{node.name or index}__recal_var", var),
+        ):
             result.graph.initializer.append(numpy_helper.from_array(values, name))
             node.input[position] = name
     return _drop_unused_initializers(result)

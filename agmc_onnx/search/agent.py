@@ -1,0 +1,210 @@
+"""DDPG (AMC's hyperparameters) over a trainable or fixed state encoder.
+
+Transitions store (group index, dynamic features, action, reward), never a frozen state vector, so
+every update re-encodes states with the current encoder and the critic's gradient reaches the GNN
+(the published AGMC code stored NumPy states, leaving its encoder untrained).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["DDPGConfig", "DDPGAgent", "ReplayBuffer", "truncated_normal"]
+
+
+@dataclass(frozen=True)
+class DDPGConfig:
+    hidden_dim: int = 300
+    actor_lr: float = 1e-4
+    critic_lr: float = 1e-3
+    encoder_lr: float = 1e-3
+    tau: float = 0.01
+    discount: float = 1.0
+    batch_size: int = 64
+    warmup_episodes: int = 25
+    sigma_start: float = 0.5
+    sigma_decay: float = 0.95
+    baseline_alpha: float = 0.5
+    buffer_episodes: int = 100  # replay capacity = buffer_episodes × #groups (AMC)
+    reconstruction_weight: float = 0.1
+
+    def sigma(self, episode: int) -> float:
+        """Exploration σ of an episode after warm-up: σ₀·decay^(episode − warm-up)."""
+        return self.sigma_start * self.sigma_decay ** max(0, episode - self.warmup_episodes)
+
+
+def _mlp(in_dim: int, hidden_dim: int, out_dim: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Linear(in_dim, hidden_dim),
+        nn.ReLU(),
+        nn.Linear(hidden_dim, hidden_dim),
+        nn.ReLU(),
+        nn.Linear(hidden_dim, out_dim),
+    )
+
+
+def truncated_normal(
+    mean: float, sigma: float, rng: np.random.Generator, low: float = 0.0, high: float = 1.0
+) -> float:
+    """One sample of N(mean, σ²) restricted to [low, high] (rejection; clipped after 100 misses)."""
+    if sigma <= 0:
+        return float(np.clip(mean, low, high))
+    for _ in range(100):
+        sample = rng.normal(mean, sigma)
+        if low <= sample <= high:
+            return float(sample)
+    return float(np.clip(mean, low, high))
+
+
+class ReplayBuffer:
+    """Fixed-capacity ring buffer of transitions, sampled with the caller's seeded generator."""
+
+    def __init__(self, capacity: int, n_dynamic: int) -> None:
+        self.capacity = capacity
+        self.arrays = {
+            "group": np.zeros(capacity, np.int64),
+            "dynamic": np.zeros((capacity, n_dynamic), np.float32),
+            "action": np.zeros(capacity, np.float32),
+            "reward": np.zeros(capacity, np.float32),
+            "next_group": np.zeros(capacity, np.int64),
+            "next_dynamic": np.zeros((capacity, n_dynamic), np.float32),
+            "not_done": np.zeros(capacity, np.float32),
+        }
+        self.size = 0
+        self.cursor = 0
+
+    def add(self, **transition: object) -> None:
+        for key, array in self.arrays.items():
+            array[self.cursor] = transition[key]
+        self.cursor = (self.cursor + 1) % self.capacity
+        self.size = min(self.size + 1, self.capacity)
+
+    def sample(self, batch_size: int, rng: np.random.Generator) -> dict[str, torch.Tensor]:
+        rows = rng.integers(0, self.size, size=batch_size)
+        return {key: torch.from_numpy(array[rows]) for key, array in self.arrays.items()}
+
+    def state_dict(self) -> dict:
+        return {
+            "arrays": {k: v.copy() for k, v in self.arrays.items()},
+            "size": self.size,
+            "cursor": self.cursor,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.arrays = {k: np.array(v) for k, v in state["arrays"].items()}
+        self.size, self.cursor = int(state["size"]), int(state["cursor"])
+
+
+class DDPGAgent:
+    """Actor and critic MLPs (300-300), target copies soft-updated with τ, moving-average reward baseline."""
+
+    def __init__(self, state_encoder: nn.Module, n_groups: int, config: DDPGConfig, seed: int) -> None:
+        self.config = config
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.actor = nn.Sequential(_mlp(state_encoder.state_dim, config.hidden_dim, 1), nn.Sigmoid())
+            self.critic = _mlp(state_encoder.state_dim + 1, config.hidden_dim, 1)
+        self.encoder = state_encoder
+        self.target_actor = copy.deepcopy(self.actor)
+        self.target_critic = copy.deepcopy(self.critic)
+        self.target_encoder = copy.deepcopy(state_encoder)
+        self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=config.actor_lr)
+        critic_groups = [{"params": list(self.critic.parameters()), "lr": config.critic_lr}]
+        if state_encoder.trainable:
+            critic_groups.append({"params": list(state_encoder.parameters()), "lr": config.encoder_lr})
+        self.critic_optimizer = torch.optim.Adam(critic_groups)
+        self.buffer = ReplayBuffer(config.buffer_episodes * n_groups, 3)
+        self.generator = torch.Generator().manual_seed(seed + 1)
+        self.baseline: float | None = None
+
+    @torch.no_grad()
+    def static_table(self) -> torch.Tensor:
+        """The encoder's per-group static states, computed once per episode for acting."""
+        return self.encoder.static_table()
+
+    @torch.no_grad()
+    def act(self, table: torch.Tensor, step: int, dynamic: np.ndarray) -> float:
+        state = torch.cat([table[step], torch.as_tensor(dynamic, dtype=torch.float32)]).unsqueeze(0)
+        return float(self.actor(state)[0, 0])
+
+    def update(self, rng: np.random.Generator) -> dict[str, float]:
+        """One gradient step of critic (+ encoder) and actor on a sampled batch; then soft target updates."""
+        cfg = self.config
+        batch = self.buffer.sample(cfg.batch_size, rng)
+        reward = batch["reward"]
+        mean_reward = float(reward.mean())
+        # AMC's baseline: a moving average of batch rewards, subtracted to reduce the critic's variance.
+        self.baseline = (
+            mean_reward
+            if self.baseline is None
+            else self.baseline + cfg.baseline_alpha * (mean_reward - self.baseline)
+        )
+        reward = reward - self.baseline
+        with torch.no_grad():
+            next_state = self.target_encoder(batch["next_group"], batch["next_dynamic"])
+            next_q = self.target_critic(torch.cat([next_state, self.target_actor(next_state)], dim=1))[:, 0]
+            target_q = reward + cfg.discount * batch["not_done"] * next_q
+        state = self.encoder(batch["group"], batch["dynamic"])
+        q = self.critic(torch.cat([state, batch["action"][:, None]], dim=1))[:, 0]
+        critic_loss = F.mse_loss(q, target_q)
+        reconstruction = self.encoder.auxiliary_loss(self.generator)
+        self.critic_optimizer.zero_grad()
+        (critic_loss + cfg.reconstruction_weight * reconstruction).backward()
+        self.critic_optimizer.step()
+        detached = state.detach()
+        actor_loss = -self.critic(torch.cat([detached, self.actor(detached)], dim=1)).mean()
+        self.actor_optimizer.zero_grad()
+        actor_loss.backward()
+        self.actor_optimizer.step()
+        for online, target in (
+            (self.actor, self.target_actor),
+            (self.critic, self.target_critic),
+            (self.encoder, self.target_encoder),
+        ):
+            _soft_update(online, target, cfg.tau)
+        return {
+            "critic_loss": float(critic_loss.detach()),
+            "actor_loss": float(actor_loss.detach()),
+            "reconstruction": float(reconstruction.detach()),
+        }
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {
+            "actor": self.actor,
+            "critic": self.critic,
+            "encoder": self.encoder,
+            "target_actor": self.target_actor,
+            "target_critic": self.target_critic,
+            "target_encoder": self.target_encoder,
+        }
+
+    def state_dict(self) -> dict:
+        return {
+            "modules": {name: module.state_dict() for name, module in self.modules().items()},
+            "actor_optimizer": self.actor_optimizer.state_dict(),
+            "critic_optimizer": self.critic_optimizer.state_dict(),
+            "buffer": self.buffer.state_dict(),
+            "generator": self.generator.get_state(),
+            "baseline": self.baseline,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        for name, module in self.modules().items():
+            module.load_state_dict(state["modules"][name])
+        self.actor_optimizer.load_state_dict(state["actor_optimizer"])
+        self.critic_optimizer.load_state_dict(state["critic_optimizer"])
+        self.buffer.load_state_dict(state["buffer"])
+        self.generator.set_state(state["generator"])
+        self.baseline = state["baseline"]
+
+
+@torch.no_grad()
+def _soft_update(online: nn.Module, target: nn.Module, tau: float) -> None:
+    for source, destination in zip(online.parameters(), target.parameters()):
+        destination.mul_(1.0 - tau).add_(source, alpha=tau)

@@ -1,0 +1,99 @@
+"""The pruning environment: one step per prunable channel group, in topological order.
+
+An action is a number in [0, 1], mapped to keep ratio ``lower_bound + (1 − lower_bound)·action``, turned
+into a kept unit count under ``round_to`` and clipped by the action wall. The episode ends with kept
+counts that meet the budget; the reward is scored by a ``RewardFn`` on the resulting selection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from agmc_onnx.groups.find import ChannelGroup
+from agmc_onnx.plan import ChannelSelection, PruningPlan, select_channels
+from agmc_onnx.search.budget import ActionWall
+
+__all__ = ["PruningEnv", "EpisodeResult"]
+
+
+@dataclass(frozen=True)
+class EpisodeResult:
+    keep_counts: tuple[int, ...]
+    actions: tuple[float, ...]  # the effective actions in [0, 1], after the wall
+    cost_fraction: float  # cost of the pruned model / cost of the original (MACs, or predicted latency)
+    corrected: bool  # a final correction step had to shrink groups to meet the budget
+
+
+class PruningEnv:
+    """State machine of one episode. ``dynamic()`` gives (MACs reduced so far, MACs still removable,
+    previous action), each as a fraction of the original cost."""
+
+    def __init__(self, groups: Sequence[ChannelGroup], wall: ActionWall, importance: str = "l1") -> None:
+        self.groups = tuple(groups)
+        self.wall = wall
+        self.importance = importance
+        self.reset()
+
+    @property
+    def n_steps(self) -> int:
+        return len(self.groups)
+
+    def reset(self) -> None:
+        self.step_index = 0
+        self.counts = self.wall.n_units.copy()
+        self.actions: list[float] = []
+
+    def keep_ratio_of(self, action: float) -> float:
+        lower = self.wall.lower_bound
+        return lower + (1.0 - lower) * float(np.clip(action, 0.0, 1.0))
+
+    def action_of(self, count: int, step: int) -> float:
+        """The action that reproduces ``count`` for group ``step`` (inverse of ``keep_ratio_of``)."""
+        lower = self.wall.lower_bound
+        keep_ratio = count / self.groups[step].n_units
+        return float(np.clip((keep_ratio - lower) / (1.0 - lower), 0.0, 1.0)) if lower < 1 else 1.0
+
+    def dynamic(self) -> np.ndarray:
+        t, wall = self.step_index, self.wall
+        full = wall.full_cost
+        rest_full = wall.cost(self.counts)  # later groups are still at their full counts
+        rest_min = wall.cost(np.concatenate([self.counts[:t], wall.min_counts[t:]]))
+        previous = self.actions[-1] if self.actions else 1.0
+        return np.array([1.0 - rest_full / full, (rest_full - rest_min) / full, previous], dtype=np.float32)
+
+    def step(self, action: float) -> float:
+        """Apply ``action`` to the current group; returns the effective action after rounding and the wall."""
+        t = self.step_index
+        desired = self.wall.count_for(t, self.keep_ratio_of(action))
+        count = min(desired, self.wall.max_count(t, self.counts))
+        self.counts[t] = count
+        effective = self.action_of(count, t)
+        self.actions.append(effective)
+        self.step_index += 1
+        return effective
+
+    def finish(self) -> EpisodeResult:
+        """Counts of the finished episode, corrected if rounding left the budget unmet."""
+        counts = self.counts
+        corrected = not self.wall.meets(counts)
+        if corrected:
+            counts = self.wall.enforce(counts)
+        return EpisodeResult(
+            keep_counts=tuple(int(c) for c in counts),
+            actions=tuple(self.action_of(int(c), i) for i, c in enumerate(counts)),
+            cost_fraction=self.wall.cost(counts) / self.wall.full_cost,
+            corrected=corrected,
+        )
+
+    def plan(self, keep_counts: Sequence[int], metadata: dict | None = None) -> PruningPlan:
+        """The plan whose selection keeps exactly ``keep_counts`` units per group."""
+        keep_ratios = {g.id: int(c) / g.n_units for g, c in zip(self.groups, keep_counts)}
+        return PruningPlan(
+            keep_ratios, round_to=self.wall.round_to, importance=self.importance, metadata=metadata or {}
+        )
+
+    def selection(self, keep_counts: Sequence[int]) -> ChannelSelection:
+        return select_channels(self.plan(keep_counts), self.groups)

@@ -1,0 +1,186 @@
+"""Search policies behind one interface (``--policy``): agmc, amc, uniform, random.
+
+A policy proposes one action per step and learns from finished episodes. ``agmc`` and ``amc`` share
+the same DDPG agent and differ only in the state encoder (learned graph embedding vs AMC's rule-based
+features), so any difference between them is the embedding's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from agmc_onnx.analysis import ModelAnalysis
+from agmc_onnx.errors import PreconditionError
+from agmc_onnx.groups.find import ChannelGroup
+from agmc_onnx.search import POLICY_NAMES
+from agmc_onnx.search.agent import DDPGAgent, DDPGConfig, truncated_normal
+from agmc_onnx.search.budget import uniform_keep_ratio
+from agmc_onnx.search.encoder import EncoderConfig
+from agmc_onnx.search.env import PruningEnv
+from agmc_onnx.search.features import build_graph_features, rule_features
+from agmc_onnx.search.states import GraphState, RuleState
+
+__all__ = [
+    "SearchPolicy",
+    "DDPGPolicy",
+    "UniformPolicy",
+    "RandomPolicy",
+    "POLICY_NAMES",
+    "make_policy",
+    "Transition",
+]
+
+Transition = tuple[int, np.ndarray, float]  # (step, dynamic features before the step, effective action)
+
+
+class SearchPolicy(Protocol):
+    name: str
+    max_episodes: int | None  # None: as many as asked
+
+    def begin_episode(self, episode: int) -> None: ...
+    def act(self, step: int, dynamic: np.ndarray, episode: int) -> float: ...
+    def observe(self, episode: int, transitions: Sequence[Transition], reward: float) -> dict[str, float]: ...
+    def exploration(self, episode: int) -> float: ...
+    def state_dict(self) -> dict: ...
+    def load_state_dict(self, state: dict) -> None: ...
+
+
+class DDPGPolicy:
+    """DDPG with random warm-up episodes, then truncated-normal exploration with decaying σ."""
+
+    max_episodes = None
+
+    def __init__(
+        self, name: str, state_encoder: torch.nn.Module, n_groups: int, config: DDPGConfig, seed: int
+    ) -> None:
+        self.name = name
+        self.config = config
+        self.rng = np.random.default_rng(seed)
+        self.encoder_history = state_encoder.pretrain(seed)
+        self.agent = DDPGAgent(state_encoder, n_groups, config, seed)
+        self._table: torch.Tensor | None = None
+
+    def exploration(self, episode: int) -> float:
+        return 1.0 if episode < self.config.warmup_episodes else self.config.sigma(episode)
+
+    def begin_episode(self, episode: int) -> None:
+        self._table = self.agent.static_table()
+
+    def act(self, step: int, dynamic: np.ndarray, episode: int) -> float:
+        if episode < self.config.warmup_episodes:
+            return float(self.rng.uniform())
+        mean = self.agent.act(self._table, step, dynamic)
+        return truncated_normal(mean, self.config.sigma(episode), self.rng)
+
+    def observe(self, episode: int, transitions: Sequence[Transition], reward: float) -> dict[str, float]:
+        last = len(transitions) - 1
+        for i, (step, dynamic, action) in enumerate(transitions):
+            next_step, next_dynamic = (
+                (transitions[i + 1][0], transitions[i + 1][1]) if i < last else (step, dynamic)
+            )
+            # AMC: every step of the episode is credited with the episode's final reward.
+            self.agent.buffer.add(
+                group=step,
+                dynamic=dynamic,
+                action=action,
+                reward=reward,
+                next_group=next_step,
+                next_dynamic=next_dynamic,
+                not_done=float(i < last),
+            )
+        if episode < self.config.warmup_episodes:
+            return {}
+        losses = [self.agent.update(self.rng) for _ in transitions]
+        return {key: float(np.mean([loss[key] for loss in losses])) for key in losses[0]}
+
+    def state_dict(self) -> dict:
+        return {"agent": self.agent.state_dict(), "rng": self.rng.bit_generator.state}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.agent.load_state_dict(state["agent"])
+        self.rng.bit_generator.state = state["rng"]
+
+
+class UniformPolicy:
+    """One keep ratio for every group, the largest that meets the budget (bisection); one evaluation."""
+
+    max_episodes = 1
+
+    def __init__(self, env: PruningEnv) -> None:
+        self.name = "uniform"
+        self.keep_ratio, counts = uniform_keep_ratio(env.wall)
+        self._actions = [env.action_of(int(c), i) for i, c in enumerate(counts)]
+
+    def exploration(self, episode: int) -> float:
+        return 0.0
+
+    def begin_episode(self, episode: int) -> None:
+        return None
+
+    def act(self, step: int, dynamic: np.ndarray, episode: int) -> float:
+        return self._actions[step]
+
+    def observe(self, episode: int, transitions: Sequence[Transition], reward: float) -> dict[str, float]:
+        return {}
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        return None
+
+
+class RandomPolicy:
+    """Uniform random actions through the same action wall, every episode."""
+
+    max_episodes = None
+
+    def __init__(self, seed: int) -> None:
+        self.name = "random"
+        self.rng = np.random.default_rng(seed)
+
+    def exploration(self, episode: int) -> float:
+        return 1.0
+
+    def begin_episode(self, episode: int) -> None:
+        return None
+
+    def act(self, step: int, dynamic: np.ndarray, episode: int) -> float:
+        return float(self.rng.uniform())
+
+    def observe(self, episode: int, transitions: Sequence[Transition], reward: float) -> dict[str, float]:
+        return {}
+
+    def state_dict(self) -> dict:
+        return {"rng": self.rng.bit_generator.state}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.rng.bit_generator.state = state["rng"]
+
+
+def make_policy(
+    name: str,
+    analysis: ModelAnalysis,
+    groups: Sequence[ChannelGroup],
+    env: PruningEnv,
+    seed: int,
+    ddpg: DDPGConfig = DDPGConfig(),
+    encoder: EncoderConfig = EncoderConfig(),
+) -> SearchPolicy:
+    if name == "uniform":
+        return UniformPolicy(env)
+    if name == "random":
+        return RandomPolicy(seed)
+    if name not in ("agmc", "amc"):
+        raise PreconditionError(f"unknown policy '{name}'; choose one of {', '.join(POLICY_NAMES)}")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        if name == "agmc":
+            state_encoder = GraphState(build_graph_features(analysis, groups), encoder)
+        else:
+            state_encoder = RuleState(torch.as_tensor(rule_features(analysis, groups)))
+    return DDPGPolicy(name, state_encoder, len(groups), ddpg, seed)

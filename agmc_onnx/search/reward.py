@@ -1,0 +1,101 @@
+"""The search reward: top-1 accuracy of the pruned model, without fine-tuning, on held-out TRAIN images.
+
+Evaluations of identical kept-channel sets are cached (a converged agent proposes the same policy
+again and again; ``round_to`` makes repeats frequent).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import onnx
+
+from agmc_onnx.analysis import ModelAnalysis
+from agmc_onnx.cost.profiles import TargetProfile, get_profile
+from agmc_onnx.cost.session import create_session
+from agmc_onnx.data.dataset import ImageDataset
+from agmc_onnx.data.preprocessing import PreprocessSpec, to_model_input
+from agmc_onnx.evaluate import evaluate_accuracy
+from agmc_onnx.plan import ChannelSelection, PruningPlan, select_channels
+from agmc_onnx.prune import apply_selection
+from agmc_onnx.search.recalibrate import recalibrate_batchnorm
+
+__all__ = ["RewardConfig", "RewardSample", "AccuracyReward", "RewardFn", "selection_key"]
+
+
+@dataclass(frozen=True)
+class RewardConfig:
+    recalibrate_bn: bool = True
+    calibration_images: int = 256  # the first images of the reward set
+    calibration_batch_size: int = 128
+    batch_size: int = 64
+    threads: int = 2  # onnxruntime threads for scoring; no spinning, so the agent's updates are not starved
+
+    def profile(self) -> TargetProfile:
+        return dataclasses.replace(
+            get_profile("server-cpu"), intra_op_threads=self.threads, allow_spinning=False
+        )
+
+
+@dataclass(frozen=True)
+class RewardSample:
+    accuracy: float  # top-1 fraction on the reward set
+    cached: bool
+    seconds: float
+
+
+RewardFn = Callable[[ChannelSelection], RewardSample]
+
+
+def selection_key(selection: ChannelSelection) -> str:
+    """A short digest of the kept units of every group (the cache key)."""
+    payload = json.dumps(sorted((k, list(v)) for k, v in selection.keep_units.items()))
+    return hashlib.sha1(payload.encode()).hexdigest()[:16]
+
+
+class AccuracyReward:
+    """Callable ``selection -> RewardSample`` over a fixed reward set, with a cache of past evaluations."""
+
+    def __init__(
+        self,
+        analysis: ModelAnalysis,
+        dataset: ImageDataset,
+        spec: PreprocessSpec,
+        config: RewardConfig = RewardConfig(),
+    ) -> None:
+        self.analysis = analysis
+        self.dataset = dataset
+        self.spec = spec
+        self.config = config
+        self.cache: dict[str, float] = {}
+        n_calib = min(config.calibration_images, dataset.n_images)
+        step = config.calibration_batch_size
+        self._calibration = [
+            to_model_input(dataset.images[i : min(i + step, n_calib)], spec) for i in range(0, n_calib, step)
+        ]
+
+    def selection_of(self, plan: PruningPlan) -> ChannelSelection:
+        return select_channels(plan, self.analysis.groups)
+
+    def pruned_model(self, selection: ChannelSelection) -> onnx.ModelProto:
+        """The physically pruned model the reward scores (with re-estimated BN statistics when enabled)."""
+        pruned, _ = apply_selection(self.analysis, selection)
+        if self.config.recalibrate_bn:
+            pruned = recalibrate_batchnorm(pruned, self._calibration, self.config.profile())
+        return pruned
+
+    def __call__(self, selection: ChannelSelection) -> RewardSample:
+        started = time.perf_counter()
+        key = selection_key(selection)
+        if key in self.cache:
+            return RewardSample(self.cache[key], True, time.perf_counter() - started)
+        model = self.pruned_model(selection)
+        session = create_session(model, self.config.profile())
+        accuracy = evaluate_accuracy(session, self.dataset, self.spec, batch_size=self.config.batch_size).top1
+        self.cache[key] = accuracy
+        return RewardSample(accuracy, False, time.perf_counter() - started)

@@ -1,0 +1,235 @@
+"""The search loop: episodes of a policy in the pruning environment, logged, checkpointed, resumable."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from agmc_onnx.analysis import ModelAnalysis
+from agmc_onnx.errors import PreconditionError
+from agmc_onnx.groups.macs_model import MacsModel
+from agmc_onnx.plan import PruningPlan
+from agmc_onnx.search.agent import DDPGConfig
+from agmc_onnx.search.budget import ActionWall, CostModel
+from agmc_onnx.search.encoder import EncoderConfig
+from agmc_onnx.search.env import PruningEnv
+from agmc_onnx.search.features import search_order
+from agmc_onnx.search.latency_model import LatencyFit, fit_latency_model
+from agmc_onnx.search.log import EpisodeRecord, RunDirectory
+from agmc_onnx.search.policies import SearchPolicy, Transition, make_policy
+from agmc_onnx.search.reward import RewardFn
+
+__all__ = ["SearchConfig", "SearchResult", "ProgressFn", "run_search"]
+
+ProgressFn = Callable[[EpisodeRecord, int], None]  # (finished episode's record, total episodes)
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """One budget: ``flops_keep_ratio`` (kept fraction of MACs) or ``latency_keep_ratio`` on ``target``."""
+
+    policy: str = "agmc"
+    n_episodes: int = 100
+    flops_keep_ratio: float | None = 0.5
+    latency_keep_ratio: float | None = None
+    target: str = "mobile-cpu"
+    round_to: int = 8
+    lower_bound: float = 0.2
+    importance: str = "l1"
+    seed: int = 0
+    ddpg: DDPGConfig = field(default_factory=DDPGConfig)
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+
+    def __post_init__(self) -> None:
+        if (self.flops_keep_ratio is None) == (self.latency_keep_ratio is None):
+            raise PreconditionError(
+                "give exactly one budget: a FLOPs (MACs) keep ratio or a latency keep ratio"
+            )
+        budget = self.flops_keep_ratio if self.flops_keep_ratio is not None else self.latency_keep_ratio
+        if not 0.0 < budget <= 1.0:
+            raise PreconditionError(
+                f"budget {budget} must be a kept fraction in (0, 1], e.g. 0.5 for 2× fewer"
+            )
+        if not 0.0 < self.lower_bound <= 1.0:
+            raise PreconditionError(f"lower bound {self.lower_bound} must be a keep ratio in (0, 1]")
+        if self.n_episodes < 1:
+            raise PreconditionError(f"the search needs at least 1 episode, got {self.n_episodes}")
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    plan: PruningPlan
+    best_reward: float
+    best_episode: int
+    records: tuple[EpisodeRecord, ...]
+    encoder_loss: tuple[float, ...]  # auto-encoder pre-training, one value per epoch (agmc only)
+    latency_fit: LatencyFit | None
+    n_evaluations: int  # evaluations that were not served from the cache
+    seconds: float
+
+
+def _identity(analysis: ModelAnalysis, config: SearchConfig) -> dict:
+    fields = dataclasses.asdict(config)
+    fields.pop("n_episodes")  # a resumed run may be extended
+    fields["model_sha1"] = hashlib.sha1(analysis.model.SerializeToString()).hexdigest()
+    return fields
+
+
+def _budget(analysis, groups, config, checkpoint) -> tuple[ActionWall, LatencyFit | None]:
+    macs = MacsModel.from_analysis(analysis)
+    if config.flops_keep_ratio is not None:
+        cost = CostModel.of_macs(macs)
+        return ActionWall(
+            groups, cost, config.flops_keep_ratio * cost.full_cost, config.lower_bound, config.round_to
+        ), None
+    # A resumed run reuses the stored fit: re-measuring would change the budget mid-search.
+    fit = (
+        checkpoint["latency_fit"]
+        if checkpoint
+        else fit_latency_model(analysis, groups, config.target, config.round_to)
+    )
+    target_ms = config.latency_keep_ratio * fit.original_ms
+    return ActionWall(groups, fit.cost_model, target_ms, config.lower_bound, config.round_to), fit
+
+
+def _play_episode(env: PruningEnv, policy: SearchPolicy, episode: int) -> list[Transition]:
+    env.reset()
+    policy.begin_episode(episode)
+    transitions = []
+    for step in range(env.n_steps):
+        dynamic = env.dynamic()
+        action = policy.act(step, dynamic, episode)
+        transitions.append((step, dynamic, env.step(action)))
+    return transitions
+
+
+@dataclass
+class _Progress:
+    """Mutable loop state, checkpointed after every episode."""
+
+    records: list = field(default_factory=list)
+    best_reward: float = -np.inf
+    best_counts: tuple = ()
+    best_episode: int = -1
+    n_evaluations: int = 0
+
+
+def run_search(
+    analysis: ModelAnalysis,
+    reward_fn: RewardFn,
+    config: SearchConfig,
+    *,
+    run_dir: str | Path | None = None,
+    resume: bool = False,
+    progress: ProgressFn | None = None,
+) -> SearchResult:
+    """Search keep ratios of the prunable groups under the budget; the best episode becomes the plan."""
+    started = time.perf_counter()
+    groups = search_order(analysis)
+    if not groups:
+        raise PreconditionError("the model has no prunable channel group; there is nothing to search")
+    directory = RunDirectory(run_dir) if run_dir is not None else None
+    checkpoint = directory.start(_identity(analysis, config), resume) if directory else None
+    wall, fit = _budget(analysis, groups, config, checkpoint)
+    env = PruningEnv(groups, wall, config.importance)
+    policy = make_policy(config.policy, analysis, groups, env, config.seed, config.ddpg, config.encoder)
+    encoder_loss = tuple(getattr(policy, "encoder_history", ()))
+    state = _Progress()
+    if checkpoint:
+        policy.load_state_dict(checkpoint["policy"])
+        state = checkpoint["progress"]
+        state.records = [EpisodeRecord.from_dict(r) for r in state.records]
+        getattr(reward_fn, "cache", {}).update(checkpoint.get("reward_cache", {}))
+    macs_cost = CostModel.of_macs(wall.cost_model.macs)
+    n_episodes = min(config.n_episodes, policy.max_episodes or config.n_episodes)
+    for episode in range(len(state.records), n_episodes):
+        record = _episode(env, policy, episode, reward_fn, state, macs_cost, fit)
+        state.records.append(record)
+        if directory:
+            directory.append(record)
+            directory.save_checkpoint(_checkpoint(policy, state, reward_fn, fit))
+        if progress is not None:
+            progress(record, n_episodes)
+    metadata = _plan_metadata(config, state, groups, fit)
+    return SearchResult(
+        plan=env.plan(state.best_counts, metadata),
+        best_reward=state.best_reward,
+        best_episode=state.best_episode,
+        records=tuple(state.records),
+        encoder_loss=encoder_loss,
+        latency_fit=fit,
+        n_evaluations=state.n_evaluations,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _episode(env, policy, episode, reward_fn, state: _Progress, macs_cost: CostModel, fit) -> EpisodeRecord:
+    started = time.perf_counter()
+    transitions = _play_episode(env, policy, episode)
+    outcome = env.finish()
+    if outcome.corrected:
+        transitions = [(s, d, a) for (s, d, _), a in zip(transitions, outcome.actions)]
+    sample = reward_fn(env.selection(outcome.keep_counts))
+    state.n_evaluations += int(not sample.cached)
+    losses = policy.observe(episode, transitions, sample.accuracy)
+    if sample.accuracy > state.best_reward:
+        state.best_reward, state.best_counts, state.best_episode = (
+            sample.accuracy,
+            outcome.keep_counts,
+            episode,
+        )
+    fractions = env.wall.fractions(np.array(outcome.keep_counts))
+    return EpisodeRecord(
+        episode=episode,
+        policy=policy.name,
+        keep_ratios=tuple(c / g.n_units for c, g in zip(outcome.keep_counts, env.groups)),
+        actions=outcome.actions,
+        macs_kept_fraction=macs_cost.cost(fractions) / macs_cost.full_cost,
+        cost_kept_fraction=outcome.cost_fraction,
+        predicted_latency_ms=env.wall.cost(np.array(outcome.keep_counts)) if fit else None,
+        reward=sample.accuracy,
+        best_reward=state.best_reward,
+        cached=sample.cached,
+        corrected=outcome.corrected,
+        exploration_sigma=policy.exploration(episode),
+        eval_seconds=sample.seconds,
+        episode_seconds=time.perf_counter() - started,
+        losses=losses,
+    )
+
+
+def _checkpoint(policy, state: _Progress, reward_fn, fit) -> dict:
+    stored = dataclasses.replace(state, records=[dataclasses.asdict(r) for r in state.records])
+    return {
+        "policy": policy.state_dict(),
+        "progress": stored,
+        "reward_cache": dict(getattr(reward_fn, "cache", {})),
+        "latency_fit": fit,
+    }
+
+
+def _plan_metadata(config: SearchConfig, state: _Progress, groups, fit) -> dict:
+    best = state.records[state.best_episode] if state.best_episode >= 0 else None
+    return {
+        "search": {
+            "policy": config.policy,
+            "episodes": len(state.records),
+            "best_episode": state.best_episode,
+            "best_reward_top1": state.best_reward,
+            "macs_kept_fraction": best.macs_kept_fraction if best else None,
+            "flops_keep_ratio": config.flops_keep_ratio,
+            "latency_keep_ratio": config.latency_keep_ratio,
+            "target": config.target if fit else None,
+            "predicted_latency_ms": best.predicted_latency_ms if best else None,
+            "original_latency_ms": fit.original_ms if fit else None,
+            "lower_bound": config.lower_bound,
+            "seed": config.seed,
+            "group_names": {g.id: g.name for g in groups},
+        }
+    }
