@@ -17,6 +17,8 @@ from pathlib import Path
 
 __all__ = ["CorpusEntry", "CORPUS", "corpus_names", "export_corpus_model", "DEFAULT_CACHE_DIR"]
 
+# Bumped whenever the export recipe changes, so cached exports are rebuilt.
+_RECIPE_VERSION = 2
 DEFAULT_CACHE_DIR = Path(os.environ.get("AGMC_ONNX_CORPUS_CACHE", Path.cwd() / ".cache" / "corpus"))
 
 
@@ -84,7 +86,7 @@ def export_corpus_model(name: str, fused_bn: bool = False, cache_dir: Path | Non
     entry = CORPUS[name]
     cache_dir = Path(cache_dir or DEFAULT_CACHE_DIR)
     variant = "fused" if fused_bn else "bn"
-    key = hashlib.sha1(f"{entry}|{torch.__version__}|{seed}".encode()).hexdigest()[:10]
+    key = hashlib.sha1(f"{entry}|{torch.__version__}|{seed}|{_RECIPE_VERSION}".encode()).hexdigest()[:10]
     path = cache_dir / f"{name}-{variant}-{entry.input_size}-{key}.onnx"
     if path.exists():
         return path

@@ -1,0 +1,104 @@
+"""Options of ``compress``: built-in defaults < the model's sidecar < a TOML file < command-line flags."""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from agmc_onnx.errors import AgmcError
+
+__all__ = ["CompressConfig", "ConfigError", "resolve_config", "read_toml", "sidecar_path"]
+
+
+class ConfigError(AgmcError):
+    """A configuration file or option is malformed."""
+
+
+@dataclass(frozen=True)
+class CompressConfig:
+    target: str = "mobile-cpu"
+    flops: float | None = None  # fraction of the original MACs to keep
+    latency: float | None = None  # fraction of the original median latency on ``target``
+    data: str | None = None
+    episodes: int = 100
+    policy: str = "agmc"
+    finetune_epochs: int = 1
+    finetune_images: int | None = None  # cap on fine-tuning images per epoch (None: all)
+    max_accuracy_drop: float | None = None  # percentage points of test top-1
+    round_to: int = 8
+    reward_size: int = 1000
+    test_size: int = 1000  # only used when the data has no separate test split
+    distill: bool = True
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.flops is not None and self.latency is not None:
+            raise ConfigError("give either flops or latency as the budget, not both")
+        for name in ("flops", "latency"):
+            value = getattr(self, name)
+            if value is not None and not 0.0 < float(value) <= 1.0:
+                raise ConfigError(f"{name} budget is {value}; it is the fraction kept, in (0, 1]")
+        if self.episodes < 1 or self.finetune_epochs < 0 or self.round_to < 1 or self.reward_size < 1:
+            raise ConfigError("episodes, reward_size and round_to must be positive and finetune_epochs ≥ 0")
+        if self.max_accuracy_drop is not None and self.max_accuracy_drop < 0:
+            raise ConfigError(f"max_accuracy_drop is {self.max_accuracy_drop}; it must be ≥ 0 percentage points")
+
+    @property
+    def budget(self) -> tuple[str, float]:
+        if self.latency is not None:
+            return "latency", float(self.latency)
+        return "flops", float(self.flops if self.flops is not None else 0.5)
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+_FIELDS = {f.name for f in dataclasses.fields(CompressConfig)}
+
+
+def read_toml(path: Path, section: str = "compress") -> dict:
+    """Options from ``path``: the ``[compress]`` table, or the top level when there is none.
+
+    A relative ``data`` path is resolved against the file's folder, so a sidecar can ship beside its model.
+    """
+    try:
+        document = tomllib.loads(Path(path).read_text())
+    except OSError as exc:
+        raise ConfigError(f"cannot read configuration {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    values = dict(document.get(section, document))
+    values = {key.replace("-", "_"): value for key, value in values.items()}
+    unknown = sorted(set(values) - _FIELDS)
+    if unknown:
+        raise ConfigError(f"{path}: unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(_FIELDS))}")
+    if isinstance(values.get("data"), str) and not Path(values["data"]).is_absolute():
+        values["data"] = str((Path(path).parent / values["data"]).resolve())
+    return values
+
+
+def sidecar_path(model_path: Path) -> Path:
+    """``model.onnx`` may carry its defaults (data, budget) in ``model.compress.toml`` beside it."""
+    return model_path.with_name(model_path.stem + ".compress.toml")
+
+
+def resolve_config(model_path: Path, config_file: Path | None, flags: Mapping[str, object]) -> CompressConfig:
+    values: dict = {}
+    sidecar = sidecar_path(model_path)
+    if sidecar.is_file():
+        values.update(read_toml(sidecar))
+    if config_file is not None:
+        values.update(read_toml(config_file))
+    given = {key: value for key, value in flags.items() if value is not None}
+    if "flops" in given or "latency" in given:
+        # A budget given on the command line replaces the file's budget of either kind.
+        values.pop("flops", None)
+        values.pop("latency", None)
+    values.update(given)
+    try:
+        return CompressConfig(**values)
+    except TypeError as exc:
+        raise ConfigError(f"bad configuration: {exc}") from None
