@@ -169,7 +169,13 @@ def main() -> None:
         "--rounds", type=int, default=30, help="A-B-B-A rounds of the self-vs-self measurement"
     )
     parser.add_argument("--runs-per-block", type=int, default=10)
+    parser.add_argument("--render-only", action="store_true", help="rewrite the Markdown from the saved JSON")
     args = parser.parse_args()
+    if args.render_only:
+        report = json.loads((args.output_dir / "measure_zoo.json").read_text())
+        (args.output_dir / "measure_zoo.md").write_text(render_markdown(report))
+        print_table(report)
+        return
 
     started = time.perf_counter()
     settings = ("min_runs", "min_seconds", "rounds", "runs_per_block")
