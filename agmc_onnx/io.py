@@ -91,12 +91,19 @@ def save_model(model: onnx.ModelProto, path: str | os.PathLike) -> Path:
             )
         else:
             onnx.save(model, tmp_name)  # noqa: TID251
+        os.chmod(tmp_name, 0o666 & ~_current_umask())  # mkstemp creates 0600; written models are ordinary files
         os.replace(tmp_name, path)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
     log.info("wrote %s (%d bytes)", path, path.stat().st_size)
     return path
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def model_file_size(model: onnx.ModelProto) -> int:

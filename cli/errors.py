@@ -6,9 +6,10 @@ import click
 
 from agmc_onnx.errors import AgmcError
 
-__all__ = ["ErrorBoundaryGroup", "EXIT_USER_ERROR"]
+__all__ = ["ErrorBoundaryGroup", "EXIT_USER_ERROR", "EXIT_INTERRUPTED"]
 
 EXIT_USER_ERROR = 1
+EXIT_INTERRUPTED = 130  # the shell convention for SIGINT
 
 
 class ErrorBoundaryGroup(click.Group):
@@ -20,4 +21,6 @@ class ErrorBoundaryGroup(click.Group):
                 raise
             raise click.ClickException(str(exc)) from None
         except KeyboardInterrupt:
-            raise click.ClickException("interrupted; nothing partial was written") from None
+            interrupted = click.ClickException("interrupted; nothing partial was written")
+            interrupted.exit_code = EXIT_INTERRUPTED
+            raise interrupted from None

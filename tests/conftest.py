@@ -5,7 +5,6 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-SHARED = REPO_ROOT.parent / "shared"
 
 
 @pytest.fixture(scope="session")
@@ -16,9 +15,5 @@ def corpus_cache_dir() -> Path:
     return path
 
 
-def shared_model_path(name: str) -> Path:
-    """A trained CIFAR-10 model: the repository's zoo copy when present, else the shared folder."""
-    for candidate in (REPO_ROOT / "models" / "zoo" / f"cifar10_{name}.onnx", SHARED / "models" / f"cifar10_{name}.onnx"):
-        if candidate.exists():
-            return candidate
-    pytest.skip(f"trained model cifar10_{name}.onnx is not available")
+# Re-exported for test modules that import it from here.
+from trained_models import shared_model_path  # noqa: E402,F401

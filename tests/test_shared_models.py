@@ -9,7 +9,7 @@ from agmc_onnx.io import load_model
 from agmc_onnx.plan import uniform_plan
 from agmc_onnx.prune import prune_model
 from agmc_onnx.validate import validate_pruned
-from conftest import shared_model_path
+from trained_models import shared_model_path
 
 
 @pytest.mark.parametrize("name", ["resnet20", "resnet56", "mobilenetv2"])

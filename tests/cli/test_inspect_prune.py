@@ -10,7 +10,7 @@ import pytest
 import tiny_models
 from agmc_onnx.cli.main import cli
 from click.testing import CliRunner
-from conftest import shared_model_path
+from trained_models import shared_model_path
 
 
 @pytest.fixture()

@@ -1,0 +1,51 @@
+"""``compress --dry-run``: what the run would work on, and whether the budget is reachable, without searching."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from agmc_onnx.analysis import analyze_model
+from agmc_onnx.compress.config import CompressConfig
+from agmc_onnx.cost import measure_latency
+from agmc_onnx.groups.macs_model import MacsModel
+from agmc_onnx.io import load_model
+from agmc_onnx.search.budget import ActionWall, CostModel, uniform_keep_ratio
+from agmc_onnx.search.features import search_order
+
+__all__ = ["estimate"]
+
+
+def estimate(model_path: Path, config: CompressConfig, lower_bound: float = 0.2) -> dict:
+    """Analysis totals, the uniform keep ratio that meets a MACs budget, and the latency target in ms.
+
+    Raises ``BudgetUnreachableError`` when even every group at the lower bound exceeds the budget.
+    """
+    model = load_model(model_path)
+    analysis = analyze_model(model)
+    kind, keep = config.budget
+    summary = {
+        "model": str(model_path),
+        "groups": len(analysis.groups),
+        "prunable_groups": len(analysis.prunable_groups),
+        "macs": analysis.total_macs,
+        "params": analysis.total_params,
+        "prunable_macs_share": analysis.prunable_macs / max(analysis.total_macs, 1),
+        "budget_kind": kind,
+        "budget_keep_fraction": keep,
+        "target": config.target,
+        "episodes": config.episodes,
+        "policy": config.policy,
+    }
+    macs_model = MacsModel.from_analysis(analysis)
+    cost = CostModel.of_macs(macs_model)
+    groups = search_order(analysis)
+    if kind == "flops":
+        wall = ActionWall(groups, cost, keep * cost.full_cost, lower_bound, config.round_to)
+        uniform, counts = uniform_keep_ratio(wall)
+        summary["uniform_keep_ratio"] = uniform
+        summary["uniform_macs_kept_fraction"] = wall.cost(counts) / cost.full_cost
+    else:
+        latency = measure_latency(model, config.target)
+        summary["original_latency_ms"] = latency.median_ms
+        summary["target_latency_ms"] = keep * latency.median_ms
+    return summary

@@ -1,0 +1,116 @@
+"""The compression report: one dataclass, rendered as JSON (for CI) and Markdown (for people)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+
+__all__ = ["ModelFigures", "GateResult", "CompressionReport", "REPORT_SCHEMA_VERSION", "render_markdown"]
+
+REPORT_SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ModelFigures:
+    """What one model version measures: size, cost, accuracy and latency (None where not measured)."""
+
+    macs: int
+    params: int
+    file_bytes: int
+    test_top1: float | None = None
+    latency_median_ms: float | None = None
+    latency_p90_ms: float | None = None
+
+
+@dataclass(frozen=True)
+class GateResult:
+    passed: bool
+    budget_met: bool
+    accuracy_ok: bool
+    reasons: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class CompressionReport:
+    model: str
+    output: str
+    target: str
+    budget_kind: str  # "flops" | "latency"
+    budget_keep_fraction: float
+    achieved_keep_fraction: float  # MACs (flops) or median latency (latency) of final / original
+    policy: str
+    episodes: int
+    best_episode: int
+    best_reward_top1: float
+    keep_ratios: dict
+    original: ModelFigures
+    searched: ModelFigures  # pruned with the best policy, BatchNormalization re-estimated, no fine-tuning
+    final: ModelFigures
+    speedup: float | None
+    speedup_low: float | None
+    speedup_high: float | None
+    accuracy_drop_points: float | None
+    max_accuracy_drop_points: float | None
+    gate: GateResult
+    data: dict
+    timings_s: dict
+    groups: list = field(default_factory=list)  # per group: id, name, channels before and after
+    config: dict = field(default_factory=dict)
+    schema_version: int = REPORT_SCHEMA_VERSION
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2)
+
+
+def _pct(value: float | None) -> str:
+    return "—" if value is None else f"{100 * value:.2f} %"
+
+
+def _ms(value: float | None) -> str:
+    return "—" if value is None else f"{value:.3f} ms"
+
+
+def _row(label: str, figures: ModelFigures, original: ModelFigures) -> str:
+    return (
+        f"| {label} | {_pct(figures.test_top1)} | {figures.macs / 1e6:.2f} M ({figures.macs / original.macs:.0%}) "
+        f"| {figures.params / 1e6:.3f} M | {figures.file_bytes / 1e6:.2f} MB | {_ms(figures.latency_median_ms)} |"
+    )
+
+
+def render_markdown(report: CompressionReport, plots: dict[str, str]) -> str:
+    gate = "PASSED" if report.gate.passed else "FAILED: " + "; ".join(report.gate.reasons)
+    speed = (
+        f"{report.speedup:.2f}× (95 % interval {report.speedup_low:.2f}–{report.speedup_high:.2f})"
+        if report.speedup is not None
+        else "not measured"
+    )
+    lines = [
+        f"# Compression report: `{report.model}`",
+        "",
+        f"- Output: `{report.output}`",
+        f"- Target: `{report.target}`; budget: keep {report.budget_keep_fraction:.0%} of the original "
+        f"{'MACs' if report.budget_kind == 'flops' else 'median latency'}; achieved {report.achieved_keep_fraction:.1%}",
+        f"- Policy: `{report.policy}`, {report.episodes} episodes, best at episode {report.best_episode + 1} "
+        f"(reward top-1 {_pct(report.best_reward_top1)} on {report.data.get('reward_images')} held-out train images)",
+        f"- Latency speed-up on `{report.target}` (paired, interleaved): {speed}",
+        f"- Accuracy drop: {report.accuracy_drop_points:.2f} points" if report.accuracy_drop_points is not None
+        else "- Accuracy drop: not measured",
+        f"- Gate: **{gate}**",
+        "",
+        "| model | test top-1 | MACs | params | file | latency (median) |",
+        "|---|---|---|---|---|---|",
+        _row("original", report.original, report.original),
+        _row("after search (no fine-tuning)", report.searched, report.original),
+        _row("after fine-tuning", report.final, report.original),
+        "",
+        f"Test set: {report.data.get('test_images')} images; fine-tuning: {report.data.get('finetune_images')} "
+        f"images × {report.config.get('finetune_epochs')} epoch(s). "
+        "Times: " + ", ".join(f"{k} {v:.0f} s" for k, v in report.timings_s.items()) + ".",
+        "",
+    ]
+    for title, name in (("Accuracy against MACs", "accuracy_vs_macs"), ("Channels per group", "channels"),
+                        ("Latency", "latency")):
+        if name in plots:
+            lines += [f"## {title}", "", f"![{title}]({plots[name]})", ""]
+    return "\n".join(lines)
