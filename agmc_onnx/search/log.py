@@ -90,9 +90,8 @@ class RunDirectory:
                     "run; "
                     "use the same settings or a new --run-dir"
                 )
-            checkpoint = torch.load(self.checkpoint_path, weights_only=False)
-            self.rewrite_log([EpisodeRecord.from_dict(r) for r in checkpoint["records"]])
-            return checkpoint
+            # The caller rewrites the log from the checkpoint's records (see the module docstring).
+            return torch.load(self.checkpoint_path, weights_only=False)
         atomic_write_bytes(self.config_path, json.dumps(identity, indent=2).encode())
         self.rewrite_log([])
         self.checkpoint_path.unlink(missing_ok=True)

@@ -39,6 +39,7 @@ class SearchConfig:
     flops_keep_ratio: float | None = 0.5
     latency_keep_ratio: float | None = None
     target: str = "mobile-cpu"
+    latency_seconds: float = 1.0  # timing per measured variant when fitting the latency model
     round_to: int = 8
     lower_bound: float = 0.2
     importance: str = "l1"
@@ -92,7 +93,9 @@ def _budget(analysis, groups, config, checkpoint) -> tuple[ActionWall, LatencyFi
     fit = (
         checkpoint["latency_fit"]
         if checkpoint
-        else fit_latency_model(analysis, groups, config.target, config.round_to)
+        else fit_latency_model(
+            analysis, groups, config.target, config.round_to, min_seconds=config.latency_seconds
+        )
     )
     target_ms = config.latency_keep_ratio * fit.original_ms
     return ActionWall(groups, fit.cost_model, target_ms, config.lower_bound, config.round_to), fit
@@ -145,6 +148,7 @@ def run_search(
         policy.load_state_dict(checkpoint["policy"])
         state = checkpoint["progress"]
         state.records = [EpisodeRecord.from_dict(r) for r in state.records]
+        directory.rewrite_log(state.records)
         getattr(reward_fn, "cache", {}).update(checkpoint.get("reward_cache", {}))
     macs_cost = CostModel.of_macs(wall.cost_model.macs)
     n_episodes = min(config.n_episodes, policy.max_episodes or config.n_episodes)

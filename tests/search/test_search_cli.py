@@ -1,0 +1,95 @@
+"""``agmc-onnx search``: help, bad input, an unreachable budget, and a plan that ``prune`` can apply."""
+
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner
+from conftest import shared_model_path
+from search_fixtures import one_torch_thread  # noqa: F401  (autouse fixture)
+
+from agmc_onnx.cli.main import cli
+from agmc_onnx.models.zoo import demo_data_path
+from agmc_onnx.plan import PruningPlan
+
+
+def test_help_lists_budgets_and_policies():
+    result = CliRunner().invoke(cli, ["search", "--help"])
+    assert result.exit_code == 0
+    for option in ("--flops", "--latency", "--target", "--policy", "--round-to", "--resume", "--run-dir"):
+        assert option in result.output
+    assert "agmc|amc|uniform|random" in result.output
+
+
+def test_two_budgets_at_once_are_a_usage_error(tmp_path):
+    model = shared_model_path("resnet20")
+    args = [
+        "search",
+        str(model),
+        "--data",
+        str(demo_data_path()),
+        "--flops",
+        "0.5",
+        "--latency",
+        "0.5",
+        "-o",
+        str(tmp_path / "plan.json"),
+    ]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2
+    assert "exactly one budget" in result.output
+    assert not (tmp_path / "plan.json").exists()
+
+
+def test_unreachable_budget_fails_with_a_clear_message(tmp_path):
+    model = shared_model_path("resnet20")
+    args = [
+        "search",
+        str(model),
+        "--data",
+        str(demo_data_path()),
+        "--flops",
+        "0.02",
+        "--reward-size",
+        "64",
+        "-o",
+        str(tmp_path / "plan.json"),
+    ]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 1
+    assert "budget unreachable" in result.output and "lower bound 0.2" in result.output
+    assert not (tmp_path / "plan.json").exists()
+
+
+def test_search_writes_a_plan_that_prune_applies(tmp_path):
+    model = shared_model_path("resnet20")
+    plan_path, pruned_path = tmp_path / "plan.json", tmp_path / "pruned.onnx"
+    args = [
+        "search",
+        str(model),
+        "--data",
+        str(demo_data_path()),
+        "--flops",
+        "0.6",
+        "--policy",
+        "random",
+        "--episodes",
+        "2",
+        "--reward-size",
+        "64",
+        "-o",
+        str(plan_path),
+    ]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert "episode 2/2" in result.output and "plan written to" in result.output
+    plan = PruningPlan.from_json(plan_path.read_text())
+    assert plan.round_to == 8 and plan.metadata["search"]["policy"] == "random"
+    assert plan.metadata["search"]["macs_kept_fraction"] <= 0.6
+    log_lines = (tmp_path / "plan.run" / "episodes.jsonl").read_text().splitlines()
+    assert [json.loads(line)["episode"] for line in log_lines] == [0, 1]
+    pruned = CliRunner().invoke(
+        cli, ["prune", str(model), "--ratios", str(plan_path), "-o", str(pruned_path)]
+    )
+    assert pruned.exit_code == 0, pruned.output
+    assert pruned_path.stat().st_size < model.stat().st_size
