@@ -140,7 +140,6 @@ def command(
     import torch
 
     from agmc_onnx.analysis import analyze_model
-    from agmc_onnx.cost import measure_latency
     from agmc_onnx.data import load_splits, spec_from_model
     from agmc_onnx.io import load_model, save_model
     from agmc_onnx.search import AccuracyReward, DDPGConfig, RewardConfig, SearchConfig, run_search
@@ -174,21 +173,30 @@ def command(
         reward.pruned_model(reward.selection_of(plan)) if (save_model_path or result.latency_fit) else None
     )
     if result.latency_fit is not None:
-        measured = measure_latency(best_model, target).median_ms
-        search_meta = {**plan.metadata["search"], "measured_latency_ms": measured}
-        plan = dataclasses.replace(plan, metadata={**plan.metadata, "search": search_meta})
-        click.echo(
-            f"latency on {target}: predicted {search_meta['predicted_latency_ms']:.3f} ms, "
-            f"measured {measured:.3f} ms "
-            f"(original {result.latency_fit.original_ms:.3f} ms)"
-        )
+        plan = _with_measured_latency(plan, result.latency_fit, best_model, target)
     atomic_write_bytes(output, plan.to_json().encode())
     if save_model_path is not None:
         save_model(best_model, save_model_path)
-    best = result.records[result.best_episode]
+    click.echo(_summary(policy, result, reward_set.n_images, output))
+
+
+def _with_measured_latency(plan, fit, best_model, target: str):
+    """The plan with the final model's measured latency beside the model's prediction (also shown)."""
+    from agmc_onnx.cost import measure_latency
+
+    measured = measure_latency(best_model, target).median_ms
+    search_meta = {**plan.metadata["search"], "measured_latency_ms": measured}
     click.echo(
-        f"{policy}: best reward top-1 {100 * result.best_reward:.2f} % "
-        f"on {reward_set.n_images} held-out train images "
+        f"latency on {target}: predicted {search_meta['predicted_latency_ms']:.3f} ms, "
+        f"measured {measured:.3f} ms (original {fit.original_ms:.3f} ms)"
+    )
+    return dataclasses.replace(plan, metadata={**plan.metadata, "search": search_meta})
+
+
+def _summary(policy: str, result, n_images: int, output: Path) -> str:
+    best = result.records[result.best_episode]
+    return (
+        f"{policy}: best reward top-1 {100 * result.best_reward:.2f} % on {n_images} held-out train images "
         f"(episode {result.best_episode + 1}/{len(result.records)}), "
         f"MACs kept {100 * best.macs_kept_fraction:.1f} %, "
         f"{result.n_evaluations} evaluations, {result.seconds:.0f} s; plan written to {output}"
