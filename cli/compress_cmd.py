@@ -66,8 +66,10 @@ def _echo_result(report, paths: dict) -> None:
 @click.option("--dry-run", is_flag=True, help="Analyse and estimate the budget without searching.")
 @click.option("--restart", is_flag=True, help="Ignore an interrupted run's state in OUTPUT and start afresh.")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary on stdout.")
+@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
+              help="torch threads for the agent and fine-tuning (onnxruntime threads follow --target).")
 def command(model: Path, target, flops, latency, data, episodes, policy, finetune_epochs, max_accuracy_drop,
-            round_to, config_file, out_dir, dry_run, restart, as_json) -> None:
+            round_to, config_file, out_dir, dry_run, restart, as_json, threads) -> None:
     """Search, prune, fine-tune and measure MODEL; write OUTPUT/model.onnx and a report.
 
     Exit codes: 0 passed; 1 bad input; 2 bad usage; 3 accuracy gate failed; 4 budget not met;
@@ -87,6 +89,11 @@ def command(model: Path, target, flops, latency, data, episodes, policy, finetun
     from agmc_onnx.compress.outputs import write_outputs
     from agmc_onnx.compress.pipeline import run_compress
 
+    import torch
+
+    # One thread by default: the agent's networks are small, and torch's thread pool degrades badly
+    # when onnxruntime or other processes share the cores.
+    torch.set_num_threads(threads)
     out_dir = out_dir or model.with_name(model.stem + "-compressed")
     try:
         run = run_compress(model, config, out_dir, restart=restart, progress=_progress)

@@ -7,6 +7,17 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _one_torch_thread():
+    """torch's thread pool slows small ops by orders of magnitude when the cores are shared."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.fixture(scope="session")
 def corpus_cache_dir() -> Path:
     """Exports are slow-ish; keep them across runs in the repository's git-ignored cache."""

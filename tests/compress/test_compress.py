@@ -1,0 +1,146 @@
+"""``compress`` end to end on a tiny model and tiny data: outputs, report schema, gate codes, resume."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from agmc_onnx.cli.main import cli
+from agmc_onnx.compress import pipeline
+from agmc_onnx.compress.config import ConfigError, resolve_config
+from agmc_onnx.compress.gate import EXIT_ACCURACY_GATE, EXIT_BUDGET_GATE, evaluate_gate
+from agmc_onnx.compress.report import GateResult
+from click.testing import CliRunner
+from tiny_models import TinyNet
+
+
+def _tiny_classifier():
+    net = TinyNet("tiny_classifier", (3, 8, 8))
+    x = net.node("Relu", [net.bn(net.conv("input", 3, 16), 16)])
+    x = net.node("Relu", [net.bn(net.conv(x, 16, 16), 16)])
+    x = net.node("Flatten", [net.node("GlobalAveragePool", [x])])
+    return net.build(net.gemm(x, 16, 4))
+
+
+@pytest.fixture()
+def workspace(tmp_path):
+    model = tmp_path / "tiny.onnx"
+    model.write_bytes(_tiny_classifier().SerializeToString())
+    rng = np.random.default_rng(0)
+    data = tmp_path / "tiny.npz"
+    np.savez(data, x=rng.integers(0, 256, (96, 8, 8, 3), dtype=np.uint8), y=rng.integers(0, 4, 96))
+    config = tmp_path / "ci.toml"
+    config.write_text(
+        "[compress]\nflops = 0.6\nepisodes = 3\nfinetune_epochs = 1\nreward_size = 16\ntest_size = 16\n"
+        "round_to = 1\n"
+    )
+    return tmp_path, model, data, config
+
+
+def _run(args):
+    return CliRunner().invoke(cli, ["compress", *args])
+
+
+def test_compress_end_to_end_writes_model_report_and_plots(workspace):
+    tmp_path, model, data, config = workspace
+    out = tmp_path / "out"
+    result = _run([str(model), "--data", str(data), "--config", str(config), "-o", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["passed"] is True and summary["macs_kept_fraction"] <= 0.6
+    for name in ("model.onnx", "report.json", "report.md", "episodes.jsonl", "accuracy_vs_macs.png",
+                 "channels.png", "latency.png"):
+        assert (out / name).is_file(), name
+    report = json.loads((out / "report.json").read_text())
+    assert report["schema_version"] == 1
+    assert set(report["original"]) == {"macs", "params", "file_bytes", "test_top1", "latency_median_ms",
+                                       "latency_p90_ms"}
+    assert report["final"]["macs"] < report["original"]["macs"]
+    assert report["episodes"] == 3 and len((out / "episodes.jsonl").read_text().splitlines()) == 3
+    assert report["gate"]["passed"] and report["budget_kind"] == "flops"
+    assert 0.0 < report["speedup"] and report["speedup_low"] <= report["speedup"] <= report["speedup_high"]
+    assert all(g["channels_after"] <= g["channels_before"] for g in report["groups"])
+    assert "Compression report" in (out / "report.md").read_text()
+
+
+@pytest.mark.parametrize(
+    "gate, code",
+    [(GateResult(False, True, False, ("accuracy dropped",)), EXIT_ACCURACY_GATE),
+     (GateResult(False, False, True, ("budget not met",)), EXIT_BUDGET_GATE)],
+    ids=["accuracy", "budget"],
+)
+def test_gate_failure_has_its_own_exit_code_and_still_writes_the_report(workspace, monkeypatch, gate, code):
+    tmp_path, model, data, config = workspace
+    monkeypatch.setattr(pipeline, "evaluate_gate", lambda *args: gate)
+    out = tmp_path / "out"
+    result = _run([str(model), "--data", str(data), "--config", str(config), "-o", str(out)])
+    assert result.exit_code == code
+    assert "gate failed" in result.output and (out / "report.json").exists()
+
+
+def test_gate_logic():
+    assert evaluate_gate("flops", 0.5, 0.49, 1.0, 2.0).passed
+    assert not evaluate_gate("flops", 0.5, 0.51, 1.0, None).budget_met
+    failed = evaluate_gate("latency", 0.6, 0.5, 3.0, 2.0)
+    assert failed.budget_met and not failed.accuracy_ok and "3.00 points" in failed.reasons[0]
+
+
+def test_interrupted_run_leaves_no_model_and_resumes(workspace, monkeypatch):
+    tmp_path, model, data, config = workspace
+    out = tmp_path / "out"
+    from agmc_onnx.cli import compress_cmd
+
+    seen = []
+
+    def interrupt_at_second_episode(event):
+        seen.append(event.message)
+        if event.stage == "search" and event.message.startswith("episode 2/"):
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(compress_cmd, "_progress", interrupt_at_second_episode)
+    result = _run([str(model), "--data", str(data), "--config", str(config), "-o", str(out)])
+    assert result.exit_code == 130 and "run the same command again" in result.output.lower()
+    assert not (out / "model.onnx").exists() and not (out / "report.json").exists()
+    monkeypatch.undo()
+    result = _run([str(model), "--data", str(data), "--config", str(config), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "(resuming)" in result.output and "episode 1/3" not in result.output
+    assert len((out / "episodes.jsonl").read_text().splitlines()) == 3
+
+
+def test_dry_run_estimates_without_searching(workspace):
+    tmp_path, model, data, config = workspace
+    result = _run([str(model), "--config", str(config), "--dry-run", "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["prunable_groups"] == 2 and summary["uniform_macs_kept_fraction"] <= 0.6
+    assert not (tmp_path / "tiny-compressed").exists()
+
+
+def test_unreachable_budget_is_one_clear_error(workspace):
+    tmp_path, model, data, config = workspace
+    result = _run([str(model), "--config", str(config), "--flops", "0.01", "--dry-run"])
+    assert result.exit_code == 1 and "budget unreachable" in result.output and "Traceback" not in result.output
+
+
+def test_missing_data_is_one_clear_error(workspace):
+    tmp_path, model, _, config = workspace
+    result = _run([str(model), "--config", str(config), "-o", str(tmp_path / "out")])
+    assert result.exit_code == 1 and "compress needs data" in result.output
+
+
+def test_flags_override_the_config_file_and_the_sidecar(workspace):
+    tmp_path, model, data, config = workspace
+    (tmp_path / "tiny.compress.toml").write_text('[compress]\nepisodes = 7\npolicy = "random"\n')
+    resolved = resolve_config(model, config, {"latency": 0.7, "episodes": None})
+    assert resolved.latency == 0.7 and resolved.flops is None  # the flag's budget replaces the file's
+    assert resolved.episodes == 3 and resolved.policy == "random"  # file over sidecar; sidecar over defaults
+
+
+def test_bad_config_file_is_refused(workspace):
+    tmp_path, model, _, _ = workspace
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[compress]\nepisodez = 3\n")
+    with pytest.raises(ConfigError, match="unknown option"):
+        resolve_config(model, bad, {})
