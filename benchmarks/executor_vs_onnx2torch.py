@@ -11,6 +11,7 @@ without it only our executor is measured (``pip install onnx2torch``; it is not 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import platform
 import statistics
 import time
@@ -71,62 +72,78 @@ def _float_initializer_stats(model: onnx.ModelProto) -> tuple[int, int, int]:
     return len(floats), n_stats, elements
 
 
-def _step_ms(module: torch.nn.Module, x: torch.Tensor, repeats: int) -> float:
-    module.train()
-    times = []
-    for i in range(repeats + 1):
-        start = time.perf_counter()
-        out = module(x)
-        out = out[0] if isinstance(out, (tuple, list)) else out
-        out.float().square().mean().backward()
-        module.zero_grad(set_to_none=True)
-        if i:  # the first run is warm-up
-            times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
+def _one_step_ms(module: torch.nn.Module, x: torch.Tensor) -> float:
+    started = time.perf_counter()
+    out = module(x)
+    out = out[0] if isinstance(out, (tuple, list)) else out
+    out.float().square().mean().backward()
+    module.zero_grad(set_to_none=True)
+    return (time.perf_counter() - started) * 1e3
 
 
-def _measure(build, x: np.ndarray, reference: np.ndarray, batch: int, repeats: int) -> ToolResult:
+def _paired_step_ms(modules: list[torch.nn.Module], x: torch.Tensor, repeats: int) -> list[float]:
+    """Median train-mode step time of each module, runs interleaved (A-B-A-B) so that load drift hits both."""
+    for module in modules:
+        module.train()
+        _one_step_ms(module, x)  # warm-up
+    times: list[list[float]] = [[] for _ in modules]
+    for _ in range(repeats):
+        for i, module in enumerate(modules):
+            times[i].append(_one_step_ms(module, x))
+    return [statistics.median(t) for t in times]
+
+
+def _check(build, x: np.ndarray, reference: np.ndarray) -> tuple[ToolResult, torch.nn.Module | None]:
+    """Convert, compare with onnxruntime and count trainables; step time is filled in later."""
     try:
         module = build()
     except Exception as exc:  # noqa: BLE001 - a converter failure is a result here
-        return ToolResult(False, None, float("nan"), 0, 0, float("nan"), f"{type(exc).__name__}: {exc}"[:120])
+        return ToolResult(False, None, float("nan"), 0, 0, float("nan"), _short(exc)), None
     try:
         module.eval()
         with torch.no_grad():
             out = module(torch.from_numpy(x))
         out = out[0] if isinstance(out, (tuple, list)) else out
         rel = float(np.abs(out.numpy() - reference).max() / max(np.abs(reference).max(), 1e-12))
-        trainable = [p for p in module.parameters() if p.requires_grad]
-        x_step = torch.randn(batch, *x.shape[1:])
-        step = _step_ms(module, x_step, repeats)
+        module.train()
+        _one_step_ms(module, torch.from_numpy(x))  # can it train at all?
     except Exception as exc:  # noqa: BLE001
-        return ToolResult(True, False, float("nan"), 0, 0, float("nan"), f"{type(exc).__name__}: {exc}"[:120])
-    return ToolResult(True, rel <= TOLERANCE, rel, len(trainable), sum(p.numel() for p in trainable), step)
+        return ToolResult(True, False, float("nan"), 0, 0, float("nan"), _short(exc)), None
+    trainable = [p for p in module.parameters() if p.requires_grad]
+    n_elements = sum(p.numel() for p in trainable)
+    return ToolResult(True, rel <= TOLERANCE, rel, len(trainable), n_elements, float("nan")), module
+
+
+def _short(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {exc}"[:120]
 
 
 def _row(name: str, path: Path, batch: int, repeats: int) -> ModelRow:
     model = load_model(path, check=False)
     dims = model.graph.input[0].type.tensor_type.shape.dim
-    x = (
-        np.random.default_rng(0)
-        .standard_normal((2, 3, dims[2].dim_value, dims[3].dim_value))
-        .astype(np.float32)
-    )
+    shape = (3, dims[2].dim_value, dims[3].dim_value)
+    x = np.random.default_rng(0).standard_normal((2, *shape)).astype(np.float32)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     reference = session.run(None, {session.get_inputs()[0].name: x})[0]
-    ours = _measure(lambda: OnnxModule(model), x, reference, batch, repeats)
-    theirs = None
+    results = [_check(lambda: OnnxModule(model), x, reference)]
     if onnx2torch is not None:
-        theirs = _measure(lambda: onnx2torch.convert(model), x, reference, batch, repeats)
-    return ModelRow(name, *_float_initializer_stats(model), ours, theirs)
+        results.append(_check(lambda: onnx2torch.convert(model), x, reference))
+    timed = [i for i, (_, module) in enumerate(results) if module is not None]
+    x_step = torch.randn(batch, *shape, generator=torch.Generator().manual_seed(0))
+    step_ms = _paired_step_ms([results[i][1] for i in timed], x_step, repeats)
+    final = [result for result, _ in results]
+    for i, ms in zip(timed, step_ms):
+        final[i] = dataclasses.replace(final[i], step_ms=ms)
+    return ModelRow(name, *_float_initializer_stats(model), final[0], final[1] if len(final) > 1 else None)
 
 
 def _cell(result: ToolResult | None) -> str:
     if result is None:
         return "not installed | | |"
     if not result.converts:
-        return f"fails: {result.error.split(':')[0]} | | |"
-    match = "yes" if result.matches else f"**no** ({result.error or f'{result.rel_error:.1e}'})"
+        return f"fails: {result.error.replace('|', '/')} | | |"
+    detail = result.error.replace("|", "/") or f"{result.rel_error:.1e}"
+    match = "yes" if result.matches else f"**no** ({detail})"
     return f"{match} | {result.n_trainable} | {result.trainable_elements:,} | {result.step_ms:.0f}"
 
 
@@ -141,7 +158,8 @@ def _report(rows: list[ModelRow], batch: int, repeats: int, seconds: float) -> s
         "",
         "Columns per tool: output matches onnxruntime (eval mode, batch 2, max |diff| / max |ref| <= 1e-4); "
         "trainable tensors; trainable elements; median ms of one train-mode forward+backward at batch "
-        f"{batch} (after one warm-up run). *float inits* counts float initializers; *BN stats* how many of "
+        f"{batch} (after one warm-up run; the two tools' runs interleaved, so load drift hits both). "
+        "*float inits* counts float initializers; *BN stats* how many of "
         "them are BatchNormalization running statistics (buffers by design in both tools); *learnable "
         "elements* the float elements outside running statistics.",
         "",

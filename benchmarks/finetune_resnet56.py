@@ -12,6 +12,7 @@ Accuracy is top-1 on the full 10k CIFAR-10 (JPEG copy) test set through onnxrunt
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from pathlib import Path
 
@@ -51,7 +52,7 @@ def prune_to_half_macs(model, target_mac_ratio: float = 0.5):
     return best
 
 
-def seconds_per_step(model, teacher, images, normalization, steps: int = 8) -> float:
+def seconds_per_step(model, teacher, images, normalization, steps: int = 4) -> float:
     """Median wall time of one training step (forward, backward, SGD) at the benchmark's batch size."""
     module = OnnxModule(model).train()
     teacher_module = OnnxModule(teacher).eval() if teacher is not None else None
@@ -105,12 +106,13 @@ def main() -> None:
     n_images = args.train_images or (SUBSET_IMAGES if estimate_min > args.budget_min else train.n_images)
     subset_note = ""
     if n_images < train.n_images:
-        train = sample_subset(train, n_images, seed=0)
+        reason = "asked for with --train-images" if args.train_images else f"budget {args.budget_min:.0f} min"
         subset_note = (
-            f"Fine-tuning used a fixed class-balanced subset of {n_images} training images: the full "
-            f"{50_000}-image set was estimated at {estimate_min:.0f} min for all runs on this CPU "
-            f"(budget {args.budget_min:.0f} min)."
+            f"Fine-tuning used a fixed class-balanced subset of {n_images} of the {train.n_images} training "
+            f"images ({reason}): all runs on the full set were estimated at {estimate_min:.0f} min on this "
+            f"CPU at the time (load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)."
         )
+        train = sample_subset(train, n_images, seed=0)
     print(
         f"step {step_plain:.2f} s plain / {step_distill:.2f} s distilled; "
         f"training on {train.n_images} images; "
@@ -142,7 +144,8 @@ def main() -> None:
     lines = [
         "# Fine-tuning the shared ResNet-56 after uniform pruning to ~50 % MACs",
         "",
-        f"Command: `python benchmarks/finetune_resnet56.py --epochs {args.epochs}` on this machine's CPU "
+        f"Command: `python benchmarks/finetune_resnet56.py --epochs {args.epochs}"
+        f"{f' --train-images {args.train_images}' if args.train_images else ''}` on this machine's CPU "
         f"({torch.get_num_threads()} torch threads). Pruning: `agmc_onnx.prune.prune_model` with one "
         f"keep ratio ({keep_ratio:.3f}, L1 importance) for every group, giving {100 * mac_ratio:.1f} % "
         f"of the original MACs. SGD lr {args.lr} nesterov, cosine per step, batch {BATCH_SIZE}, weight "

@@ -181,9 +181,8 @@ class _Trainer:
         self.train, self.val, self.normalization, self.config = train, val, normalization, config
         self.progress = progress
         self.batch_size = min(config.batch_size, len(train))
-        self.steps_per_epoch = (
-            len(train) // self.batch_size
-        )  # full batches only: BN needs more than one sample
+        # Full batches only: a trailing batch of one sample would break BatchNormalization in training.
+        self.steps_per_epoch = len(train) // self.batch_size
         self.optimizer = _optimizer(self.module, config)
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
             self.optimizer, T_max=config.epochs * self.steps_per_epoch
