@@ -51,7 +51,9 @@ def eval_cost(analysis, reward: AccuracyReward) -> dict:
 def test_scores(reward: AccuracyReward, plan, test, spec, with_plain: bool) -> dict:
     selection = select_channels(plan, reward.analysis.groups)
     plain, _ = apply_selection(reward.analysis, selection)
-    recal = reward.pruned_model(selection)
+    # Scored with re-estimated statistics even when the search's reward went without them.
+    recalibrating = AccuracyReward(reward.analysis, reward.dataset, spec, RewardConfig(recalibrate_bn=True))
+    recal = recalibrating.pruned_model(selection)
     profile = reward.config.profile()
     scores = {"test_top1_bn_recalibrated": evaluate_accuracy(create_session(recal, profile), test, spec).top1}
     if with_plain:  # each 10k evaluation costs about a minute on this machine: only where it informs
@@ -90,7 +92,9 @@ def run_model(name: str, args: argparse.Namespace, out: Path) -> list[dict]:
         if result.encoder_loss:
             (run_dir / "encoder_pretrain_loss.json").write_text(json.dumps(result.encoder_loss))
         search_seconds = sum(r.episode_seconds for r in result.records)
-        scores = test_scores(reward, result.plan, splits.test, spec, with_plain=policy in ("uniform", "agmc"))
+        scores = test_scores(
+            reward, result.plan, splits.test, spec, with_plain=policy in ("uniform", "agmc") or args.no_recal
+        )
         row = {
             "model": name,
             "policy": policy,

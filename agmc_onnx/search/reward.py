@@ -20,6 +20,7 @@ from agmc_onnx.cost.profiles import TargetProfile, get_profile
 from agmc_onnx.cost.session import create_session
 from agmc_onnx.data.dataset import ImageDataset
 from agmc_onnx.data.preprocessing import PreprocessSpec, to_model_input
+from agmc_onnx.data.splits import balanced_order
 from agmc_onnx.evaluate import evaluate_accuracy
 from agmc_onnx.plan import ChannelSelection, PruningPlan, select_channels
 from agmc_onnx.prune import apply_selection
@@ -73,10 +74,12 @@ class AccuracyReward:
         self.spec = spec
         self.config = config
         self.cache: dict[str, float] = {}
-        n_calib = min(config.calibration_images, dataset.n_images)
+        # Every batch class-balanced (seeded): datasets are often ordered by class, and statistics
+        # measured on a few classes would mis-normalise the rest.
+        order = balanced_order(dataset.labels, seed=0)[: config.calibration_images]
         step = config.calibration_batch_size
         self._calibration = [
-            to_model_input(dataset.images[i : min(i + step, n_calib)], spec) for i in range(0, n_calib, step)
+            to_model_input(dataset.images[order[i : i + step]], spec) for i in range(0, len(order), step)
         ]
 
     def selection_of(self, plan: PruningPlan) -> ChannelSelection:
