@@ -78,9 +78,8 @@ class AccuracyReward:
         # measured on a few classes would mis-normalise the rest.
         order = balanced_order(dataset.labels, seed=0)[: config.calibration_images]
         step = config.calibration_batch_size
-        self._calibration = [
-            to_model_input(dataset.images[order[i : i + step]], spec) for i in range(0, len(order), step)
-        ]
+        self.calibration_batches = tuple(order[i : i + step] for i in range(0, len(order), step))
+        self._calibration = [to_model_input(dataset.images[rows], spec) for rows in self.calibration_batches]
 
     def selection_of(self, plan: PruningPlan) -> ChannelSelection:
         return select_channels(plan, self.analysis.groups)

@@ -17,6 +17,7 @@ from agmc_onnx.models.zoo import demo_data_path
 from agmc_onnx.plan import select_channels, uniform_plan
 from agmc_onnx.prune import apply_selection
 from agmc_onnx.search.recalibrate import batchnorm_nodes, recalibrate_batchnorm
+from agmc_onnx.search.reward import AccuracyReward, RewardConfig
 
 
 def _tensor_value(model: onnx.ModelProto, name: str, feeds: dict) -> np.ndarray:
@@ -68,3 +69,18 @@ def test_recalibration_restores_accuracy_of_a_pruned_trained_model():
     plain = evaluate_accuracy(pruned, dataset, spec).top1
     recalibrated = evaluate_accuracy(recalibrate_batchnorm(pruned, batches), dataset, spec).top1
     assert recalibrated > plain + 0.1
+
+
+def test_reward_calibration_batches_are_class_balanced_on_a_class_ordered_set():
+    model = tiny_classifier()
+    dataset = labelled_by_model(model, 128)
+    ordered = dataset.select(
+        np.argsort(dataset.labels, kind="stable")
+    )  # as archives are read: class by class
+    config = RewardConfig(calibration_images=32, calibration_batch_size=16)
+    reward = AccuracyReward(analyze_model(model), ordered, SPEC, config)
+    assert [len(rows) for rows in reward.calibration_batches] == [16, 16]
+    counts = np.bincount(ordered.labels, minlength=len(ordered.classes))
+    for rows in reward.calibration_batches:
+        in_batch = np.bincount(ordered.labels[rows], minlength=len(ordered.classes))
+        assert np.all(in_batch[counts >= 8] >= 2)  # every well-represented class is in every batch
