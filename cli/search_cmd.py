@@ -168,7 +168,10 @@ def command(
         err=True,
     )
     result = run_search(analysis, reward, config, run_dir=run_dir, resume=resume, progress=_progress)
-    plan = result.plan
+    # The plan holds keep ratios only: say how its reward was scored, so whoever applies it knows the
+    # accuracy assumed re-estimated BatchNormalization statistics (`--save-model` writes them).
+    scored = {"reward_images": reward_set.n_images, "reward_bn_recalibrated": not no_bn_recal}
+    plan = dataclasses.replace(result.plan, metadata={"search": {**result.plan.metadata["search"], **scored}})
     best_model = (
         reward.pruned_model(reward.selection_of(plan)) if (save_model_path or result.latency_fit) else None
     )

@@ -85,6 +85,7 @@ def test_search_writes_a_plan_that_prune_applies(tmp_path):
     assert "episode 2/2" in result.output and "plan written to" in result.output
     plan = PruningPlan.from_json(plan_path.read_text())
     assert plan.round_to == 8 and plan.metadata["search"]["policy"] == "random"
+    assert plan.metadata["search"]["reward_bn_recalibrated"] is True
     assert plan.metadata["search"]["macs_kept_fraction"] <= 0.6
     log_lines = (tmp_path / "plan.run" / "episodes.jsonl").read_text().splitlines()
     assert [json.loads(line)["episode"] for line in log_lines] == [0, 1]
