@@ -60,5 +60,19 @@ class RuleContext:
         self.pin_inputs(node, reason)
         self.fresh_pinned_outputs(node, reason)
 
+    def tracked_input(self, node: gs.Node, shape_of: gs.Tensor | None = None):
+        """(channels of input 0, shape of ``shape_of`` or input 0), or None to stop the rule.
+
+        None when input 0 carries no channels, or, after pinning them, when the shape is unknown.
+        """
+        x = self.info(node.inputs[0])
+        if x is None:
+            return None
+        shape = self.shape(shape_of if shape_of is not None else node.inputs[0])
+        if shape is None:
+            self.barrier(node, f"{node.op} '{node.name}' has a tensor of unknown shape")
+            return None
+        return x, shape
+
     def attr(self, node: gs.Node, name: str, default=None):
         return node.attrs.get(name, default)

@@ -159,13 +159,10 @@ def normalization_rule(node: gs.Node, ctx: RuleContext) -> None:
 
 
 def layer_norm_rule(node: gs.Node, ctx: RuleContext) -> None:
-    x = ctx.info(node.inputs[0])
-    shape = ctx.shape(node.inputs[0])
-    if x is None:
+    tracked = ctx.tracked_input(node)
+    if tracked is None:
         return
-    if shape is None:
-        ctx.barrier(node, f"{node.op} '{node.name}' has a tensor of unknown shape")
-        return
+    x, shape = tracked
     axis = int(ctx.attr(node, "axis", -1)) % len(shape)
     if x.axis >= axis:
         ctx.flow.pin(x.atoms, f"LayerNormalization '{node.name}' normalises over the channel axis")
@@ -174,13 +171,10 @@ def layer_norm_rule(node: gs.Node, ctx: RuleContext) -> None:
 
 def axis_mixing_rule(node: gs.Node, ctx: RuleContext) -> None:
     """Softmax-like ops: mixing along ``axis`` pins the channels if that is the channel axis."""
-    x = ctx.info(node.inputs[0])
-    shape = ctx.shape(node.inputs[0])
-    if x is None:
+    tracked = ctx.tracked_input(node)
+    if tracked is None:
         return
-    if shape is None:
-        ctx.barrier(node, f"{node.op} '{node.name}' has a tensor of unknown shape")
-        return
+    x, shape = tracked
     axis = int(ctx.attr(node, "axis", -1)) % len(shape)
     if axis == x.axis:
         ctx.flow.pin(x.atoms, f"{node.op} '{node.name}' mixes values across channels")

@@ -54,13 +54,10 @@ def concat_rule(node: gs.Node, ctx: RuleContext) -> None:
 
 
 def split_rule(node: gs.Node, ctx: RuleContext) -> None:
-    x = ctx.info(node.inputs[0])
-    x_shape = ctx.shape(node.inputs[0])
-    if x is None:
+    tracked = ctx.tracked_input(node)
+    if tracked is None:
         return
-    if x_shape is None:
-        ctx.barrier(node, f"{node.op} '{node.name}' has a tensor of unknown shape")
-        return
+    x, x_shape = tracked
     axis = int(ctx.attr(node, "axis", 0)) % len(x_shape)
     out_shapes = [ctx.shape(t) for t in node.outputs]
     if any(s is None for s in out_shapes):
@@ -78,13 +75,10 @@ def split_rule(node: gs.Node, ctx: RuleContext) -> None:
 
 
 def slice_rule(node: gs.Node, ctx: RuleContext) -> None:
-    x = ctx.info(node.inputs[0])
-    x_shape = ctx.shape(node.inputs[0])
-    if x is None:
+    tracked = ctx.tracked_input(node)
+    if tracked is None:
         return
-    if x_shape is None:
-        ctx.barrier(node, f"{node.op} '{node.name}' has a tensor of unknown shape")
-        return
+    x, x_shape = tracked
     starts, ends = ctx.const(node.inputs[1]), ctx.const(node.inputs[2])
     axes_tensor = node.inputs[3] if len(node.inputs) > 3 and node.inputs[3].name else None
     steps_tensor = node.inputs[4] if len(node.inputs) > 4 and node.inputs[4].name else None
@@ -107,13 +101,10 @@ def slice_rule(node: gs.Node, ctx: RuleContext) -> None:
 
 
 def gather_rule(node: gs.Node, ctx: RuleContext) -> None:
-    x = ctx.info(node.inputs[0])
-    x_shape = ctx.shape(node.inputs[0])
-    if x is None:
+    tracked = ctx.tracked_input(node)
+    if tracked is None:
         return
-    if x_shape is None:
-        ctx.barrier(node, f"{node.op} '{node.name}' has a tensor of unknown shape")
-        return
+    x, x_shape = tracked
     indices = ctx.const(node.inputs[1])
     axis = int(ctx.attr(node, "axis", 0)) % len(x_shape)
     if indices is None or axis == x.axis:
@@ -124,13 +115,10 @@ def gather_rule(node: gs.Node, ctx: RuleContext) -> None:
 
 
 def flatten_rule(node: gs.Node, ctx: RuleContext) -> None:
-    x = ctx.info(node.inputs[0])
-    x_shape = ctx.shape(node.inputs[0])
-    if x is None:
+    tracked = ctx.tracked_input(node)
+    if tracked is None:
         return
-    if x_shape is None:
-        ctx.barrier(node, f"{node.op} '{node.name}' has a tensor of unknown shape")
-        return
+    x, x_shape = tracked
     axis = int(ctx.attr(node, "axis", 1)) % max(len(x_shape), 1)
     if axis == 0 or x.axis < axis:
         ctx.barrier(node, f"Flatten '{node.name}' merges channels with the batch")
@@ -218,13 +206,10 @@ def _locate_target_entry(node: gs.Node, ctx: RuleContext, out_axis: int) -> tupl
 
 
 def transpose_rule(node: gs.Node, ctx: RuleContext) -> None:
-    x = ctx.info(node.inputs[0])
-    x_shape = ctx.shape(node.inputs[0])
-    if x is None:
+    tracked = ctx.tracked_input(node)
+    if tracked is None:
         return
-    if x_shape is None:
-        ctx.barrier(node, f"{node.op} '{node.name}' has a tensor of unknown shape")
-        return
+    x, x_shape = tracked
     perm = list(ctx.attr(node, "perm", list(reversed(range(len(x_shape))))))
     ctx.set(node.outputs[0], perm.index(x.axis), x.atoms)
 
@@ -239,14 +224,11 @@ def _axes_of(node: gs.Node, ctx: RuleContext) -> list[int] | None:
 
 
 def squeeze_rule(node: gs.Node, ctx: RuleContext) -> None:
-    x = ctx.info(node.inputs[0])
-    x_shape = ctx.shape(node.inputs[0])
+    tracked = ctx.tracked_input(node)
+    if tracked is None:
+        return
+    x, x_shape = tracked
     axes = _axes_of(node, ctx)
-    if x is None:
-        return
-    if x_shape is None:
-        ctx.barrier(node, f"{node.op} '{node.name}' has a tensor of unknown shape")
-        return
     if axes is None:
         ctx.barrier(node)
         return
@@ -258,14 +240,11 @@ def squeeze_rule(node: gs.Node, ctx: RuleContext) -> None:
 
 
 def unsqueeze_rule(node: gs.Node, ctx: RuleContext) -> None:
-    x = ctx.info(node.inputs[0])
-    y_shape = ctx.shape(node.outputs[0])
+    tracked = ctx.tracked_input(node, node.outputs[0])
+    if tracked is None:
+        return
+    x, y_shape = tracked
     axes = _axes_of(node, ctx)
-    if x is None:
-        return
-    if y_shape is None:
-        ctx.barrier(node, f"{node.op} '{node.name}' has a tensor of unknown shape")
-        return
     if axes is None:
         ctx.barrier(node)
         return
@@ -277,13 +256,10 @@ def unsqueeze_rule(node: gs.Node, ctx: RuleContext) -> None:
 
 
 def reduce_rule(node: gs.Node, ctx: RuleContext) -> None:
-    x = ctx.info(node.inputs[0])
-    x_shape = ctx.shape(node.inputs[0])
-    if x is None:
+    tracked = ctx.tracked_input(node)
+    if tracked is None:
         return
-    if x_shape is None:
-        ctx.barrier(node, f"{node.op} '{node.name}' has a tensor of unknown shape")
-        return
+    x, x_shape = tracked
     axes = _axes_of(node, ctx)
     if axes is None:
         ctx.barrier(node)
