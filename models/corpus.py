@@ -79,13 +79,19 @@ def corpus_names(include_heavy: bool = False) -> list[str]:
     return [name for name, entry in CORPUS.items() if include_heavy or not entry.heavy]
 
 
-def export_corpus_model(name: str, fused_bn: bool = False, cache_dir: Path | None = None, seed: int = 0) -> Path:
-    """Export corpus model ``name`` (random weights, dynamic batch, opset 17); return the cached path."""
+def export_corpus_model(
+    name: str, fused_bn: bool = False, cache_dir: Path | None = None, seed: int = 0, exporter: str = "torchscript"
+) -> Path:
+    """Export corpus model ``name`` (random weights, dynamic batch); return the cached path.
+
+    ``exporter`` "torchscript" writes opset 17 (BatchNormalization kept unless ``fused_bn``); "dynamo"
+    uses torch.export at opset 18, whose optimiser folds BatchNormalization and writes other op patterns.
+    """
     import torch
 
     entry = CORPUS[name]
     cache_dir = Path(cache_dir or DEFAULT_CACHE_DIR)
-    variant = "fused" if fused_bn else "bn"
+    variant = "dynamo" if exporter == "dynamo" else ("fused" if fused_bn else "bn")
     key = hashlib.sha1(f"{entry}|{torch.__version__}|{seed}|{_RECIPE_VERSION}".encode()).hexdigest()[:10]
     path = cache_dir / f"{name}-{variant}-{entry.input_size}-{key}.onnx"
     if path.exists():
@@ -100,6 +106,10 @@ def export_corpus_model(name: str, fused_bn: bool = False, cache_dir: Path | Non
     x = torch.randn(1, 3, entry.input_size, entry.input_size)
     cache_dir.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
+    if exporter == "dynamo":
+        _export_dynamo(module, x, tmp)
+        os.replace(tmp, path)
+        return path
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
@@ -115,6 +125,24 @@ def export_corpus_model(name: str, fused_bn: bool = False, cache_dir: Path | Non
         )
     os.replace(tmp, path)
     return path
+
+
+def _export_dynamo(module, x, path: Path) -> None:
+    import contextlib
+    import io
+    import logging
+
+    import torch
+
+    batch = torch.export.Dim("batch")
+    quiet = io.StringIO()  # the exporter reports its steps on stdout
+    with warnings.catch_warnings(), contextlib.redirect_stdout(quiet):
+        warnings.simplefilter("ignore")
+        logging.getLogger("torch").setLevel(logging.ERROR)
+        program = torch.onnx.export(module, (x.repeat(2, 1, 1, 1),), dynamo=True, opset_version=18,
+                                    input_names=["input"], output_names=["logits"],
+                                    dynamic_shapes={"x": {0: batch}})
+    program.save(str(path))
 
 
 def _randomize_batchnorm(module, seed: int) -> None:

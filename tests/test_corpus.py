@@ -38,3 +38,13 @@ def test_corpus_model_prunes_validly(name, fused, corpus_cache_dir):
         result = prune_model(model, plan, analysis=analysis)
         assert validate_pruned(model, analysis, result.selection, result.model).passed
         assert result.after.macs < result.before.macs
+
+
+@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v3_small", pytest.param("densenet121", marks=pytest.mark.slow), "shufflenet_v2_x0_5"])
+def test_dynamo_exported_model_prunes_validly(name, corpus_cache_dir):
+    """torch.export-based ONNX (opset 18) writes other patterns than the TorchScript exporter."""
+    model = load_model(export_corpus_model(name, cache_dir=corpus_cache_dir, exporter="dynamo"))
+    analysis = analyze_model(model)
+    assert analysis.prunable_macs / analysis.total_macs > 0.9
+    result = prune_model(model, uniform_plan(analysis.groups, 0.5), analysis=analysis)
+    assert validate_pruned(model, analysis, result.selection, result.model).passed
