@@ -7,7 +7,12 @@ generic such as ``models`` lands in site-packages.
 
 from setuptools import find_packages, setup
 
-ROOTS = {"agmc_onnx": "agmc_onnx", "agmc_onnx.cli": "cli", "agmc_onnx.passes": "passes", "agmc_onnx.models": "models"}
+ROOTS = {
+    "agmc_onnx": "agmc_onnx",
+    "agmc_onnx.cli": "cli",
+    "agmc_onnx.passes": "passes",
+    "agmc_onnx.models": "models",
+}
 
 
 def _packages() -> tuple[list[str], dict[str, str]]:
@@ -25,6 +30,8 @@ packages, package_dir = _packages()
 setup(
     packages=packages,
     package_dir=package_dir,
-    package_data={"agmc_onnx.models": ["zoo/*.onnx", "zoo/*.json", "zoo/*.npz", "zoo/*.toml", "zoo/*.tar.xz"]},
+    package_data={
+        "agmc_onnx.models": ["zoo/*.onnx", "zoo/*.json", "zoo/*.npz", "zoo/*.toml", "zoo/*.tar.xz"]
+    },
     include_package_data=True,
 )

@@ -41,7 +41,9 @@ def load_model(path: str | os.PathLike, *, check: bool = True) -> onnx.ModelProt
     try:
         model = onnx.load(str(path), load_external_data=True)  # noqa: TID251
     except (DecodeError, RuntimeError, ValueError) as exc:
-        raise ModelLoadError(f"{path} is not a readable ONNX model (truncated or another format): {exc}") from None
+        raise ModelLoadError(
+            f"{path} is not a readable ONNX model (truncated or another format): {exc}"
+        ) from None
     except FileNotFoundError as exc:
         raise ModelLoadError(f"{path}: external data file missing: {exc}") from None
     if not model.graph.node:
@@ -91,7 +93,9 @@ def save_model(model: onnx.ModelProto, path: str | os.PathLike) -> Path:
             )
         else:
             onnx.save(model, tmp_name)  # noqa: TID251
-        os.chmod(tmp_name, 0o666 & ~_current_umask())  # mkstemp creates 0600; written models are ordinary files
+        os.chmod(
+            tmp_name, 0o666 & ~_current_umask()
+        )  # mkstemp creates 0600; written models are ordinary files
         os.replace(tmp_name, path)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)

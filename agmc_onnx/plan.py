@@ -12,7 +12,14 @@ import numpy as np
 from agmc_onnx.errors import PlanError
 from agmc_onnx.groups.find import ChannelGroup
 
-__all__ = ["PruningPlan", "ChannelSelection", "select_channels", "uniform_plan", "kept_unit_count", "IMPORTANCE"]
+__all__ = [
+    "PruningPlan",
+    "ChannelSelection",
+    "select_channels",
+    "uniform_plan",
+    "kept_unit_count",
+    "IMPORTANCE",
+]
 
 IMPORTANCE = ("l1", "l2")
 
@@ -106,7 +113,9 @@ def _resolve(groups: Sequence[ChannelGroup], key: str) -> ChannelGroup:
         if key in (group.id, group.name):
             return group
     known = ", ".join(g.id for g in groups[:8])
-    raise PlanError(f"plan names unknown group '{key}' (known groups: {known}{', ...' if len(groups) > 8 else ''})")
+    raise PlanError(
+        f"plan names unknown group '{key}' (known groups: {known}{', ...' if len(groups) > 8 else ''})"
+    )
 
 
 def select_channels(plan: PruningPlan, groups: Sequence[ChannelGroup]) -> ChannelSelection:
@@ -128,7 +137,9 @@ def select_channels(plan: PruningPlan, groups: Sequence[ChannelGroup]) -> Channe
     return ChannelSelection(keep_units)
 
 
-def selection_from_indices(indices: Mapping[str, Sequence[int]], groups: Sequence[ChannelGroup]) -> ChannelSelection:
+def selection_from_indices(
+    indices: Mapping[str, Sequence[int]], groups: Sequence[ChannelGroup]
+) -> ChannelSelection:
     """An explicit kept-unit set per group, checked against the groups."""
     keep_units: dict[str, tuple[int, ...]] = {}
     for key, values in indices.items():

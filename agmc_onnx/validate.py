@@ -18,7 +18,13 @@ from agmc_onnx.errors import ValidationError
 from agmc_onnx.groups.flow import SliceConstant
 from agmc_onnx.plan import ChannelSelection
 
-__all__ = ["ValidationReport", "check_written_model", "masked_reference", "compare_outputs", "validate_pruned"]
+__all__ = [
+    "ValidationReport",
+    "check_written_model",
+    "masked_reference",
+    "compare_outputs",
+    "validate_pruned",
+]
 
 _ORT_TYPES = {"tensor(float)": np.float32, "tensor(double)": np.float64, "tensor(float16)": np.float16}
 
@@ -45,7 +51,9 @@ def _session(model: onnx.ModelProto) -> ort.InferenceSession:
 def _io_signature(model: onnx.ModelProto) -> list[tuple[str, int, tuple]]:
     signature = []
     for value in model.graph.output:
-        dims = tuple(d.dim_value if d.HasField("dim_value") else d.dim_param for d in value.type.tensor_type.shape.dim)
+        dims = tuple(
+            d.dim_value if d.HasField("dim_value") else d.dim_param for d in value.type.tensor_type.shape.dim
+        )
         signature.append((value.name, value.type.tensor_type.elem_type, dims))
     return signature
 
@@ -59,11 +67,11 @@ def check_written_model(original: onnx.ModelProto, written: onnx.ModelProto) -> 
     try:
         _session(written)
     except Exception as exc:  # onnxruntime raises several unrelated exception types
-        raise ValidationError(f"onnxruntime cannot load the written model: {str(exc).splitlines()[0]}") from None
-    if _io_signature(original) != _io_signature(written):
         raise ValidationError(
-            f"outputs changed: {_io_signature(original)} became {_io_signature(written)}"
-        )
+            f"onnxruntime cannot load the written model: {str(exc).splitlines()[0]}"
+        ) from None
+    if _io_signature(original) != _io_signature(written):
+        raise ValidationError(f"outputs changed: {_io_signature(original)} became {_io_signature(written)}")
 
 
 def masked_reference(analysis: ModelAnalysis, selection: ChannelSelection) -> onnx.ModelProto:
@@ -96,7 +104,9 @@ def random_inputs(model: onnx.ModelProto, batch_size: int = 2, seed: int = 0) ->
     for value in _session(model).get_inputs():
         dtype = _ORT_TYPES.get(value.type)
         if dtype is None:
-            raise ValidationError(f"input '{value.name}' has type {value.type}; only float inputs are supported")
+            raise ValidationError(
+                f"input '{value.name}' has type {value.type}; only float inputs are supported"
+            )
         shape = [d if isinstance(d, int) and d > 0 else batch_size for d in value.shape]
         feeds[value.name] = rng.standard_normal(shape).astype(dtype)
     return feeds

@@ -146,7 +146,13 @@ def main() -> None:
             try:
                 rows.append(corpus_row(name, fused, args.cache_dir))
             except Exception as exc:  # a benchmark reports failures in its table instead of stopping
-                rows.append({"model": name, "variant": "bn-fused" if fused else "as exported", "error": str(exc)[:200]})
+                rows.append(
+                    {
+                        "model": name,
+                        "variant": "bn-fused" if fused else "as exported",
+                        "error": str(exc)[:200],
+                    }
+                )
             print(json.dumps(rows[-1]), flush=True)
     trained = []
     for name in ("resnet20", "resnet56", "mobilenetv2"):
@@ -154,7 +160,9 @@ def main() -> None:
         print(json.dumps(trained[-1]), flush=True)
     machine = machine_info()
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "engine_corpus.json").write_text(json.dumps({"machine": machine, "corpus": rows, "trained": trained}, indent=2))
+    (args.out / "engine_corpus.json").write_text(
+        json.dumps({"machine": machine, "corpus": rows, "trained": trained}, indent=2)
+    )
     (args.out / "engine_corpus.md").write_text(render(rows, trained, machine))
     print(render(rows, trained, machine))
 

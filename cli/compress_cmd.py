@@ -24,8 +24,11 @@ def _summary(report, paths: dict) -> dict:
         "reasons": list(report.gate.reasons),
         "model": str(paths["model"]),
         "report": str(paths["report_json"]),
-        "test_top1": {"original": report.original.test_top1, "searched": report.searched.test_top1,
-                      "final": report.final.test_top1},
+        "test_top1": {
+            "original": report.original.test_top1,
+            "searched": report.searched.test_top1,
+            "final": report.final.test_top1,
+        },
         "accuracy_drop_points": report.accuracy_drop_points,
         "macs_kept_fraction": report.final.macs / report.original.macs,
         "achieved_keep_fraction": report.achieved_keep_fraction,
@@ -36,60 +39,127 @@ def _summary(report, paths: dict) -> dict:
 
 def _echo_result(report, paths: dict) -> None:
     click.echo(f"wrote {paths['model']} and {paths['report_md']}", err=True)
-    click.echo(f"test top-1: original {report.original.test_top1:.2%}, after search {report.searched.test_top1:.2%}, "
-               f"after fine-tuning {report.final.test_top1:.2%} ({report.accuracy_drop_points:+.2f} points drop)",
-               err=True)
-    click.echo(f"MACs kept {report.final.macs / report.original.macs:.1%}, params kept "
-               f"{report.final.params / report.original.params:.1%}, {report.target} speed-up "
-               f"{report.speedup:.2f}× [{report.speedup_low:.2f}, {report.speedup_high:.2f}]", err=True)
+    click.echo(
+        f"test top-1: original {report.original.test_top1:.2%}, after search {report.searched.test_top1:.2%}, "
+        f"after fine-tuning {report.final.test_top1:.2%} ({report.accuracy_drop_points:+.2f} points drop)",
+        err=True,
+    )
+    click.echo(
+        f"MACs kept {report.final.macs / report.original.macs:.1%}, params kept "
+        f"{report.final.params / report.original.params:.1%}, {report.target} speed-up "
+        f"{report.speedup:.2f}× [{report.speedup_low:.2f}, {report.speedup_high:.2f}]",
+        err=True,
+    )
 
 
 @click.command("compress")
 @click.argument("model", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--target", type=click.Choice(profile_names()), default=None, help="Latency target profile [mobile-cpu].")
-@click.option("--flops", type=click.FloatRange(0.0, 1.0, min_open=True), default=None,
-              help="Budget: kept fraction of MACs [0.5].")
-@click.option("--latency", type=click.FloatRange(0.0, 1.0, min_open=True), default=None,
-              help="Budget: kept fraction of the original's median latency on --target.")
-@click.option("--data", type=click.Path(exists=True, path_type=Path), default=None,
-              help="Dataset: archive, class folder, .npz, or a folder of NAME_train/NAME_test archives.")
+@click.option(
+    "--target", type=click.Choice(profile_names()), default=None, help="Latency target profile [mobile-cpu]."
+)
+@click.option(
+    "--flops",
+    type=click.FloatRange(0.0, 1.0, min_open=True),
+    default=None,
+    help="Budget: kept fraction of MACs [0.5].",
+)
+@click.option(
+    "--latency",
+    type=click.FloatRange(0.0, 1.0, min_open=True),
+    default=None,
+    help="Budget: kept fraction of the original's median latency on --target.",
+)
+@click.option(
+    "--data",
+    type=click.Path(exists=True, path_type=Path),
+    default=None,
+    help="Dataset: archive, class folder, .npz, or a folder of NAME_train/NAME_test archives.",
+)
 @click.option("--episodes", type=click.IntRange(min=1), default=None, help="Search episodes [100].")
-@click.option("--policy", type=click.Choice(["agmc", "amc", "uniform", "random"]), default=None, help="[agmc]")
+@click.option(
+    "--policy", type=click.Choice(["agmc", "amc", "uniform", "random"]), default=None, help="[agmc]"
+)
 @click.option("--finetune-epochs", type=click.IntRange(min=0), default=None, help="[1]")
-@click.option("--max-accuracy-drop", type=click.FloatRange(min=0.0), default=None,
-              help="Gate: largest allowed drop of test top-1, in percentage points.")
+@click.option(
+    "--max-accuracy-drop",
+    type=click.FloatRange(min=0.0),
+    default=None,
+    help="Gate: largest allowed drop of test top-1, in percentage points.",
+)
 @click.option("--round-to", type=click.IntRange(min=1), default=None, help="Channel multiple [8].")
-@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              default=None, help="TOML file with the same options (a [compress] table); flags override it.")
-@click.option("-o", "--output", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Output folder [MODEL's name + '-compressed'].")
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="TOML file with the same options (a [compress] table); flags override it.",
+)
+@click.option(
+    "-o",
+    "--output",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Output folder [MODEL's name + '-compressed'].",
+)
 @click.option("--dry-run", is_flag=True, help="Analyse and estimate the budget without searching.")
 @click.option("--restart", is_flag=True, help="Ignore an interrupted run's state in OUTPUT and start afresh.")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary on stdout.")
-@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
-              help="torch threads for the agent and fine-tuning (onnxruntime threads follow --target).")
-def command(model: Path, target, flops, latency, data, episodes, policy, finetune_epochs, max_accuracy_drop,
-            round_to, config_file, out_dir, dry_run, restart, as_json, threads) -> None:
+@click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="torch threads for the agent and fine-tuning (onnxruntime threads follow --target).",
+)
+def command(
+    model: Path,
+    target,
+    flops,
+    latency,
+    data,
+    episodes,
+    policy,
+    finetune_epochs,
+    max_accuracy_drop,
+    round_to,
+    config_file,
+    out_dir,
+    dry_run,
+    restart,
+    as_json,
+    threads,
+) -> None:
     """Search, prune, fine-tune and measure MODEL; write OUTPUT/model.onnx and a report.
 
     Exit codes: 0 passed; 1 bad input; 2 bad usage; 3 accuracy gate failed; 4 budget not met;
     130 interrupted (run the same command again to resume).
     """
-    flags = {"target": target, "flops": flops, "latency": latency, "data": str(data) if data else None,
-             "episodes": episodes, "policy": policy, "finetune_epochs": finetune_epochs,
-             "max_accuracy_drop": max_accuracy_drop, "round_to": round_to}
+    flags = {
+        "target": target,
+        "flops": flops,
+        "latency": latency,
+        "data": str(data) if data else None,
+        "episodes": episodes,
+        "policy": policy,
+        "finetune_epochs": finetune_epochs,
+        "max_accuracy_drop": max_accuracy_drop,
+        "round_to": round_to,
+    }
     config = resolve_config(model, config_file, flags)
     if dry_run:
         from agmc_onnx.compress.dry_run import estimate
 
         summary = estimate(model, config)
-        click.echo(json.dumps(summary, indent=2) if as_json else "\n".join(f"{k}: {v}" for k, v in summary.items()))
+        click.echo(
+            json.dumps(summary, indent=2) if as_json else "\n".join(f"{k}: {v}" for k, v in summary.items())
+        )
         return
+    import torch
+
     from agmc_onnx.compress.gate import EXIT_ACCURACY_GATE, EXIT_BUDGET_GATE
     from agmc_onnx.compress.outputs import write_outputs
     from agmc_onnx.compress.pipeline import run_compress
-
-    import torch
 
     # One thread by default: the agent's networks are small, and torch's thread pool degrades badly
     # when onnxruntime or other processes share the cores.
@@ -98,8 +168,11 @@ def command(model: Path, target, flops, latency, data, episodes, policy, finetun
     try:
         run = run_compress(model, config, out_dir, restart=restart, progress=_progress)
     except KeyboardInterrupt:
-        click.echo(f"interrupted; nothing partial was written. Run the same command again to resume "
-                   f"from {out_dir / '.work'}", err=True)
+        click.echo(
+            f"interrupted; nothing partial was written. Run the same command again to resume "
+            f"from {out_dir / '.work'}",
+            err=True,
+        )
         sys.exit(130)
     paths = write_outputs(run, out_dir)
     report = run.report

@@ -49,12 +49,18 @@ def command(model: Path, as_json: bool, show_all: bool) -> None:
     if as_json:
         click.echo(json.dumps(summary, indent=2))
         return
-    click.echo(f"{model}: {summary['nodes']} nodes, {summary['groups']} channel groups "
-               f"({summary['prunable_groups']} prunable)")
-    click.echo(f"MACs {_millions(summary['macs'])}, params {_millions(summary['params'])}, "
-               f"prunable MACs {summary['prunable_macs_share']:.1%}, analysed in {analysis.seconds:.2f}s")
+    click.echo(
+        f"{model}: {summary['nodes']} nodes, {summary['groups']} channel groups "
+        f"({summary['prunable_groups']} prunable)"
+    )
+    click.echo(
+        f"MACs {_millions(summary['macs'])}, params {_millions(summary['params'])}, "
+        f"prunable MACs {summary['prunable_macs_share']:.1%}, analysed in {analysis.seconds:.2f}s"
+    )
     click.echo("")
-    click.echo(f"{'group':>6}  {'channels':>8}  {'units':>5}  {'MACs':>6}  {'params':>6}  {'status':<10}  first producer")
+    click.echo(
+        f"{'group':>6}  {'channels':>8}  {'units':>5}  {'MACs':>6}  {'params':>6}  {'status':<10}  first producer"
+    )
     rows = summary["channel_groups"] if show_all else summary["channel_groups"][:40]
     for entry in rows:
         click.echo(

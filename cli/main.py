@@ -28,7 +28,15 @@ def cli(ctx: click.Context, verbose: int, debug: bool) -> None:
 
 
 def _register() -> None:
-    from agmc_onnx.cli import bench_cmd, compress_cmd, eval_cmd, finetune_cmd, inspect_cmd, prune_cmd, search_cmd
+    from agmc_onnx.cli import (
+        bench_cmd,
+        compress_cmd,
+        eval_cmd,
+        finetune_cmd,
+        inspect_cmd,
+        prune_cmd,
+        search_cmd,
+    )
 
     for module in (inspect_cmd, prune_cmd, search_cmd, finetune_cmd, eval_cmd, bench_cmd, compress_cmd):
         cli.add_command(module.command)

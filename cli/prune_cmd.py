@@ -38,18 +38,42 @@ def _fmt(before: float, after: float, unit: str = "") -> str:
 
 @click.command("prune")
 @click.argument("model", type=click.Path(path_type=Path))
-@click.option("--keep", "keep_ratio", type=click.FloatRange(0.0, 1.0, min_open=True),
-              help="Keep this fraction of every prunable group's channels.")
-@click.option("--ratios", "ratios_file", type=click.Path(path_type=Path),
-              help="JSON file of keep ratios per group (a policy written by `search`).")
-@click.option("--round-to", type=click.IntRange(min=1), default=None,
-              help="Round kept channel counts up to a multiple of this (default 1, or the file's).")
-@click.option("--importance", type=click.Choice(IMPORTANCE), default=None, help="Channel ranking (default l1).")
-@click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="Where to write the model.")
+@click.option(
+    "--keep",
+    "keep_ratio",
+    type=click.FloatRange(0.0, 1.0, min_open=True),
+    help="Keep this fraction of every prunable group's channels.",
+)
+@click.option(
+    "--ratios",
+    "ratios_file",
+    type=click.Path(path_type=Path),
+    help="JSON file of keep ratios per group (a policy written by `search`).",
+)
+@click.option(
+    "--round-to",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Round kept channel counts up to a multiple of this (default 1, or the file's).",
+)
+@click.option(
+    "--importance", type=click.Choice(IMPORTANCE), default=None, help="Channel ranking (default l1)."
+)
+@click.option(
+    "-o", "--output", type=click.Path(path_type=Path), required=True, help="Where to write the model."
+)
 @click.option("--no-validate", is_flag=True, help="Skip the equivalence oracle (the checker still runs).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
-def command(model: Path, keep_ratio: float | None, ratios_file: Path | None, round_to: int | None,
-            importance: str | None, output: Path, no_validate: bool, as_json: bool) -> None:
+def command(
+    model: Path,
+    keep_ratio: float | None,
+    ratios_file: Path | None,
+    round_to: int | None,
+    importance: str | None,
+    output: Path,
+    no_validate: bool,
+    as_json: bool,
+) -> None:
     """Prune MODEL's channels and write the physically smaller model to OUTPUT."""
     if (keep_ratio is None) == (ratios_file is None):
         raise click.UsageError("give exactly one of --keep or --ratios")
@@ -80,8 +104,10 @@ def command(model: Path, keep_ratio: float | None, ratios_file: Path | None, rou
     if as_json:
         click.echo(json.dumps(summary, indent=2))
         return
-    click.echo(f"wrote {output} ({summary['pruned_groups']} groups pruned"
-               f"{', oracle passed' if not no_validate else ''})")
+    click.echo(
+        f"wrote {output} ({summary['pruned_groups']} groups pruned"
+        f"{', oracle passed' if not no_validate else ''})"
+    )
     click.echo(f"MACs       {_fmt(*summary['macs'])}")
     click.echo(f"params     {_fmt(*summary['params'])}")
     click.echo(f"file size  {_fmt(*summary['file_bytes'], ' B')}")

@@ -80,7 +80,11 @@ def corpus_names(include_heavy: bool = False) -> list[str]:
 
 
 def export_corpus_model(
-    name: str, fused_bn: bool = False, cache_dir: Path | None = None, seed: int = 0, exporter: str = "torchscript"
+    name: str,
+    fused_bn: bool = False,
+    cache_dir: Path | None = None,
+    seed: int = 0,
+    exporter: str = "torchscript",
 ) -> Path:
     """Export corpus model ``name`` (random weights, dynamic batch); return the cached path.
 
@@ -139,9 +143,15 @@ def _export_dynamo(module, x, path: Path) -> None:
     with warnings.catch_warnings(), contextlib.redirect_stdout(quiet):
         warnings.simplefilter("ignore")
         logging.getLogger("torch").setLevel(logging.ERROR)
-        program = torch.onnx.export(module, (x.repeat(2, 1, 1, 1),), dynamo=True, opset_version=18,
-                                    input_names=["input"], output_names=["logits"],
-                                    dynamic_shapes={"x": {0: batch}})
+        program = torch.onnx.export(
+            module,
+            (x.repeat(2, 1, 1, 1),),
+            dynamo=True,
+            opset_version=18,
+            input_names=["input"],
+            output_names=["logits"],
+            dynamic_shapes={"x": {0: batch}},
+        )
     program.save(str(path))
 
 

@@ -22,7 +22,9 @@ class PruneChannelsPass(GraphPass):
     divide their channel counts, and no tensor lost all of its channels.
     """
 
-    def __init__(self, edits: Sequence[Edit], kept: Mapping[str, np.ndarray], lengths: Mapping[str, int]) -> None:
+    def __init__(
+        self, edits: Sequence[Edit], kept: Mapping[str, np.ndarray], lengths: Mapping[str, int]
+    ) -> None:
         self.edits = tuple(edits)
         self.kept = dict(kept)
         self.lengths = dict(lengths)  # original channel length of each tensor named in ``kept``
@@ -50,7 +52,9 @@ class PruneChannelsPass(GraphPass):
         for edit in self._active():
             node = nodes[edit.node]
             if isinstance(edit, SliceConstant):
-                values = np.take(np.asarray(node.inputs[edit.input_index].values), self.kept[edit.tensor], axis=edit.axis)
+                values = np.take(
+                    np.asarray(node.inputs[edit.input_index].values), self.kept[edit.tensor], axis=edit.axis
+                )
                 _replace_constant(node, edit.input_index, values)
                 n_sliced += 1
             else:
@@ -60,7 +64,11 @@ class PruneChannelsPass(GraphPass):
             if isinstance(tensor, gs.Variable) and tensor not in graph.inputs and tensor not in graph.outputs:
                 tensor.shape = None  # stale after pruning; shape inference recomputes them
         removed = sum(self.lengths[name] - len(pos) for name, pos in self.kept.items())
-        stats = {"sliced_constants": n_sliced, "rewritten_attributes": n_rewritten, "removed_positions": removed}
+        stats = {
+            "sliced_constants": n_sliced,
+            "rewritten_attributes": n_rewritten,
+            "removed_positions": removed,
+        }
         return PassResult(graph, bool(n_sliced or n_rewritten), stats)
 
     def ensures(self, graph: gs.Graph) -> None:
@@ -79,7 +87,9 @@ class PruneChannelsPass(GraphPass):
                 group = int(node.attrs.get("group", 1))
                 n_out = weight.shape[0] if node.op == "Conv" else weight.shape[1] * group
                 if group < 1 or n_out % group:
-                    raise PostconditionError(f"{node.op} '{node.name}': group {group} does not divide {n_out} channels")
+                    raise PostconditionError(
+                        f"{node.op} '{node.name}': group {group} does not divide {n_out} channels"
+                    )
 
 
 def _edit_tensors(edit: Edit) -> tuple[str, ...]:
@@ -100,7 +110,9 @@ def _kept_count(edit_pass: PruneChannelsPass, tensor: str) -> int:
     return edit_pass.lengths[tensor]
 
 
-def _rewrite_conv_group(node: gs.Node, edit: RewriteAttribute, edit_pass: PruneChannelsPass, opset: int) -> None:
+def _rewrite_conv_group(
+    node: gs.Node, edit: RewriteAttribute, edit_pass: PruneChannelsPass, opset: int
+) -> None:
     groups, n_out = edit.detail
     kept_out = _kept_count(edit_pass, edit.tensors[0])
     node.attrs["group"] = int(groups * kept_out // n_out)

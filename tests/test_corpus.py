@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from agmc_onnx.analysis import analyze_model
 from agmc_onnx.io import load_model
 from agmc_onnx.models.corpus import CORPUS, export_corpus_model
@@ -16,8 +17,12 @@ pytest.importorskip("torchvision")
 # Heavy entries (hundreds of MB of weights) and the widest ResNet run in the benchmark, not here.
 _SLOW = {name for name, entry in CORPUS.items() if entry.heavy} | {"wide_resnet50_2"}
 CASES = [
-    pytest.param(name, fused, id=f"{name}-{'fused' if fused else 'bn'}",
-                 marks=[pytest.mark.slow] if name in _SLOW else [])
+    pytest.param(
+        name,
+        fused,
+        id=f"{name}-{'fused' if fused else 'bn'}",
+        marks=[pytest.mark.slow] if name in _SLOW else [],
+    )
     for name in CORPUS
     for fused in (False, True)
 ]
@@ -40,7 +45,15 @@ def test_corpus_model_prunes_validly(name, fused, corpus_cache_dir):
         assert result.after.macs < result.before.macs
 
 
-@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v3_small", pytest.param("densenet121", marks=pytest.mark.slow), "shufflenet_v2_x0_5"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "resnet18",
+        "mobilenet_v3_small",
+        pytest.param("densenet121", marks=pytest.mark.slow),
+        "shufflenet_v2_x0_5",
+    ],
+)
 def test_dynamo_exported_model_prunes_validly(name, corpus_cache_dir):
     """torch.export-based ONNX (opset 18) writes other patterns than the TorchScript exporter."""
     model = load_model(export_corpus_model(name, cache_dir=corpus_cache_dir, exporter="dynamo"))

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import onnx_graphsurgeon as gs
 import pytest
+from trained_models import shared_model_path
+
 from agmc_onnx.analysis import analyze_model
 from agmc_onnx.io import load_model
 from agmc_onnx.plan import uniform_plan
 from agmc_onnx.prune import prune_model
 from agmc_onnx.validate import validate_pruned
-from trained_models import shared_model_path
 
 
 @pytest.mark.parametrize("name", ["resnet20", "resnet56", "mobilenetv2"])

@@ -37,11 +37,15 @@ class TinyNet:
         self.nodes.append(helper.make_node(op, inputs, outputs, name=self._name(op), **attrs))
         return outputs[0] if n_outputs == 1 else outputs
 
-    def conv(self, x: str, c_in: int, c_out: int, k: int = 3, group: int = 1, bias: bool = True, stride: int = 1) -> str:
+    def conv(
+        self, x: str, c_in: int, c_out: int, k: int = 3, group: int = 1, bias: bool = True, stride: int = 1
+    ) -> str:
         inputs = [x, self.weight(c_out, c_in // group, k, k)]
         if bias:
             inputs.append(self.const(self.rng.standard_normal(c_out).astype(np.float32) * 0.1, "b"))
-        return self.node("Conv", inputs, kernel_shape=[k, k], pads=[k // 2] * 4, group=group, strides=[stride] * 2)
+        return self.node(
+            "Conv", inputs, kernel_shape=[k, k], pads=[k // 2] * 4, group=group, strides=[stride] * 2
+        )
 
     def bn(self, x: str, c: int) -> str:
         scale = self.const((self.rng.random(c) + 0.5).astype(np.float32))
@@ -107,7 +111,9 @@ def concat_then_add() -> onnx.ModelProto:
 
 def depthwise_after_producer() -> onnx.ModelProto:
     net = TinyNet("depthwise_after_producer")
-    x = net.node("Clip", [net.bn(net.conv("input", 3, 8, k=1), 8), net.const(np.float32(0)), net.const(np.float32(6))])
+    x = net.node(
+        "Clip", [net.bn(net.conv("input", 3, 8, k=1), 8), net.const(np.float32(0)), net.const(np.float32(6))]
+    )
     x = net.node("Relu", [net.bn(net.conv(x, 8, 8, group=8), 8)])
     return net.build(net.conv(x, 8, 4, k=1))
 
@@ -127,7 +133,9 @@ def flatten_gemm() -> onnx.ModelProto:
 
 def reshape_gemm() -> onnx.ModelProto:
     net = TinyNet("reshape_gemm", (3, 4, 4))
-    x = net.node("MaxPool", [net.node("Relu", [net.conv("input", 3, 8)])], kernel_shape=[2, 2], strides=[2, 2])
+    x = net.node(
+        "MaxPool", [net.node("Relu", [net.conv("input", 3, 8)])], kernel_shape=[2, 2], strides=[2, 2]
+    )
     x = net.node("Reshape", [x, net.const(np.array([-1, 32], dtype=np.int64))])
     return net.build(net.gemm(x, 32, 10))
 
@@ -187,14 +195,18 @@ def per_channel_constants() -> onnx.ModelProto:
 def conv_transpose() -> onnx.ModelProto:
     net = TinyNet("conv_transpose")
     x = net.node("Relu", [net.conv("input", 3, 8)])
-    x = net.node("ConvTranspose", [x, net.weight(8, 6, 2, 2), net.const(np.zeros(6, np.float32))], strides=[2, 2])
+    x = net.node(
+        "ConvTranspose", [x, net.weight(8, 6, 2, 2), net.const(np.zeros(6, np.float32))], strides=[2, 2]
+    )
     return net.build(net.conv(net.node("Relu", [x]), 6, 4))
 
 
 def instance_norm_resize_pad() -> onnx.ModelProto:
     net = TinyNet("instance_norm_resize_pad")
     x = net.conv("input", 3, 8)
-    x = net.node("InstanceNormalization", [x, net.const(np.ones(8, np.float32)), net.const(np.zeros(8, np.float32))])
+    x = net.node(
+        "InstanceNormalization", [x, net.const(np.ones(8, np.float32)), net.const(np.zeros(8, np.float32))]
+    )
     x = net.node("Resize", [x, "", net.const(np.array([1, 1, 2, 2], np.float32))], mode="nearest")
     x = net.node("Pad", [x, net.const(np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64))])
     return net.build(net.conv(x, 8, 4))
@@ -204,7 +216,11 @@ def channels_last_layernorm() -> onnx.ModelProto:
     """ConvNeXt-style block: normalisation over channels pins them, the MLP expansion stays prunable."""
     net = TinyNet("channels_last_layernorm")
     x = net.node("Transpose", [net.conv("input", 3, 8)], perm=[0, 2, 3, 1])
-    x = net.node("LayerNormalization", [x, net.const(np.ones(8, np.float32)), net.const(np.zeros(8, np.float32))], axis=-1)
+    x = net.node(
+        "LayerNormalization",
+        [x, net.const(np.ones(8, np.float32)), net.const(np.zeros(8, np.float32))],
+        axis=-1,
+    )
     x = net.node("Relu", [net.node("MatMul", [x, net.weight(8, 32)])])
     x = net.node("MatMul", [x, net.weight(32, 8)])
     return net.build(net.conv(net.node("Transpose", [x], perm=[0, 3, 1, 2]), 8, 4))
@@ -246,10 +262,27 @@ def no_prunable_group() -> onnx.ModelProto:
 CATALOGUE: dict[str, Callable[[], onnx.ModelProto]] = {
     fn.__name__: fn
     for fn in (
-        conv_bn_relu, residual_chain, concat_same_tensor, concat_different_sources, concat_then_add,
-        depthwise_after_producer, grouped_conv, flatten_gemm, reshape_gemm, squeeze_excitation,
-        channel_shuffle, split_branches, channel_slice, gemm_chain, matmul_tokens, per_channel_constants,
-        conv_transpose, instance_norm_resize_pad, channels_last_layernorm, pooled_head, aliased_weights,
+        conv_bn_relu,
+        residual_chain,
+        concat_same_tensor,
+        concat_different_sources,
+        concat_then_add,
+        depthwise_after_producer,
+        grouped_conv,
+        flatten_gemm,
+        reshape_gemm,
+        squeeze_excitation,
+        channel_shuffle,
+        split_branches,
+        channel_slice,
+        gemm_chain,
+        matmul_tokens,
+        per_channel_constants,
+        conv_transpose,
+        instance_norm_resize_pad,
+        channels_last_layernorm,
+        pooled_head,
+        aliased_weights,
         unsupported_op,
     )
 }

@@ -11,7 +11,10 @@ SHARED = REPO_ROOT.parent / "shared"
 
 
 def shared_model_path(name: str) -> Path:
-    for candidate in (REPO_ROOT / "models" / "zoo" / f"cifar10_{name}.onnx", SHARED / "models" / f"cifar10_{name}.onnx"):
+    for candidate in (
+        REPO_ROOT / "models" / "zoo" / f"cifar10_{name}.onnx",
+        SHARED / "models" / f"cifar10_{name}.onnx",
+    ):
         if candidate.exists():
             return candidate
     pytest.skip(f"trained model cifar10_{name}.onnx is not available")

@@ -13,8 +13,9 @@ EXIT_BUDGET_GATE = 4
 _BUDGET_SLACK = 1e-6  # MACs fractions are exact; this only absorbs float rounding
 
 
-def evaluate_gate(kind: str, budget: float, achieved: float, drop_points: float | None,
-                  max_drop_points: float | None) -> GateResult:
+def evaluate_gate(
+    kind: str, budget: float, achieved: float, drop_points: float | None, max_drop_points: float | None
+) -> GateResult:
     reasons = []
     budget_met = achieved <= budget + _BUDGET_SLACK
     if not budget_met:
@@ -31,11 +32,13 @@ def group_channels(analysis: ModelAnalysis, plan: PruningPlan) -> list[dict]:
     rows = []
     for group in analysis.prunable_groups:
         kept_units = len(selection.keep_units.get(group.id, range(group.n_units)))
-        rows.append({
-            "id": group.id,
-            "name": group.name,
-            "keep_ratio": float(plan.keep_ratios.get(group.id, 1.0)),
-            "channels_before": group.n_channels,
-            "channels_after": kept_units * group.unit_width,
-        })
+        rows.append(
+            {
+                "id": group.id,
+                "name": group.name,
+                "keep_ratio": float(plan.keep_ratios.get(group.id, 1.0)),
+                "channels_before": group.n_channels,
+                "channels_after": kept_units * group.unit_width,
+            }
+        )
     return rows

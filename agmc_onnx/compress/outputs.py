@@ -21,8 +21,9 @@ def write_outputs(run: CompressRun, out_dir: Path) -> dict[str, Path]:
     report = run.report
     paths = {"model": save_model(run.model, out_dir / "model.onnx")}
     plots = {
-        "accuracy_vs_macs": plot_accuracy_vs_macs(run.search.records, run.search.best_episode,
-                                                  out_dir / "accuracy_vs_macs.png"),
+        "accuracy_vs_macs": plot_accuracy_vs_macs(
+            run.search.records, run.search.best_episode, out_dir / "accuracy_vs_macs.png"
+        ),
         "channels": plot_channels(report.groups, out_dir / "channels.png"),
     }
     if report.original.latency_median_ms is not None and report.final.latency_median_ms is not None:
@@ -30,7 +31,8 @@ def write_outputs(run: CompressRun, out_dir: Path) -> dict[str, Path]:
             ["original", "compressed"],
             [report.original.latency_median_ms, report.final.latency_median_ms],
             [report.original.latency_p90_ms, report.final.latency_p90_ms],
-            report.target, out_dir / "latency.png",
+            report.target,
+            out_dir / "latency.png",
         )
     episodes = out_dir / ".work" / "search" / "episodes.jsonl"
     if episodes.exists():

@@ -53,7 +53,9 @@ class CompressRun:
 class _Stages:
     """The run's shared inputs; each method is one stage and caches its result in the work directory."""
 
-    def __init__(self, model_path: Path, config: CompressConfig, work: WorkDirectory, progress: ProgressFn | None):
+    def __init__(
+        self, model_path: Path, config: CompressConfig, work: WorkDirectory, progress: ProgressFn | None
+    ):
         self.config, self.work, self._progress = config, work, progress
         self.model = load_model(model_path)
         self.analysis: ModelAnalysis = analyze_model(self.model)
@@ -70,8 +72,13 @@ class _Stages:
         if config.data is None:
             raise DataError("compress needs data: give --data (or a [compress] data entry in a config file)")
         self.tell("data", f"loading {config.data}")
-        self.splits = load_splits(config.data, self.spec, reward_size=config.reward_size,
-                                  test_size=config.test_size, seed=config.seed)
+        self.splits = load_splits(
+            config.data,
+            self.spec,
+            reward_size=config.reward_size,
+            test_size=config.test_size,
+            seed=config.seed,
+        )
         self.reward = AccuracyReward(self.analysis, self.splits.reward, self.spec, RewardConfig())
 
     def test_top1(self, model: onnx.ModelProto) -> float:
@@ -82,8 +89,12 @@ class _Stages:
         if cached is None:
             self.tell("baseline", f"original test accuracy on {self.splits.test.n_images} images")
             cost = count_cost(self.model)
-            cached = {"macs": cost.macs, "params": cost.params, "file_bytes": cost.file_bytes,
-                      "test_top1": self.test_top1(self.model)}
+            cached = {
+                "macs": cost.macs,
+                "params": cost.params,
+                "file_bytes": cost.file_bytes,
+                "test_top1": self.test_top1(self.model),
+            }
             self.work.save_stage("baseline", cached)
         return cached
 
@@ -91,21 +102,35 @@ class _Stages:
         config = self.config
         kind, keep = config.budget
         search_config = SearchConfig(
-            policy=config.policy, n_episodes=config.episodes,
+            policy=config.policy,
+            n_episodes=config.episodes,
             flops_keep_ratio=keep if kind == "flops" else None,
             latency_keep_ratio=keep if kind == "latency" else None,
-            target=config.target, round_to=config.round_to, seed=config.seed,
+            target=config.target,
+            round_to=config.round_to,
+            seed=config.seed,
         )
         resume = (self.work.search_dir / "checkpoint.pt").exists()
-        self.tell("search", f"{config.policy} policy, {config.episodes} episodes"
-                  + (" (resuming)" if resume else ""))
+        self.tell(
+            "search",
+            f"{config.policy} policy, {config.episodes} episodes" + (" (resuming)" if resume else ""),
+        )
 
         def on_episode(record, total: int) -> None:
-            self.tell("search", f"episode {record.episode + 1}/{total}: reward {100 * record.reward:.1f} %, "
-                      f"best {100 * record.best_reward:.1f} %, MACs kept {100 * record.macs_kept_fraction:.1f} %")
+            self.tell(
+                "search",
+                f"episode {record.episode + 1}/{total}: reward {100 * record.reward:.1f} %, "
+                f"best {100 * record.best_reward:.1f} %, MACs kept {100 * record.macs_kept_fraction:.1f} %",
+            )
 
-        return run_search(self.analysis, self.reward, search_config, run_dir=self.work.search_dir,
-                          resume=resume, progress=on_episode)
+        return run_search(
+            self.analysis,
+            self.reward,
+            search_config,
+            run_dir=self.work.search_dir,
+            resume=resume,
+            progress=on_episode,
+        )
 
     def prune(self, plan: PruningPlan) -> tuple[onnx.ModelProto, float]:
         """The physically pruned model, oracle-checked, with BatchNormalization statistics re-estimated."""
@@ -130,20 +155,29 @@ class _Stages:
         data = self.splits.finetune
         if config.finetune_images is not None:
             data = sample_subset(data, config.finetune_images, seed=config.seed)
-        self.tell("finetune", f"{config.finetune_epochs} epoch(s) on {data.n_images} images"
-                  + (", distilling from the original" if config.distill else ""))
+        self.tell(
+            "finetune",
+            f"{config.finetune_epochs} epoch(s) on {data.n_images} images"
+            + (", distilling from the original" if config.distill else ""),
+        )
 
         def on_batch(event) -> None:
             if event.record is not None:
-                self.tell("finetune", f"epoch {event.epoch}/{event.epochs}: validation top-1 "
-                          f"{100 * event.record.val_top1:.1f} %")
+                self.tell(
+                    "finetune",
+                    f"epoch {event.epoch}/{event.epochs}: validation top-1 "
+                    f"{100 * event.record.val_top1:.1f} %",
+                )
 
         result = finetune(
-            pruned, data.images, data.labels,
+            pruned,
+            data.images,
+            data.labels,
             Normalization(tuple(self.spec.mean), tuple(self.spec.std), self.spec.scale),
             FinetuneConfig(epochs=config.finetune_epochs, seed=config.seed),
             teacher=self.model if config.distill else None,
-            checkpoint_path=self.work.finetune_checkpoint, resume=self.work.finetune_checkpoint.exists(),
+            checkpoint_path=self.work.finetune_checkpoint,
+            resume=self.work.finetune_checkpoint.exists(),
             progress=on_batch,
         )
         check_written_model(self.model, result.model)
@@ -152,12 +186,22 @@ class _Stages:
 
 def _figures(model: onnx.ModelProto, top1: float | None, latency=None) -> ModelFigures:
     cost = count_cost(model)
-    return ModelFigures(cost.macs, cost.params, cost.file_bytes, top1,
-                        latency.median_ms if latency else None, latency.p90_ms if latency else None)
+    return ModelFigures(
+        cost.macs,
+        cost.params,
+        cost.file_bytes,
+        top1,
+        latency.median_ms if latency else None,
+        latency.p90_ms if latency else None,
+    )
 
 
 def run_compress(
-    model_path: Path, config: CompressConfig, out_dir: Path, *, restart: bool = False,
+    model_path: Path,
+    config: CompressConfig,
+    out_dir: Path,
+    *,
+    restart: bool = False,
     progress: ProgressFn | None = None,
 ) -> CompressRun:
     """Compress the model at ``model_path`` into ``out_dir`` (nothing is written there but ``.work``)."""
@@ -181,30 +225,72 @@ def run_compress(
     paired = measure_paired(stages.model, final, config.target)
     timings["evaluate+latency"] = time.perf_counter() - clock
     timings["total"] = time.perf_counter() - started
-    original = ModelFigures(baseline["macs"], baseline["params"], baseline["file_bytes"], baseline["test_top1"],
-                            paired.a.median_ms, paired.a.p90_ms)
-    report = _build_report(stages, search, original, _figures(searched, searched_top1),
-                           _figures(final, final_top1, paired.b), paired, timings, str(model_path))
+    original = ModelFigures(
+        baseline["macs"],
+        baseline["params"],
+        baseline["file_bytes"],
+        baseline["test_top1"],
+        paired.a.median_ms,
+        paired.a.p90_ms,
+    )
+    report = _build_report(
+        stages,
+        search,
+        original,
+        _figures(searched, searched_top1),
+        _figures(final, final_top1, paired.b),
+        paired,
+        timings,
+        str(model_path),
+    )
     return CompressRun(report, final, search, work.resumed)
 
 
-def _build_report(stages: _Stages, search: SearchResult, original: ModelFigures, searched: ModelFigures,
-                  final: ModelFigures, paired, timings: dict, model_name: str) -> CompressionReport:
+def _build_report(
+    stages: _Stages,
+    search: SearchResult,
+    original: ModelFigures,
+    searched: ModelFigures,
+    final: ModelFigures,
+    paired,
+    timings: dict,
+    model_name: str,
+) -> CompressionReport:
     config = stages.config
     kind, keep = config.budget
     achieved = final.macs / original.macs if kind == "flops" else 1.0 / paired.speedup
     drop = 100.0 * (original.test_top1 - final.test_top1)
     gate = evaluate_gate(kind, keep, achieved, drop, config.max_accuracy_drop)
     return CompressionReport(
-        model=model_name, output="model.onnx", target=config.target, budget_kind=kind,
-        budget_keep_fraction=keep, achieved_keep_fraction=achieved, policy=config.policy,
-        episodes=len(search.records), best_episode=search.best_episode, best_reward_top1=search.best_reward,
-        keep_ratios=dict(search.plan.keep_ratios), original=original, searched=searched, final=final,
-        speedup=paired.speedup, speedup_low=paired.speedup_low, speedup_high=paired.speedup_high,
-        accuracy_drop_points=drop, max_accuracy_drop_points=config.max_accuracy_drop, gate=gate,
-        data={"reward_images": stages.splits.reward.n_images, "finetune_images": stages.splits.finetune.n_images
-              if config.finetune_images is None else min(config.finetune_images, stages.splits.finetune.n_images),
-              "test_images": stages.splits.test.n_images, "source": str(config.data)},
-        timings_s=timings, groups=group_channels(stages.analysis, search.plan),
+        model=model_name,
+        output="model.onnx",
+        target=config.target,
+        budget_kind=kind,
+        budget_keep_fraction=keep,
+        achieved_keep_fraction=achieved,
+        policy=config.policy,
+        episodes=len(search.records),
+        best_episode=search.best_episode,
+        best_reward_top1=search.best_reward,
+        keep_ratios=dict(search.plan.keep_ratios),
+        original=original,
+        searched=searched,
+        final=final,
+        speedup=paired.speedup,
+        speedup_low=paired.speedup_low,
+        speedup_high=paired.speedup_high,
+        accuracy_drop_points=drop,
+        max_accuracy_drop_points=config.max_accuracy_drop,
+        gate=gate,
+        data={
+            "reward_images": stages.splits.reward.n_images,
+            "finetune_images": stages.splits.finetune.n_images
+            if config.finetune_images is None
+            else min(config.finetune_images, stages.splits.finetune.n_images),
+            "test_images": stages.splits.test.n_images,
+            "source": str(config.data),
+        },
+        timings_s=timings,
+        groups=group_channels(stages.analysis, search.plan),
         config=dataclasses.asdict(config),
     )

@@ -25,7 +25,9 @@ def plot_accuracy_vs_macs(records: Sequence, best_episode: int, path: Path) -> P
     reward = [100 * r.reward for r in records]
     ax.scatter(macs, reward, c=range(len(records)), cmap="viridis", s=18, label="evaluated policies")
     best = records[best_episode]
-    ax.scatter([100 * best.macs_kept_fraction], [100 * best.reward], marker="*", s=220, c="red", label="chosen")
+    ax.scatter(
+        [100 * best.macs_kept_fraction], [100 * best.reward], marker="*", s=220, c="red", label="chosen"
+    )
     ax.set_xlabel("MACs kept (% of original)")
     ax.set_ylabel("reward top-1 without fine-tuning (%)")
     ax.set_title("Search: every episode (colour = episode)")
@@ -54,8 +56,9 @@ def plot_channels(groups: Sequence[dict], path: Path) -> Path:
     return path
 
 
-def plot_latency(labels: Sequence[str], medians_ms: Sequence[float], p90s_ms: Sequence[float], target: str,
-                 path: Path) -> Path:
+def plot_latency(
+    labels: Sequence[str], medians_ms: Sequence[float], p90s_ms: Sequence[float], target: str, path: Path
+) -> Path:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(4.5, 3.5))
     errors = [max(p - m, 0.0) for m, p in zip(medians_ms, p90s_ms)]

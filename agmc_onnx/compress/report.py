@@ -90,11 +90,13 @@ def render_markdown(report: CompressionReport, plots: dict[str, str]) -> str:
         "",
         f"- Output: `{report.output}`",
         f"- Target: `{report.target}`; budget: keep {report.budget_keep_fraction:.0%} of the original "
-        f"{'MACs' if report.budget_kind == 'flops' else 'median latency'}; achieved {report.achieved_keep_fraction:.1%}",
+        f"{'MACs' if report.budget_kind == 'flops' else 'median latency'}; "
+        f"achieved {report.achieved_keep_fraction:.1%}",
         f"- Policy: `{report.policy}`, {report.episodes} episodes, best at episode {report.best_episode + 1} "
         f"(reward top-1 {_pct(report.best_reward_top1)} on {report.data.get('reward_images')} held-out train images)",
         f"- Latency speed-up on `{report.target}` (paired, interleaved): {speed}",
-        f"- Accuracy drop: {report.accuracy_drop_points:.2f} points" if report.accuracy_drop_points is not None
+        f"- Accuracy drop: {report.accuracy_drop_points:.2f} points"
+        if report.accuracy_drop_points is not None
         else "- Accuracy drop: not measured",
         f"- Gate: **{gate}**",
         "",
@@ -109,8 +111,11 @@ def render_markdown(report: CompressionReport, plots: dict[str, str]) -> str:
         "Times: " + ", ".join(f"{k} {v:.0f} s" for k, v in report.timings_s.items()) + ".",
         "",
     ]
-    for title, name in (("Accuracy against MACs", "accuracy_vs_macs"), ("Channels per group", "channels"),
-                        ("Latency", "latency")):
+    for title, name in (
+        ("Accuracy against MACs", "accuracy_vs_macs"),
+        ("Channels per group", "channels"),
+        ("Latency", "latency"),
+    ):
         if name in plots:
             lines += [f"## {title}", "", f"![{title}]({plots[name]})", ""]
     return "\n".join(lines)

@@ -98,7 +98,11 @@ def describe_layers(graph: gs.Graph, shapes: Mapping[str, tuple[int, ...]]) -> d
         else:
             in_channels = in_shape[1] if in_shape and len(in_shape) > 1 else 0
             out_channels = out_shape[1] if out_shape and len(out_shape) > 1 else 0
-        kernel = tuple(weight.values.shape[2:]) if node.op in ("Conv", "ConvTranspose") and weight is not None else ()
+        kernel = (
+            tuple(weight.values.shape[2:])
+            if node.op in ("Conv", "ConvTranspose") and weight is not None
+            else ()
+        )
         layers[node.name] = LayerInfo(
             name=node.name,
             op_type=node.op,
@@ -129,5 +133,7 @@ def build_layer_graph(
         for tensor in node.outputs:
             for consumer in tensor.outputs:
                 shape = shapes.get(tensor.name)
-                digraph.add_edge(node.name, consumer.name, tensor=tensor.name, shape=tuple(shape) if shape else None)
+                digraph.add_edge(
+                    node.name, consumer.name, tensor=tensor.name, shape=tuple(shape) if shape else None
+                )
     return digraph

@@ -42,7 +42,9 @@ def infer_static_shapes(model: onnx.ModelProto, batch_size: int = 1) -> dict[str
     for graph_output in fixed.graph.output:
         graph_output.type.tensor_type.ClearField("shape")
     try:
-        inferred = onnx.shape_inference.infer_shapes(fixed, check_type=False, strict_mode=False, data_prop=True)
+        inferred = onnx.shape_inference.infer_shapes(
+            fixed, check_type=False, strict_mode=False, data_prop=True
+        )
     except (onnx.shape_inference.InferenceError, onnx.checker.ValidationError) as exc:
         raise ModelLoadError(f"shape inference failed: {str(exc).splitlines()[0]}") from None
     shapes: dict[str, tuple[int, ...]] = {}

@@ -82,7 +82,11 @@ def slice_rule(node: gs.Node, ctx: RuleContext) -> None:
     starts, ends = ctx.const(node.inputs[1]), ctx.const(node.inputs[2])
     axes_tensor = node.inputs[3] if len(node.inputs) > 3 and node.inputs[3].name else None
     steps_tensor = node.inputs[4] if len(node.inputs) > 4 and node.inputs[4].name else None
-    axes = ctx.const(axes_tensor) if axes_tensor is not None else np.arange(len(starts) if starts is not None else 0)
+    axes = (
+        ctx.const(axes_tensor)
+        if axes_tensor is not None
+        else np.arange(len(starts) if starts is not None else 0)
+    )
     steps = ctx.const(steps_tensor) if steps_tensor is not None else np.ones_like(axes)
     if starts is None or ends is None or axes is None or steps is None:
         ctx.barrier(node, f"Slice '{node.name}' has computed bounds")
@@ -97,7 +101,9 @@ def slice_rule(node: gs.Node, ctx: RuleContext) -> None:
         return
     start, stop, _ = slice(int(starts.ravel()[position]), int(ends.ravel()[position])).indices(len(x))
     ctx.set(node.outputs[0], x.axis, x.atoms[start:stop])
-    ctx.flow.edits.append(RewriteAttribute(node.name, "slice", (node.inputs[0].name,), (position, start, stop)))
+    ctx.flow.edits.append(
+        RewriteAttribute(node.name, "slice", (node.inputs[0].name,), (position, start, stop))
+    )
 
 
 def gather_rule(node: gs.Node, ctx: RuleContext) -> None:

@@ -8,9 +8,10 @@ import json
 import onnx
 import pytest
 import tiny_models
-from agmc_onnx.cli.main import cli
 from click.testing import CliRunner
 from trained_models import shared_model_path
+
+from agmc_onnx.cli.main import cli
 
 
 @pytest.fixture()
@@ -87,11 +88,24 @@ def _write_ratios(tmp_path, content: dict):
     "make_model, extra_args, message",
     [
         (lambda p: p / "missing.onnx", ["--keep", "0.5"], "model file not found"),
-        (lambda p: (p / "notes.onnx").write_text("not a model") and p / "notes.onnx", ["--keep", "0.5"],
-         "is not a readable ONNX model"),
-        (lambda p: (p / "empty.onnx").write_bytes(b"") == 0 and p / "empty.onnx", ["--keep", "0.5"], "is empty"),
-        (lambda p: (p / "single.onnx").write_bytes(tiny_models.no_prunable_group().SerializeToString())
-         and p / "single.onnx", ["--keep", "0.5"], "no prunable channel group"),
+        (
+            lambda p: (p / "notes.onnx").write_text("not a model") and p / "notes.onnx",
+            ["--keep", "0.5"],
+            "is not a readable ONNX model",
+        ),
+        (
+            lambda p: (p / "empty.onnx").write_bytes(b"") == 0 and p / "empty.onnx",
+            ["--keep", "0.5"],
+            "is empty",
+        ),
+        (
+            lambda p: (
+                (p / "single.onnx").write_bytes(tiny_models.no_prunable_group().SerializeToString())
+                and p / "single.onnx"
+            ),
+            ["--keep", "0.5"],
+            "no prunable channel group",
+        ),
         (None, ["--keep", "0"], "not in the range"),
         (None, ["--keep", "1.5"], "not in the range"),
         (None, ["--ratios", "{ratios_unknown}"], "unknown group 'g99'"),
@@ -100,10 +114,23 @@ def _write_ratios(tmp_path, content: dict):
         (None, ["--ratios", "{ratios_missing}"], "cannot read ratios file"),
         (None, [], "exactly one of --keep or --ratios"),
     ],
-    ids=["missing", "not-onnx", "empty", "no-prunable-group", "keep-zero", "keep-above-one", "unknown-group",
-         "ratio-out-of-range", "pinned-group", "missing-ratios", "no-plan"],
+    ids=[
+        "missing",
+        "not-onnx",
+        "empty",
+        "no-prunable-group",
+        "keep-zero",
+        "keep-above-one",
+        "unknown-group",
+        "ratio-out-of-range",
+        "pinned-group",
+        "missing-ratios",
+        "no-plan",
+    ],
 )
-def test_bad_input_fails_cleanly_and_writes_nothing(runner, resnet20, tmp_path, make_model, extra_args, message):
+def test_bad_input_fails_cleanly_and_writes_nothing(
+    runner, resnet20, tmp_path, make_model, extra_args, message
+):
     model = make_model(tmp_path) if make_model else resnet20
     files = {
         "{ratios_unknown}": {"g99": 0.5},

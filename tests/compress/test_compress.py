@@ -6,13 +6,14 @@ import json
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
+from tiny_models import TinyNet
+
 from agmc_onnx.cli.main import cli
 from agmc_onnx.compress import pipeline
 from agmc_onnx.compress.config import ConfigError, resolve_config
 from agmc_onnx.compress.gate import EXIT_ACCURACY_GATE, EXIT_BUDGET_GATE, evaluate_gate
 from agmc_onnx.compress.report import GateResult
-from click.testing import CliRunner
-from tiny_models import TinyNet
 
 
 def _tiny_classifier():
@@ -49,13 +50,26 @@ def test_compress_end_to_end_writes_model_report_and_plots(workspace):
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["passed"] is True and summary["macs_kept_fraction"] <= 0.6
-    for name in ("model.onnx", "report.json", "report.md", "episodes.jsonl", "accuracy_vs_macs.png",
-                 "channels.png", "latency.png"):
+    for name in (
+        "model.onnx",
+        "report.json",
+        "report.md",
+        "episodes.jsonl",
+        "accuracy_vs_macs.png",
+        "channels.png",
+        "latency.png",
+    ):
         assert (out / name).is_file(), name
     report = json.loads((out / "report.json").read_text())
     assert report["schema_version"] == 1
-    assert set(report["original"]) == {"macs", "params", "file_bytes", "test_top1", "latency_median_ms",
-                                       "latency_p90_ms"}
+    assert set(report["original"]) == {
+        "macs",
+        "params",
+        "file_bytes",
+        "test_top1",
+        "latency_median_ms",
+        "latency_p90_ms",
+    }
     assert report["final"]["macs"] < report["original"]["macs"]
     assert report["episodes"] == 3 and len((out / "episodes.jsonl").read_text().splitlines()) == 3
     assert report["gate"]["passed"] and report["budget_kind"] == "flops"
@@ -66,8 +80,10 @@ def test_compress_end_to_end_writes_model_report_and_plots(workspace):
 
 @pytest.mark.parametrize(
     "gate, code",
-    [(GateResult(False, True, False, ("accuracy dropped",)), EXIT_ACCURACY_GATE),
-     (GateResult(False, False, True, ("budget not met",)), EXIT_BUDGET_GATE)],
+    [
+        (GateResult(False, True, False, ("accuracy dropped",)), EXIT_ACCURACY_GATE),
+        (GateResult(False, False, True, ("budget not met",)), EXIT_BUDGET_GATE),
+    ],
     ids=["accuracy", "budget"],
 )
 def test_gate_failure_has_its_own_exit_code_and_still_writes_the_report(workspace, monkeypatch, gate, code):
@@ -121,7 +137,9 @@ def test_dry_run_estimates_without_searching(workspace):
 def test_unreachable_budget_is_one_clear_error(workspace):
     tmp_path, model, data, config = workspace
     result = _run([str(model), "--config", str(config), "--flops", "0.01", "--dry-run"])
-    assert result.exit_code == 1 and "budget unreachable" in result.output and "Traceback" not in result.output
+    assert (
+        result.exit_code == 1 and "budget unreachable" in result.output and "Traceback" not in result.output
+    )
 
 
 def test_missing_data_is_one_clear_error(workspace):

@@ -7,6 +7,7 @@ import onnx
 import onnx_graphsurgeon as gs
 import pytest
 import tiny_models
+
 from agmc_onnx.analysis import analyze_model
 from agmc_onnx.errors import ValidationError
 from agmc_onnx.plan import ChannelSelection, PruningPlan, select_channels, uniform_plan
@@ -56,7 +57,9 @@ def test_residual_add_shares_keep_indices():
     analysis = analyze_model(model)
     stream = max(analysis.groups, key=lambda g: len(g.producers))
     assert len(stream.producers) == 5  # the stem conv and the last conv of each of the 4 blocks
-    kept = analysis.kept_positions(select_channels(uniform_plan(analysis.groups, 0.5), analysis.groups).dropped_roots(analysis.groups))
+    kept = analysis.kept_positions(
+        select_channels(uniform_plan(analysis.groups, 0.5), analysis.groups).dropped_roots(analysis.groups)
+    )
     outputs = {n.name: n.output[0] for n in analysis.model.graph.node}
     kept_sets = {tuple(kept[outputs[p]].tolist()) for p in stream.producers}
     assert len(kept_sets) == 1 and len(next(iter(kept_sets))) == 4
@@ -158,7 +161,9 @@ def test_oracle_detects_wrong_channels():
     pruned = prune_model(model, ChannelSelection({"g0": (0, 1, 2, 3)}), analysis=analysis).model
     with pytest.raises(ValidationError, match="differs from the masked original"):
         validate_pruned(model, analysis, ChannelSelection({"g0": (4, 5, 6, 7)}), pruned)
-    assert compare_outputs(masked_reference(analysis, ChannelSelection({"g0": (0, 1, 2, 3)})), pruned, random_inputs(model)).passed
+    assert compare_outputs(
+        masked_reference(analysis, ChannelSelection({"g0": (0, 1, 2, 3)})), pruned, random_inputs(model)
+    ).passed
 
 
 def test_aliased_weights_are_sliced_per_consumer():

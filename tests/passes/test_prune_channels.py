@@ -6,6 +6,7 @@ import numpy as np
 import onnx_graphsurgeon as gs
 import pytest
 import tiny_models
+
 from agmc_onnx.analysis import analyze_model
 from agmc_onnx.errors import PostconditionError, PreconditionError
 from agmc_onnx.groups.flow import SliceConstant
@@ -13,7 +14,7 @@ from agmc_onnx.passes.base import PassManager
 from agmc_onnx.passes.cleanup import CleanupPass
 from agmc_onnx.passes.fold_constants import FoldConstantsPass, NameNodesPass
 from agmc_onnx.passes.prune_channels import PruneChannelsPass
-from agmc_onnx.plan import uniform_plan, select_channels
+from agmc_onnx.plan import select_channels, uniform_plan
 
 
 def _pass_for(model, keep_ratio: float):
