@@ -33,8 +33,7 @@ def workspace(tmp_path):
     np.savez(data, x=rng.integers(0, 256, (96, 8, 8, 3), dtype=np.uint8), y=rng.integers(0, 4, 96))
     config = tmp_path / "ci.toml"
     config.write_text(
-        "[compress]\nflops = 0.6\nepisodes = 3\nfinetune_epochs = 1\nreward_size = 16\ntest_size = 16\n"
-        "round_to = 1\n"
+        "[compress]\nflops = 0.6\nepisodes = 3\nfinetune_epochs = 1\nreward_size = 16\ntest_size = 16\nround_to = 1\n"
     )
     return tmp_path, model, data, config
 
@@ -137,9 +136,7 @@ def test_dry_run_estimates_without_searching(workspace):
 def test_unreachable_budget_is_one_clear_error(workspace):
     tmp_path, model, data, config = workspace
     result = _run([str(model), "--config", str(config), "--flops", "0.01", "--dry-run"])
-    assert (
-        result.exit_code == 1 and "budget unreachable" in result.output and "Traceback" not in result.output
-    )
+    assert result.exit_code == 1 and "budget unreachable" in result.output and "Traceback" not in result.output
 
 
 def test_missing_data_is_one_clear_error(workspace):
@@ -162,3 +159,15 @@ def test_bad_config_file_is_refused(workspace):
     bad.write_text("[compress]\nepisodez = 3\n")
     with pytest.raises(ConfigError, match="unknown option"):
         resolve_config(model, bad, {})
+
+
+def test_shipped_configs_are_valid():
+    from trained_models import REPO_ROOT
+
+    example = resolve_config(
+        REPO_ROOT / "models" / "zoo" / "cifar10_resnet20.onnx", REPO_ROOT / "examples" / "compress.toml", {}
+    )
+    assert example.flops == 0.5 and example.max_accuracy_drop == 40.0
+    demo = resolve_config(REPO_ROOT / "models" / "zoo" / "cifar10_resnet20.onnx", None, {})  # the sidecar
+    assert demo.data is not None and (REPO_ROOT / "models" / "zoo" / "cifar10_demo_train.tar.xz").exists()
+    assert demo.flops == 0.5 and demo.episodes <= 60
