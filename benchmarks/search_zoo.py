@@ -76,7 +76,12 @@ def run_model(name: str, args: argparse.Namespace, out: Path) -> list[dict]:
         reward = AccuracyReward(analysis, splits.reward, spec, RewardConfig(recalibrate_bn=not args.no_recal))
         ddpg = DDPGConfig(warmup_episodes=args.warmup)
         config = SearchConfig(
-            policy=policy, n_episodes=args.episodes, flops_keep_ratio=args.flops, seed=args.seed, ddpg=ddpg
+            policy=policy,
+            n_episodes=args.episodes,
+            flops_keep_ratio=args.flops,
+            seed=args.seed,
+            ddpg=ddpg,
+            action_center=args.action_center,
         )
         run_dir = out / "runs" / f"{name}_{policy}{args.tag}"
 
@@ -122,6 +127,7 @@ def main() -> None:
     parser.add_argument("--policies", nargs="+", default=["uniform", "agmc", "amc", "random"])
     parser.add_argument("--episodes", type=int, default=100)
     parser.add_argument("--warmup", type=int, default=15, help="random warm-up episodes of agmc/amc")
+    parser.add_argument("--action-center", choices=["none", "uniform"], default="none")
     parser.add_argument("--flops", type=float, default=0.5)
     parser.add_argument("--reward-size", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)

@@ -31,8 +31,15 @@ class PruningEnv:
     """State machine of one episode. ``dynamic()`` gives (MACs reduced so far, MACs still removable,
     previous action), each as a fraction of the original cost."""
 
-    def __init__(self, groups: Sequence[ChannelGroup], wall: ActionWall, importance: str = "l1") -> None:
+    def __init__(
+        self,
+        groups: Sequence[ChannelGroup],
+        wall: ActionWall,
+        importance: str = "l1",
+        center_keep_ratio: float | None = None,
+    ) -> None:
         self.groups = tuple(groups)
+        self.center_keep_ratio = center_keep_ratio
         self.wall = wall
         self.importance = importance
         self.reset()
@@ -47,14 +54,28 @@ class PruningEnv:
         self.actions: list[float] = []
 
     def keep_ratio_of(self, action: float) -> float:
-        lower = self.wall.lower_bound
-        return lower + (1.0 - lower) * float(np.clip(action, 0.0, 1.0))
+        """Linear from the lower bound (action 0) to 1 (action 1); with a centre keep ratio c, piecewise
+        linear so that action 0.5 means c (an untrained actor, whose output is near 0.5, starts there)."""
+        lower, action = self.wall.lower_bound, float(np.clip(action, 0.0, 1.0))
+        if self.center_keep_ratio is None:
+            return lower + (1.0 - lower) * action
+        center = self.center_keep_ratio
+        if action <= 0.5:
+            return lower + (center - lower) * 2.0 * action
+        return center + (1.0 - center) * 2.0 * (action - 0.5)
 
     def action_of(self, count: int, step: int) -> float:
         """The action that reproduces ``count`` for group ``step`` (inverse of ``keep_ratio_of``)."""
         lower = self.wall.lower_bound
         keep_ratio = count / self.groups[step].n_units
-        return float(np.clip((keep_ratio - lower) / (1.0 - lower), 0.0, 1.0)) if lower < 1 else 1.0
+        if lower >= 1.0:
+            return 1.0
+        if self.center_keep_ratio is None:
+            return float(np.clip((keep_ratio - lower) / (1.0 - lower), 0.0, 1.0))
+        center = self.center_keep_ratio
+        if keep_ratio <= center:
+            return float(np.clip(0.5 * (keep_ratio - lower) / max(center - lower, 1e-12), 0.0, 0.5))
+        return float(np.clip(0.5 + 0.5 * (keep_ratio - center) / max(1.0 - center, 1e-12), 0.5, 1.0))
 
     def dynamic(self) -> np.ndarray:
         t, wall = self.step_index, self.wall

@@ -16,7 +16,7 @@ from agmc_onnx.errors import PreconditionError
 from agmc_onnx.groups.macs_model import MacsModel
 from agmc_onnx.plan import PruningPlan
 from agmc_onnx.search.agent import DDPGConfig
-from agmc_onnx.search.budget import ActionWall, CostModel
+from agmc_onnx.search.budget import ActionWall, CostModel, uniform_keep_ratio
 from agmc_onnx.search.encoder import EncoderConfig
 from agmc_onnx.search.env import PruningEnv
 from agmc_onnx.search.features import search_order
@@ -42,6 +42,9 @@ class SearchConfig:
     latency_seconds: float = 1.0  # timing per measured variant when fitting the latency model
     round_to: int = 8
     lower_bound: float = 0.2
+    # "uniform": action 0.5 means the largest uniform keep ratio that meets the budget, so exploration
+    # and an untrained actor start from that feasible prior instead of from keep ratio 0.6.
+    action_center: str = "none"
     importance: str = "l1"
     seed: int = 0
     ddpg: DDPGConfig = field(default_factory=DDPGConfig)
@@ -59,6 +62,10 @@ class SearchConfig:
             )
         if not 0.0 < self.lower_bound <= 1.0:
             raise PreconditionError(f"lower bound {self.lower_bound} must be a keep ratio in (0, 1]")
+        if self.action_center not in ("none", "uniform"):
+            raise PreconditionError(
+                f"action centre '{self.action_center}' is unknown; use 'none' or 'uniform'"
+            )
         if self.n_episodes < 1:
             raise PreconditionError(f"the search needs at least 1 episode, got {self.n_episodes}")
 
@@ -140,7 +147,8 @@ def run_search(
     directory = RunDirectory(run_dir) if run_dir is not None else None
     checkpoint = directory.start(_identity(analysis, config), resume) if directory else None
     wall, fit = _budget(analysis, groups, config, checkpoint)
-    env = PruningEnv(groups, wall, config.importance)
+    center = uniform_keep_ratio(wall)[0] if config.action_center == "uniform" else None
+    env = PruningEnv(groups, wall, config.importance, center)
     policy = make_policy(config.policy, analysis, groups, env, config.seed, config.ddpg, config.encoder)
     encoder_loss = tuple(getattr(policy, "encoder_history", ()))
     state = _Progress()
