@@ -121,6 +121,7 @@ def command(
     warmup: int,
     round_to: int,
     lower_bound: float,
+    action_center: str,
     reward_size: int,
     no_bn_recal: bool,
     seed: int,
@@ -161,6 +162,7 @@ def command(
         lower_bound=lower_bound,
         seed=seed,
         ddpg=DDPGConfig(warmup_episodes=warmup),
+        action_center=action_center,
     )
     run_dir = run_dir or output.with_suffix(".run")
     click.echo(
