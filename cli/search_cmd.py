@@ -77,6 +77,13 @@ def _progress(record, total: int) -> None:
     help="Smallest keep ratio any group may get.",
 )
 @click.option(
+    "--action-center",
+    type=click.Choice(["none", "uniform"]),
+    default="none",
+    show_default=True,
+    help="uniform: action 0.5 means the largest uniform keep ratio that meets the budget.",
+)
+@click.option(
     "--reward-size",
     type=click.IntRange(min=1),
     default=1000,

@@ -77,6 +77,8 @@ def test_search_writes_a_plan_that_prune_applies(tmp_path):
         "2",
         "--reward-size",
         "64",
+        "--action-center",
+        "uniform",
         "-o",
         str(plan_path),
     ]
