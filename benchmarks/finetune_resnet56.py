@@ -123,7 +123,7 @@ def main() -> None:
     rows = []
     for distill in (False, True):
         for epochs in epoch_counts:
-            config = FinetuneConfig(epochs=epochs, batch_size=BATCH_SIZE, lr=args.lr, seed=0, device="cpu")
+            config = FinetuneConfig(epochs=epochs, batch_size=BATCH_SIZE, lr=args.lr, seed=0, device="auto")
             result = finetune(
                 pruned.model,
                 train.images,
