@@ -44,9 +44,7 @@ class CompressConfig:
         if self.episodes < 1 or self.finetune_epochs < 0 or self.round_to < 1 or self.reward_size < 1:
             raise ConfigError("episodes, reward_size and round_to must be positive and finetune_epochs ≥ 0")
         if self.max_accuracy_drop is not None and self.max_accuracy_drop < 0:
-            raise ConfigError(
-                f"max_accuracy_drop is {self.max_accuracy_drop}; it must be ≥ 0 percentage points"
-            )
+            raise ConfigError(f"max_accuracy_drop is {self.max_accuracy_drop}; it must be ≥ 0 percentage points")
 
     @property
     def budget(self) -> tuple[str, float]:
@@ -76,9 +74,7 @@ def read_toml(path: Path, section: str = "compress") -> dict:
     values = {key.replace("-", "_"): value for key, value in values.items()}
     unknown = sorted(set(values) - _FIELDS)
     if unknown:
-        raise ConfigError(
-            f"{path}: unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(_FIELDS))}"
-        )
+        raise ConfigError(f"{path}: unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(_FIELDS))}")
     if isinstance(values.get("data"), str) and not Path(values["data"]).is_absolute():
         values["data"] = str((Path(path).parent / values["data"]).resolve())
     return values

@@ -14,7 +14,7 @@ from agmc_onnx.analysis import ModelAnalysis, analyze_model
 from agmc_onnx.compress.config import CompressConfig
 from agmc_onnx.compress.gate import evaluate_gate, group_channels
 from agmc_onnx.compress.report import CompressionReport, ModelFigures
-from agmc_onnx.compress.workdir import WorkDirectory, run_identity
+from agmc_onnx.compress.workdir import WorkDirectory, stage_identities
 from agmc_onnx.cost import measure_paired
 from agmc_onnx.data import DataSplits, PreprocessSpec, load_splits, sample_subset, spec_from_model
 from agmc_onnx.errors import DataError
@@ -53,9 +53,7 @@ class CompressRun:
 class _Stages:
     """The run's shared inputs; each method is one stage and caches its result in the work directory."""
 
-    def __init__(
-        self, model_path: Path, config: CompressConfig, work: WorkDirectory, progress: ProgressFn | None
-    ):
+    def __init__(self, model_path: Path, config: CompressConfig, work: WorkDirectory, progress: ProgressFn | None):
         self.config, self.work, self._progress = config, work, progress
         self.model = load_model(model_path)
         self.analysis: ModelAnalysis = analyze_model(self.model)
@@ -165,8 +163,7 @@ class _Stages:
             if event.record is not None:
                 self.tell(
                     "finetune",
-                    f"epoch {event.epoch}/{event.epochs}: validation top-1 "
-                    f"{100 * event.record.val_top1:.1f} %",
+                    f"epoch {event.epoch}/{event.epochs}: validation top-1 {100 * event.record.val_top1:.1f} %",
                 )
 
         result = finetune(
@@ -206,8 +203,8 @@ def run_compress(
 ) -> CompressRun:
     """Compress the model at ``model_path`` into ``out_dir`` (nothing is written there but ``.work``)."""
     started = time.perf_counter()
-    settings = {k: v for k, v in config.as_dict().items() if k != "max_accuracy_drop"}
-    work = WorkDirectory(out_dir, run_identity(Path(model_path).read_bytes(), settings), restart)
+    identities = stage_identities(Path(model_path).read_bytes(), config.as_dict())
+    work = WorkDirectory(out_dir, identities, restart)
     stages = _Stages(Path(model_path), config, work, progress)
     timings: dict[str, float] = {}
     clock = time.perf_counter()

@@ -25,9 +25,7 @@ def plot_accuracy_vs_macs(records: Sequence, best_episode: int, path: Path) -> P
     reward = [100 * r.reward for r in records]
     ax.scatter(macs, reward, c=range(len(records)), cmap="viridis", s=18, label="evaluated policies")
     best = records[best_episode]
-    ax.scatter(
-        [100 * best.macs_kept_fraction], [100 * best.reward], marker="*", s=220, c="red", label="chosen"
-    )
+    ax.scatter([100 * best.macs_kept_fraction], [100 * best.reward], marker="*", s=220, c="red", label="chosen")
     ax.set_xlabel("MACs kept (% of original)")
     ax.set_ylabel("reward top-1 without fine-tuning (%)")
     ax.set_title("Search: every episode (colour = episode)")

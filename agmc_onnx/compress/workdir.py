@@ -1,7 +1,9 @@
 """The resumable state of one ``compress`` run, kept in ``OUT_DIR/.work``.
 
-A run that is interrupted leaves its search checkpoint, its fine-tuning checkpoint and the results of
-finished stages here; the same command resumes. Different settings or another model start afresh.
+Each stage (baseline, search, pruned model, fine-tuning) stores its result or checkpoint here under an
+identity: the model and the settings that stage depends on. A run that is interrupted resumes where it
+stopped; a run with changed settings redoes only the stages whose identity changed, and those after them
+(a new fine-tuning length keeps the finished search).
 """
 
 from __future__ import annotations
@@ -9,27 +11,56 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 
 from agmc_onnx.search.log import atomic_write_bytes
 
-__all__ = ["WorkDirectory", "run_identity"]
+__all__ = ["WorkDirectory", "stage_identities", "STAGES"]
+
+STAGES = ("baseline", "search", "searched", "finetune")
+_STAGE_SETTINGS = {
+    "baseline": ("data", "reward_size", "test_size", "seed"),
+    "search": ("target", "flops", "latency", "policy", "episodes", "round_to"),
+    "searched": (),
+    "finetune": ("finetune_epochs", "finetune_images", "distill"),
+}
 
 
-def run_identity(model_bytes: bytes, settings: dict) -> dict:
-    return {"model_sha1": hashlib.sha1(model_bytes).hexdigest(), **settings}
+def stage_identities(model_bytes: bytes, settings: Mapping[str, object]) -> dict[str, dict]:
+    """Cumulative identities: each stage's includes every earlier stage's."""
+    identity: dict = {"model_sha1": hashlib.sha1(model_bytes).hexdigest()}
+    identities = {}
+    for stage in STAGES:
+        identity = {**identity, **{key: settings[key] for key in _STAGE_SETTINGS[stage]}}
+        identities[stage] = identity
+    return identities
 
 
 class WorkDirectory:
-    def __init__(self, out_dir: Path, identity: dict, restart: bool = False) -> None:
+    def __init__(self, out_dir: Path, identities: Mapping[str, dict], restart: bool = False) -> None:
         self.path = Path(out_dir) / ".work"
-        identity_path = self.path / "identity.json"
-        stored = json.loads(identity_path.read_text()) if identity_path.exists() else None
-        self.resumed = stored == identity and not restart
-        if not self.resumed and self.path.exists():
-            shutil.rmtree(self.path)
         self.path.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(identity_path, json.dumps(identity, indent=2, sort_keys=True).encode())
+        identity_path = self.path / "identity.json"
+        stored = json.loads(identity_path.read_text()) if identity_path.exists() else {}
+        self.reused: list[str] = []
+        for index, stage in enumerate(STAGES):
+            if restart or stored.get(stage) != identities[stage]:
+                for later in STAGES[index:]:
+                    self._discard(later)
+                break
+            self.reused.append(stage)
+        atomic_write_bytes(identity_path, json.dumps(dict(identities), indent=2, sort_keys=True).encode())
+
+    @property
+    def resumed(self) -> bool:
+        return bool(self.reused)
+
+    def _discard(self, stage: str) -> None:
+        for path in (self.path / f"{stage}.json", self.path / f"{stage}.onnx", self.path / f"{stage}.pt"):
+            path.unlink(missing_ok=True)
+        if (self.path / stage).is_dir():
+            shutil.rmtree(self.path / stage)
 
     @property
     def search_dir(self) -> Path:

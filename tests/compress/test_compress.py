@@ -171,3 +171,15 @@ def test_shipped_configs_are_valid():
     demo = resolve_config(REPO_ROOT / "models" / "zoo" / "cifar10_resnet20.onnx", None, {})  # the sidecar
     assert demo.data is not None and (REPO_ROOT / "models" / "zoo" / "cifar10_demo_train.tar.xz").exists()
     assert demo.flops == 0.5 and demo.episodes <= 60
+
+
+def test_changed_finetune_settings_keep_the_finished_search(workspace):
+    tmp_path, model, data, config = workspace
+    out = tmp_path / "out"
+    args = [str(model), "--data", str(data), "--config", str(config), "-o", str(out)]
+    assert _run(args).exit_code == 0
+    again = _run([*args, "--finetune-epochs", "2"])
+    assert again.exit_code == 0, again.output
+    assert "(resuming)" in again.output and "2 epoch(s)" in again.output
+    restarted = _run([*args, "--restart"])
+    assert restarted.exit_code == 0 and "(resuming)" not in restarted.output
