@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.metadata
 import platform
 import statistics
 import time
@@ -22,9 +23,9 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import torch
-from agmc_onnx.models.corpus import corpus_names, export_corpus_model
 
 from agmc_onnx.io import load_model
+from agmc_onnx.models.corpus import corpus_names, export_corpus_model
 from agmc_onnx.torch_exec import OnnxModule
 
 REPO = Path(__file__).resolve().parents[1]
@@ -61,11 +62,7 @@ class ModelRow:
 def _float_initializer_stats(model: onnx.ModelProto) -> tuple[int, int, int]:
     floats = [t for t in model.graph.initializer if t.data_type == onnx.TensorProto.FLOAT]
     stats = {
-        n.input[i]
-        for n in model.graph.node
-        if n.op_type == "BatchNormalization"
-        for i in (3, 4)
-        if len(n.input) > i
+        n.input[i] for n in model.graph.node if n.op_type == "BatchNormalization" for i in (3, 4) if len(n.input) > i
     }
     n_stats = sum(1 for t in floats if t.name in stats)
     elements = sum(int(np.prod(t.dims)) for t in floats if t.name not in stats)
@@ -137,6 +134,15 @@ def _row(name: str, path: Path, batch: int, repeats: int) -> ModelRow:
     return ModelRow(name, *_float_initializer_stats(model), final[0], final[1] if len(final) > 1 else None)
 
 
+def _onnx2torch_version() -> str:
+    if onnx2torch is None:
+        return "absent"
+    try:
+        return importlib.metadata.version("onnx2torch")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown version"
+
+
 def _cell(result: ToolResult | None) -> str:
     if result is None:
         return "not installed | | |"
@@ -153,7 +159,7 @@ def _report(rows: list[ModelRow], batch: int, repeats: int, seconds: float) -> s
         "",
         f"Command: `python benchmarks/executor_vs_onnx2torch.py --batch {batch} --repeats {repeats}` on "
         f"{platform.processor() or platform.machine()} ({torch.get_num_threads()} torch threads), torch "
-        f"{torch.__version__}, onnx2torch {getattr(onnx2torch, '__version__', 'absent')}, "
+        f"{torch.__version__}, onnx2torch {_onnx2torch_version()}, "
         f"{seconds:.0f} s in all.",
         "",
         "Columns per tool: output matches onnxruntime (eval mode, batch 2, max |diff| / max |ref| <= 1e-4); "
@@ -186,18 +192,12 @@ def _summary(rows: list[ModelRow]) -> str:
         full = sum(
             1
             for row in rows
-            if pick(row) is not None
-            and pick(row).converts
-            and pick(row).trainable_elements >= row.float_elements
+            if pick(row) is not None and pick(row).converts and pick(row).trainable_elements >= row.float_elements
         )
         both = [
             row
             for row in rows
-            if row.theirs
-            and row.ours.converts
-            and row.theirs.converts
-            and row.ours.matches
-            and row.theirs.matches
+            if row.theirs and row.ours.converts and row.theirs.converts and row.ours.matches and row.theirs.matches
         ]
         ratio = statistics.median(pick(r).step_ms / r.ours.step_ms for r in both) if both else float("nan")
         return (
@@ -217,9 +217,7 @@ def main() -> None:
     parser.add_argument("--include-heavy", action="store_true")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument(
-        "--out", type=Path, default=REPO / "benchmarks" / "results" / "executor_vs_onnx2torch.md"
-    )
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "executor_vs_onnx2torch.md")
     args = parser.parse_args()
     started = time.perf_counter()
     cache = REPO / ".cache" / "corpus"
