@@ -16,7 +16,7 @@ from google.protobuf.message import DecodeError
 
 from agmc_onnx.errors import ModelLoadError
 
-__all__ = ["load_model", "save_model", "model_file_size", "MIN_OPSET"]
+__all__ = ["load_model", "save_model", "write_bytes_atomic", "model_file_size", "MIN_OPSET"]
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +41,7 @@ def load_model(path: str | os.PathLike, *, check: bool = True) -> onnx.ModelProt
     try:
         model = onnx.load(str(path), load_external_data=True)  # noqa: TID251
     except (DecodeError, RuntimeError, ValueError) as exc:
-        raise ModelLoadError(
-            f"{path} is not a readable ONNX model (truncated or another format): {exc}"
-        ) from None
+        raise ModelLoadError(f"{path} is not a readable ONNX model (truncated or another format): {exc}") from None
     except FileNotFoundError as exc:
         raise ModelLoadError(f"{path}: external data file missing: {exc}") from None
     if not model.graph.node:
@@ -81,26 +79,44 @@ def default_opset(model: onnx.ModelProto) -> int:
 def save_model(model: onnx.ModelProto, path: str | os.PathLike) -> Path:
     """Write ``model`` to ``path`` atomically; large models keep their weights in one external file."""
     path = Path(path)
+    if model.ByteSize() < _EXTERNAL_DATA_THRESHOLD:
+        write_bytes_atomic(path, model.SerializeToString())
+    else:
+        _save_with_external_data(model, path)
+    log.info("wrote %s (%d bytes)", path, path.stat().st_size)
+    return path
+
+
+def _save_with_external_data(model: onnx.ModelProto, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    external = model.ByteSize() >= _EXTERNAL_DATA_THRESHOLD
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
-        if external:
-            data_name = f"{path.name}.data"
-            onnx.save(  # noqa: TID251
-                model, tmp_name, save_as_external_data=True, all_tensors_to_one_file=True, location=data_name
-            )
-        else:
-            onnx.save(model, tmp_name)  # noqa: TID251
-        os.chmod(
-            tmp_name, 0o666 & ~_current_umask()
-        )  # mkstemp creates 0600; written models are ordinary files
+        onnx.save(  # noqa: TID251
+            model, tmp_name, save_as_external_data=True, all_tensors_to_one_file=True, location=f"{path.name}.data"
+        )
+        os.chmod(tmp_name, 0o666 & ~_current_umask())
         os.replace(tmp_name, path)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
-    log.info("wrote %s (%d bytes)", path, path.stat().st_size)
+
+
+def write_bytes_atomic(path: str | os.PathLike, payload: bytes) -> Path:
+    """Write ``payload`` to a temporary file beside ``path``, then rename it over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(payload)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp_name, 0o666 & ~_current_umask())
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
     return path
 
 

@@ -8,8 +8,7 @@ from pathlib import Path
 from agmc_onnx.compress.pipeline import CompressRun
 from agmc_onnx.compress.plots import plot_accuracy_vs_macs, plot_channels, plot_latency
 from agmc_onnx.compress.report import render_markdown
-from agmc_onnx.io import save_model
-from agmc_onnx.search.log import atomic_write_bytes
+from agmc_onnx.io import save_model, write_bytes_atomic
 
 __all__ = ["write_outputs"]
 
@@ -40,9 +39,9 @@ def write_outputs(run: CompressRun, out_dir: Path) -> dict[str, Path]:
         shutil.copyfile(episodes, tmp)
         tmp.replace(out_dir / "episodes.jsonl")
         paths["episodes"] = out_dir / "episodes.jsonl"
-    atomic_write_bytes(out_dir / "report.json", report.to_json().encode())
+    write_bytes_atomic(out_dir / "report.json", report.to_json().encode())
     markdown = render_markdown(report, {name: path.name for name, path in plots.items()})
-    atomic_write_bytes(out_dir / "report.md", markdown.encode())
+    write_bytes_atomic(out_dir / "report.md", markdown.encode())
     paths.update({"report_json": out_dir / "report.json", "report_md": out_dir / "report.md"})
     paths.update({f"plot_{name}": path for name, path in plots.items()})
     return paths

@@ -14,7 +14,7 @@ import shutil
 from collections.abc import Mapping
 from pathlib import Path
 
-from agmc_onnx.search.log import atomic_write_bytes
+from agmc_onnx.io import write_bytes_atomic
 
 __all__ = ["WorkDirectory", "stage_identities", "STAGES"]
 
@@ -50,7 +50,7 @@ class WorkDirectory:
                     self._discard(later)
                 break
             self.reused.append(stage)
-        atomic_write_bytes(identity_path, json.dumps(dict(identities), indent=2, sort_keys=True).encode())
+        write_bytes_atomic(identity_path, json.dumps(dict(identities), indent=2, sort_keys=True).encode())
 
     @property
     def resumed(self) -> bool:
@@ -75,7 +75,7 @@ class WorkDirectory:
         return json.loads(path.read_text()) if path.exists() else None
 
     def save_stage(self, name: str, values: dict) -> None:
-        atomic_write_bytes(self.path / f"{name}.json", json.dumps(values, indent=2).encode())
+        write_bytes_atomic(self.path / f"{name}.json", json.dumps(values, indent=2).encode())
 
     def model_path(self, name: str) -> Path:
         return self.path / f"{name}.onnx"

@@ -12,13 +12,13 @@ import dataclasses
 import io
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from agmc_onnx.errors import PreconditionError
+from agmc_onnx.io import write_bytes_atomic
 
 __all__ = ["EpisodeRecord", "RunDirectory", "atomic_write_bytes"]
 
@@ -52,19 +52,8 @@ class EpisodeRecord:
         return cls(**data)
 
 
-def atomic_write_bytes(path: Path, payload: bytes) -> None:
-    """Write to a temporary file beside ``path``, then rename over it (never a half-written file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(payload)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+# One atomic writer for the whole package; the old name stays for the search's callers.
+atomic_write_bytes = write_bytes_atomic
 
 
 class RunDirectory:
