@@ -82,9 +82,11 @@ def main() -> None:
     parser.add_argument("--train-images", type=int, default=None)
     parser.add_argument("--budget-min", type=float, default=40.0)
     parser.add_argument("--lr", type=float, default=0.01)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared CPU)")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "finetune_resnet56.md")
     args = parser.parse_args()
     epoch_counts = [int(e) for e in args.epochs.split(",")]
+    torch.set_num_threads(args.threads)
 
     original = load_model(args.model)
     spec = spec_from_model(original)
