@@ -43,7 +43,7 @@ def plot_rewards(out: Path, model: str, tag: str) -> Path:
         )
     axis.set_xlabel("episode (= reward evaluations)")
     axis.set_ylabel("reward: top-1 % on 1,000 held-out train images")
-    axis.set_title(f"{model}, 50 % MACs kept, no fine-tuning (BN re-estimated)")
+    axis.set_title(f"{model}, 50 % MACs kept, no fine-tuning {tag.strip('_')}".strip())
     axis.grid(alpha=0.3)
     axis.legend(loc="lower right")
     path = out / f"reward_vs_episode_{model}{tag}.png"
