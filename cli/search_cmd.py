@@ -149,9 +149,8 @@ def command(
 
     from agmc_onnx.analysis import analyze_model
     from agmc_onnx.data import load_splits, spec_from_model
-    from agmc_onnx.io import load_model, save_model
+    from agmc_onnx.io import load_model, save_model, write_bytes_atomic
     from agmc_onnx.search import AccuracyReward, DDPGConfig, RewardConfig, SearchConfig, run_search
-    from agmc_onnx.search.log import atomic_write_bytes
 
     torch.set_num_threads(1)  # the agent's networks are small; one thread leaves the cores to onnxruntime
     model = load_model(model_path)
@@ -186,7 +185,7 @@ def command(
     )
     if result.latency_fit is not None:
         plan = _with_measured_latency(plan, result.latency_fit, best_model, target)
-    atomic_write_bytes(output, plan.to_json().encode())
+    write_bytes_atomic(output, plan.to_json().encode())
     if save_model_path is not None:
         save_model(best_model, save_model_path)
     click.echo(_summary(policy, result, reward_set.n_images, output))
