@@ -6,8 +6,8 @@ import math
 from pathlib import Path
 
 import click
-from agmc_onnx.cli.eval_cmd import parse_floats
 
+from agmc_onnx.cli.eval_cmd import parse_floats
 from agmc_onnx.data import load_split, sample_subset, spec_from_model
 from agmc_onnx.errors import DataError
 from agmc_onnx.finetune import FinetuneConfig, FinetuneProgress, Normalization, finetune

@@ -12,8 +12,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 from agmc_onnx.cost import create_session
 from agmc_onnx.data import ImageDataset, load_split
-from agmc_onnx.evaluate import AccuracyResult, evaluate_accuracy, session_spec
 from agmc_onnx.errors import DataError
+from agmc_onnx.evaluate import AccuracyResult, evaluate_accuracy, session_spec
 from agmc_onnx.models.zoo import demo_data_path, zoo_model_path
 
 LABELS = ("cat", "dog", "frog")

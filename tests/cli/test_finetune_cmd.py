@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from agmc_onnx.cli.main import cli
 from click.testing import CliRunner
 from onnx import TensorProto, helper, numpy_helper
 
+from agmc_onnx.cli.main import cli
 from agmc_onnx.io import load_model, save_model
 
 

@@ -9,10 +9,10 @@ from onnx import numpy_helper
 from torch_threads import one_torch_thread
 
 from agmc_onnx.cost import create_session
+from agmc_onnx.errors import PreconditionError
 from agmc_onnx.io import load_model
 from agmc_onnx.models.networks import ARCHITECTURES, build_network, mobilenet_v2, resnet20, resnet56, vgg16
 from agmc_onnx.models.zoo import zoo_model_info, zoo_model_path
-from agmc_onnx.errors import PreconditionError
 
 
 def _onnx_state_dict(name: str) -> dict[str, torch.Tensor]:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from agmc_onnx.models.corpus import export_corpus_model
 from exec_testing import CORPUS_CACHE, SHARED_MODELS
 
 from agmc_onnx.io import load_model
+from agmc_onnx.models.corpus import export_corpus_model
 
 
 @pytest.fixture(scope="session")

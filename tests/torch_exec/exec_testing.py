@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import pytest
+
 from agmc_onnx.models.corpus import CORPUS, corpus_names
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
