@@ -24,7 +24,3 @@ def corpus_cache_dir() -> Path:
     path = REPO_ROOT / ".cache" / "corpus"
     path.mkdir(parents=True, exist_ok=True)
     return path
-
-
-# Re-exported for test modules that import it from here.
-from trained_models import shared_model_path  # noqa: E402,F401

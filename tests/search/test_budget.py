@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import shared_model_path
 from search_fixtures import one_torch_thread, tiny_classifier  # noqa: F401  (autouse fixture)
+from trained_models import shared_model_path
 
 from agmc_onnx.analysis import analyze_model
 from agmc_onnx.errors import BudgetUnreachableError

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import torch
-from conftest import shared_model_path
 from search_fixtures import one_torch_thread, tiny_classifier  # noqa: F401  (autouse fixture)
+from trained_models import shared_model_path
 
 from agmc_onnx.analysis import analyze_model
 from agmc_onnx.io import load_model

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import onnxruntime as ort
-from conftest import shared_model_path
 from onnx import helper
 from search_fixtures import SPEC, labelled_by_model, one_torch_thread, tiny_classifier  # noqa: F401  (autouse fixture)
+from trained_models import shared_model_path
 
 from agmc_onnx.analysis import analyze_model
 from agmc_onnx.data import load_splits, spec_from_model, to_model_input

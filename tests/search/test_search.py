@@ -6,8 +6,8 @@ import dataclasses
 import json
 
 import pytest
-from conftest import shared_model_path
 from search_fixtures import SPEC, labelled_by_model, one_torch_thread, tiny_classifier  # noqa: F401  (autouse fixture)
+from trained_models import shared_model_path
 
 from agmc_onnx.analysis import analyze_model
 from agmc_onnx.data import load_splits, sample_subset, spec_from_model

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 from click.testing import CliRunner
-from conftest import shared_model_path
 from search_fixtures import one_torch_thread  # noqa: F401  (autouse fixture)
+from trained_models import shared_model_path
 
 from agmc_onnx.cli.main import cli
 from agmc_onnx.models.zoo import demo_data_path
