@@ -31,6 +31,18 @@ def _read_plan(path: Path, round_to: int | None, importance: str | None) -> Prun
     )
 
 
+def _recalibrated(original, pruned, data: Path):
+    from agmc_onnx.data import load_split, spec_from_model
+    from agmc_onnx.search.recalibrate import calibration_batches, recalibrate_batchnorm
+    from agmc_onnx.validate import check_written_model
+
+    spec = spec_from_model(original)
+    _, batches = calibration_batches(load_split(data, "train", spec), spec)
+    recalibrated = recalibrate_batchnorm(pruned, batches)
+    check_written_model(original, recalibrated)
+    return recalibrated
+
+
 def _fmt(before: float, after: float, unit: str = "") -> str:
     ratio = after / before if before else 1.0
     return f"{before:,.0f}{unit} -> {after:,.0f}{unit} ({ratio:.1%})"
@@ -56,11 +68,15 @@ def _fmt(before: float, after: float, unit: str = "") -> str:
     default=None,
     help="Round kept channel counts up to a multiple of this (default 1, or the file's).",
 )
+@click.option("--importance", type=click.Choice(IMPORTANCE), default=None, help="Channel ranking (default l1).")
+@click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="Where to write the model.")
 @click.option(
-    "--importance", type=click.Choice(IMPORTANCE), default=None, help="Channel ranking (default l1)."
-)
-@click.option(
-    "-o", "--output", type=click.Path(path_type=Path), required=True, help="Where to write the model."
+    "--calibrate",
+    "calibration_data",
+    type=click.Path(exists=True, path_type=Path),
+    default=None,
+    help="Re-estimate BatchNormalization statistics on 256 class-balanced training images of this dataset "
+    "(without it a pruned model's accuracy collapses until it is fine-tuned).",
 )
 @click.option("--no-validate", is_flag=True, help="Skip the equivalence oracle (the checker still runs).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
@@ -71,6 +87,7 @@ def command(
     round_to: int | None,
     importance: str | None,
     output: Path,
+    calibration_data: Path | None,
     no_validate: bool,
     as_json: bool,
 ) -> None:
@@ -91,7 +108,10 @@ def command(
     result = prune_model(original, plan, analysis=analysis)
     if not no_validate:
         validate_pruned(original, analysis, result.selection, result.model)
-    save_model(result.model, output)
+    pruned = result.model
+    if calibration_data is not None:
+        pruned = _recalibrated(original, pruned, calibration_data)
+    save_model(pruned, output)
     summary = {
         "output": str(output),
         "macs": [result.before.macs, result.after.macs],
@@ -99,14 +119,14 @@ def command(
         "file_bytes": [model.stat().st_size, output.stat().st_size],
         "pruned_groups": len(result.selection.keep_units),
         "validated": not no_validate,
+        "batchnorm_recalibrated": calibration_data is not None,
         "seconds": result.seconds,
     }
     if as_json:
         click.echo(json.dumps(summary, indent=2))
         return
     click.echo(
-        f"wrote {output} ({summary['pruned_groups']} groups pruned"
-        f"{', oracle passed' if not no_validate else ''})"
+        f"wrote {output} ({summary['pruned_groups']} groups pruned{', oracle passed' if not no_validate else ''})"
     )
     click.echo(f"MACs       {_fmt(*summary['macs'])}")
     click.echo(f"params     {_fmt(*summary['params'])}")

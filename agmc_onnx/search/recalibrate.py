@@ -18,11 +18,25 @@ from onnx import TensorProto, helper, numpy_helper
 
 from agmc_onnx.cost.profiles import TargetProfile
 from agmc_onnx.cost.session import create_session
+from agmc_onnx.data import ImageDataset, PreprocessSpec, balanced_order, to_model_input
 from agmc_onnx.errors import PreconditionError
 
-__all__ = ["recalibrate_batchnorm", "batchnorm_nodes"]
+__all__ = ["recalibrate_batchnorm", "batchnorm_nodes", "calibration_batches"]
 
 _MIN_OPSET = 14  # training_mode on BatchNormalization
+
+
+def calibration_batches(
+    dataset: ImageDataset, spec: PreprocessSpec, n_images: int = 256, batch_size: int = 128
+) -> tuple[tuple[np.ndarray, ...], list[np.ndarray]]:
+    """(row indices, model inputs) of class-balanced calibration batches drawn from ``dataset``.
+
+    Every batch is class-balanced (seeded): datasets are often ordered by class, and statistics measured
+    on a few classes would mis-normalise the rest.
+    """
+    order = balanced_order(dataset.labels, seed=0)[:n_images]
+    rows = tuple(order[i : i + batch_size] for i in range(0, len(order), batch_size))
+    return rows, [to_model_input(dataset.images[r], spec) for r in rows]
 
 
 def batchnorm_nodes(model: onnx.ModelProto) -> list[onnx.NodeProto]:

@@ -19,12 +19,11 @@ from agmc_onnx.analysis import ModelAnalysis
 from agmc_onnx.cost.profiles import TargetProfile, get_profile
 from agmc_onnx.cost.session import create_session
 from agmc_onnx.data.dataset import ImageDataset
-from agmc_onnx.data.preprocessing import PreprocessSpec, to_model_input
-from agmc_onnx.data.splits import balanced_order
+from agmc_onnx.data.preprocessing import PreprocessSpec
 from agmc_onnx.evaluate import evaluate_accuracy
 from agmc_onnx.plan import ChannelSelection, PruningPlan, select_channels
 from agmc_onnx.prune import apply_selection
-from agmc_onnx.search.recalibrate import recalibrate_batchnorm
+from agmc_onnx.search.recalibrate import calibration_batches, recalibrate_batchnorm
 
 __all__ = ["RewardConfig", "RewardSample", "AccuracyReward", "RewardFn", "selection_key"]
 
@@ -74,12 +73,9 @@ class AccuracyReward:
         self.spec = spec
         self.config = config
         self.cache: dict[str, float] = {}
-        # Every batch class-balanced (seeded): datasets are often ordered by class, and statistics
-        # measured on a few classes would mis-normalise the rest.
-        order = balanced_order(dataset.labels, seed=0)[: config.calibration_images]
-        step = config.calibration_batch_size
-        self.calibration_batches = tuple(order[i : i + step] for i in range(0, len(order), step))
-        self._calibration = [to_model_input(dataset.images[rows], spec) for rows in self.calibration_batches]
+        self.calibration_batches, self._calibration = calibration_batches(
+            dataset, spec, config.calibration_images, config.calibration_batch_size
+        )
 
     def selection_of(self, plan: PruningPlan) -> ChannelSelection:
         return select_channels(plan, self.analysis.groups)

@@ -128,9 +128,7 @@ def _write_ratios(tmp_path, content: dict):
         "no-plan",
     ],
 )
-def test_bad_input_fails_cleanly_and_writes_nothing(
-    runner, resnet20, tmp_path, make_model, extra_args, message
-):
+def test_bad_input_fails_cleanly_and_writes_nothing(runner, resnet20, tmp_path, make_model, extra_args, message):
     model = make_model(tmp_path) if make_model else resnet20
     files = {
         "{ratios_unknown}": {"g99": 0.5},
@@ -164,3 +162,23 @@ def test_truncated_model_fails_cleanly(runner, resnet20, tmp_path):
 def test_output_may_not_overwrite_input(runner, resnet20):
     result = runner.invoke(cli, ["prune", str(resnet20), "--keep", "0.5", "-o", str(resnet20)])
     _assert_clean_failure(result, "must not overwrite the input")
+
+
+def test_calibrate_restores_accuracy_lost_to_stale_batchnorm_statistics(runner, resnet20, tmp_path):
+    from trained_models import REPO_ROOT
+
+    from agmc_onnx.data import load_split, spec_from_model
+    from agmc_onnx.evaluate import evaluate_accuracy
+    from agmc_onnx.io import load_model
+
+    demo = REPO_ROOT / "models" / "zoo"
+    plain, calibrated = tmp_path / "plain.onnx", tmp_path / "calibrated.onnx"
+    base = ["prune", str(resnet20), "--keep", "0.75", "--round-to", "4"]
+    assert runner.invoke(cli, [*base, "-o", str(plain)]).exit_code == 0
+    result = runner.invoke(cli, [*base, "--calibrate", str(demo), "-o", str(calibrated), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["batchnorm_recalibrated"] is True
+    spec = spec_from_model(load_model(resnet20))
+    test = load_split(demo, "test", spec)
+    top1 = {p.stem: evaluate_accuracy(load_model(p), test, spec).top1 for p in (plain, calibrated)}
+    assert top1["calibrated"] > top1["plain"] + 0.1
