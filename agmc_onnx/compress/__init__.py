@@ -1,0 +1,1 @@
+"""``compress``: the whole pipeline from a model to a smaller, faster, verified model with a report."""

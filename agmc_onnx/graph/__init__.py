@@ -1,0 +1,1 @@
+"""Model preparation, static shapes, per-layer facts and the networkx graph of operators."""

@@ -1,0 +1,1 @@
+"""Channel groups: the channel-flow walk, per-operator rules, groups and their MACs model."""
