@@ -75,14 +75,15 @@ def command(
             click.echo(f"{model_path.name} on {stats.target} (batch {stats.batch_size}): {_describe(stats)}")
         return
     click.echo(f"measuring {model_path.name} vs {other_path.name} on {target}, {rounds} rounds", err=True)
-    paired = measure_paired(model_path, other_path, target, batch_size=batch_size, n_rounds=rounds)
+    # A is the baseline (--vs), B the model: speedup = time(A) / time(B), above 1 when MODEL is faster.
+    paired = measure_paired(other_path, model_path, target, batch_size=batch_size, n_rounds=rounds)
     if as_json:
-        payload = {"model_a": str(model_path), "model_b": str(other_path), **dataclasses.asdict(paired)}
+        payload = {"model": str(model_path), "baseline": str(other_path), **dataclasses.asdict(paired)}
         click.echo(json.dumps(payload, indent=2))
         return
-    click.echo(f"A {model_path.name}: {_describe(paired.a)}")
-    click.echo(f"B {other_path.name}: {_describe(paired.b)}")
+    click.echo(f"{model_path.name}: {_describe(paired.b)}")
+    click.echo(f"{other_path.name} (baseline): {_describe(paired.a)}")
     click.echo(
-        f"speed-up A/B on {paired.a.target} (batch {paired.a.batch_size}): {paired.speedup:.3f}× "
-        f"(95 % CI {paired.speedup_low:.3f}–{paired.speedup_high:.3f}, {paired.n_rounds} rounds)"
+        f"speed-up of {model_path.name} over {other_path.name} on {paired.a.target} (batch {paired.a.batch_size}): "
+        f"{paired.speedup:.3f}× (95 % CI {paired.speedup_low:.3f}–{paired.speedup_high:.3f}, {paired.n_rounds} rounds)"
     )

@@ -93,11 +93,9 @@ def test_bench_json_reports_positive_latency(runner: CliRunner) -> None:
 
 
 def test_bench_vs_reports_a_paired_speedup(runner: CliRunner) -> None:
-    result = runner.invoke(
-        cli, ["bench", RESNET20, "--vs", RESNET20, "--rounds", "2", "--target", "edge-cpu"]
-    )
+    result = runner.invoke(cli, ["bench", RESNET20, "--vs", RESNET20, "--rounds", "2", "--target", "edge-cpu"])
     assert result.exit_code == 0, result.output
-    assert "speed-up A/B on edge-cpu (batch 1):" in result.stdout and "95 % CI" in result.stdout
+    assert "over cifar10_resnet20.onnx on edge-cpu (batch 1):" in result.stdout and "95 % CI" in result.stdout
 
 
 def test_bench_gpu_target_is_a_one_line_error_here(runner: CliRunner) -> None:
@@ -105,13 +103,9 @@ def test_bench_gpu_target_is_a_one_line_error_here(runner: CliRunner) -> None:
 
     if "CUDAExecutionProvider" in ort.get_available_providers():
         pytest.skip("a GPU build of onnxruntime is installed")
-    _assert_one_line_error(
-        runner.invoke(cli, ["bench", RESNET20, "--target", "gpu"]), "needs CUDAExecutionProvider"
-    )
+    _assert_one_line_error(runner.invoke(cli, ["bench", RESNET20, "--target", "gpu"]), "needs CUDAExecutionProvider")
 
 
 def test_bench_non_onnx_file_is_a_one_line_error(runner: CliRunner, tmp_path: Path) -> None:
     (tmp_path / "notes.onnx").write_text("not a model")
-    _assert_one_line_error(
-        runner.invoke(cli, ["bench", str(tmp_path / "notes.onnx")]), "onnxruntime cannot load"
-    )
+    _assert_one_line_error(runner.invoke(cli, ["bench", str(tmp_path / "notes.onnx")]), "onnxruntime cannot load")
