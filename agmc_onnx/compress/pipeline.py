@@ -24,7 +24,7 @@ from agmc_onnx.graph.counting import count_cost
 from agmc_onnx.io import load_model, save_model
 from agmc_onnx.plan import PruningPlan, select_channels
 from agmc_onnx.prune import prune_model
-from agmc_onnx.search import AccuracyReward, RewardConfig, SearchConfig, run_search
+from agmc_onnx.search import AccuracyReward, DDPGConfig, RewardConfig, SearchConfig, run_search
 from agmc_onnx.search.run import SearchResult
 from agmc_onnx.validate import check_written_model, validate_pruned
 
@@ -107,6 +107,7 @@ class _Stages:
             target=config.target,
             round_to=config.round_to,
             seed=config.seed,
+            ddpg=DDPGConfig(warmup_episodes=warmup_episodes(config.episodes)),
         )
         resume = (self.work.search_dir / "checkpoint.pt").exists()
         self.tell(
@@ -179,6 +180,11 @@ class _Stages:
         )
         check_written_model(self.model, result.model)
         return result.model
+
+
+def warmup_episodes(n_episodes: int) -> int:
+    """AGMC's 25 random warm-up episodes, scaled down for short searches so the agent acts in most of them."""
+    return max(1, min(25, n_episodes // 4))
 
 
 def _figures(model: onnx.ModelProto, top1: float | None, latency=None) -> ModelFigures:
