@@ -209,7 +209,8 @@ def run_compress(
 ) -> CompressRun:
     """Compress the model at ``model_path`` into ``out_dir`` (nothing is written there but ``.work``)."""
     started = time.perf_counter()
-    identities = stage_identities(Path(model_path).read_bytes(), config.as_dict())
+    settings = {**config.as_dict(), "warmup_episodes": warmup_episodes(config.episodes)}
+    identities = stage_identities(Path(model_path).read_bytes(), settings)
     work = WorkDirectory(out_dir, identities, restart)
     stages = _Stages(Path(model_path), config, work, progress)
     timings: dict[str, float] = {}

@@ -21,7 +21,7 @@ __all__ = ["WorkDirectory", "stage_identities", "STAGES"]
 STAGES = ("baseline", "search", "searched", "finetune")
 _STAGE_SETTINGS = {
     "baseline": ("data", "reward_size", "test_size", "seed"),
-    "search": ("target", "flops", "latency", "policy", "episodes", "round_to"),
+    "search": ("target", "flops", "latency", "policy", "episodes", "round_to", "warmup_episodes"),
     "searched": (),
     "finetune": ("finetune_epochs", "finetune_images", "distill"),
 }
