@@ -71,6 +71,7 @@ def main() -> None:
         "# compress on the shared CIFAR-10 models at 50 % MACs (CPU budgets)",
         "",
         f"Settings: `--flops 0.5 --target mobile-cpu --round-to 8`, policy agmc, {args.episodes} search episodes "
+        f"({max(1, min(25, args.episodes // 4))} of them random warm-up) "
         f"(reward: 1,000 held-out train images, BatchNormalization re-estimated), fine-tuning "
         f"{args.finetune_epochs} epoch(s) on {args.finetune_images} training images with distillation from the "
         "original, 1 torch thread, 2-core Xeon. Test top-1 on the full 10,000-image CIFAR-10 test set (JPEG copy). "
