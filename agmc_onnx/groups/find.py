@@ -123,9 +123,7 @@ def _group_producers(flow: ChannelFlow) -> tuple[dict[int, int], list[list[str]]
     return root_group, [producers for _, producers in ordered]
 
 
-def build_groups(
-    flow: ChannelFlow, graph: gs.Graph, layers: Mapping[str, LayerInfo]
-) -> tuple[ChannelGroup, ...]:
+def build_groups(flow: ChannelFlow, graph: gs.Graph, layers: Mapping[str, LayerInfo]) -> tuple[ChannelGroup, ...]:
     root_group, producer_lists = _group_producers(flow)
     tensor_roots = {name: flow.roots(info.atoms) for name, info in flow.tensors.items()}
     nodes_of: list[list[str]] = [[] for _ in producer_lists]

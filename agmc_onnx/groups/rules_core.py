@@ -53,9 +53,7 @@ def _tie_whole_groups(ctx: RuleContext, x_atoms: np.ndarray, y_atoms: np.ndarray
     """A grouped conv keeps or drops whole groups: each group's inputs and outputs become one unit."""
     k_in, k_out = len(x_atoms) // groups, len(y_atoms) // groups
     for g in range(groups):
-        ctx.flow.tie_all(
-            np.concatenate([x_atoms[g * k_in : (g + 1) * k_in], y_atoms[g * k_out : (g + 1) * k_out]])
-        )
+        ctx.flow.tie_all(np.concatenate([x_atoms[g * k_in : (g + 1) * k_in], y_atoms[g * k_out : (g + 1) * k_out]]))
 
 
 def conv_transpose_rule(node: gs.Node, ctx: RuleContext) -> None:
@@ -105,9 +103,7 @@ def gemm_rule(node: gs.Node, ctx: RuleContext) -> None:
     edits = ctx.flow.edits
     edits.append(SliceConstant(node.name, 1, 0 if trans_b else 1, y_tensor.name, is_weight=True))
     if x is not None:
-        edits.append(
-            SliceConstant(node.name, 1, 1 if trans_b else 0, a_tensor.name, is_weight=True, consumes=True)
-        )
+        edits.append(SliceConstant(node.name, 1, 1 if trans_b else 0, a_tensor.name, is_weight=True, consumes=True))
     bias = ctx.const(bias_tensor) if bias_tensor is not None else None
     if bias is not None and bias.ndim >= 1 and bias.shape[-1] == n_out and n_out > 1:
         edits.append(SliceConstant(node.name, 2, bias.ndim - 1, y_tensor.name))
@@ -117,13 +113,7 @@ def matmul_rule(node: gs.Node, ctx: RuleContext) -> None:
     a_tensor, y_tensor = node.inputs[0], node.outputs[0]
     weight = ctx.const(node.inputs[1])
     a_shape, y_shape = ctx.shape(a_tensor), ctx.shape(y_tensor)
-    if (
-        weight is None
-        or weight.ndim != 2
-        or a_shape is None
-        or y_shape is None
-        or ctx.const(a_tensor) is not None
-    ):
+    if weight is None or weight.ndim != 2 or a_shape is None or y_shape is None or ctx.const(a_tensor) is not None:
         ctx.barrier(node, f"MatMul '{node.name}' multiplies two computed tensors")
         return
     x = ctx.info(a_tensor)

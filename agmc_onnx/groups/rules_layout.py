@@ -82,11 +82,7 @@ def slice_rule(node: gs.Node, ctx: RuleContext) -> None:
     starts, ends = ctx.const(node.inputs[1]), ctx.const(node.inputs[2])
     axes_tensor = node.inputs[3] if len(node.inputs) > 3 and node.inputs[3].name else None
     steps_tensor = node.inputs[4] if len(node.inputs) > 4 and node.inputs[4].name else None
-    axes = (
-        ctx.const(axes_tensor)
-        if axes_tensor is not None
-        else np.arange(len(starts) if starts is not None else 0)
-    )
+    axes = ctx.const(axes_tensor) if axes_tensor is not None else np.arange(len(starts) if starts is not None else 0)
     steps = ctx.const(steps_tensor) if steps_tensor is not None else np.ones_like(axes)
     if starts is None or ends is None or axes is None or steps is None:
         ctx.barrier(node, f"Slice '{node.name}' has computed bounds")
@@ -101,9 +97,7 @@ def slice_rule(node: gs.Node, ctx: RuleContext) -> None:
         return
     start, stop, _ = slice(int(starts.ravel()[position]), int(ends.ravel()[position])).indices(len(x))
     ctx.set(node.outputs[0], x.axis, x.atoms[start:stop])
-    ctx.flow.edits.append(
-        RewriteAttribute(node.name, "slice", (node.inputs[0].name,), (position, start, stop))
-    )
+    ctx.flow.edits.append(RewriteAttribute(node.name, "slice", (node.inputs[0].name,), (position, start, stop)))
 
 
 def gather_rule(node: gs.Node, ctx: RuleContext) -> None:
@@ -179,9 +173,7 @@ def reshape_rule(node: gs.Node, ctx: RuleContext) -> None:
     piece_node, piece_index, offset, value = located
     keeps_by_copy = value == 0 and out_axis == x.axis and repeat == 1
     if value != -1 and not keeps_by_copy:
-        ctx.flow.edits.append(
-            RewriteAttribute(piece_node, "reshape", (node.outputs[0].name,), (piece_index, offset))
-        )
+        ctx.flow.edits.append(RewriteAttribute(piece_node, "reshape", (node.outputs[0].name,), (piece_index, offset)))
 
 
 def _locate_target_entry(node: gs.Node, ctx: RuleContext, out_axis: int) -> tuple[str, int, int, int] | None:
@@ -229,15 +221,23 @@ def _axes_of(node: gs.Node, ctx: RuleContext) -> list[int] | None:
     return []
 
 
-def squeeze_rule(node: gs.Node, ctx: RuleContext) -> None:
-    tracked = ctx.tracked_input(node)
+def _tracked_with_axes(node: gs.Node, ctx: RuleContext, shape_of: gs.Tensor | None = None):
+    """(channels, shape, axes) for the axis-taking ops, or None once the rule has nothing more to do."""
+    tracked = ctx.tracked_input(node, shape_of)
     if tracked is None:
-        return
-    x, x_shape = tracked
+        return None
     axes = _axes_of(node, ctx)
     if axes is None:
-        ctx.barrier(node)
+        ctx.barrier(node, f"{node.op} '{node.name}' has computed axes")
+        return None
+    return (*tracked, axes)
+
+
+def squeeze_rule(node: gs.Node, ctx: RuleContext) -> None:
+    tracked = _tracked_with_axes(node, ctx)
+    if tracked is None:
         return
+    x, x_shape, axes = tracked
     axes = [a % len(x_shape) for a in axes] or [i for i, d in enumerate(x_shape) if d == 1]
     if x.axis in axes:
         ctx.barrier(node, f"Squeeze '{node.name}' removes the channel axis")
@@ -246,14 +246,10 @@ def squeeze_rule(node: gs.Node, ctx: RuleContext) -> None:
 
 
 def unsqueeze_rule(node: gs.Node, ctx: RuleContext) -> None:
-    tracked = ctx.tracked_input(node, node.outputs[0])
+    tracked = _tracked_with_axes(node, ctx, node.outputs[0])
     if tracked is None:
         return
-    x, y_shape = tracked
-    axes = _axes_of(node, ctx)
-    if axes is None:
-        ctx.barrier(node)
-        return
+    x, y_shape, axes = tracked
     new_axis = x.axis
     for axis in sorted(a % len(y_shape) for a in axes):
         if axis <= new_axis:
@@ -262,14 +258,10 @@ def unsqueeze_rule(node: gs.Node, ctx: RuleContext) -> None:
 
 
 def reduce_rule(node: gs.Node, ctx: RuleContext) -> None:
-    tracked = ctx.tracked_input(node)
+    tracked = _tracked_with_axes(node, ctx)
     if tracked is None:
         return
-    x, x_shape = tracked
-    axes = _axes_of(node, ctx)
-    if axes is None:
-        ctx.barrier(node)
-        return
+    x, x_shape, axes = tracked
     if not axes:
         if int(ctx.attr(node, "noop_with_empty_axes", 0)):
             ctx.set(node.outputs[0], x.axis, x.atoms)
