@@ -54,9 +54,7 @@ def _echo_result(report, paths: dict) -> None:
 
 @click.command("compress")
 @click.argument("model", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option(
-    "--target", type=click.Choice(profile_names()), default=None, help="Latency target profile [mobile-cpu]."
-)
+@click.option("--target", type=click.Choice(profile_names()), default=None, help="Latency target profile [mobile-cpu].")
 @click.option(
     "--flops",
     type=click.FloatRange(0.0, 1.0, min_open=True),
@@ -76,9 +74,7 @@ def _echo_result(report, paths: dict) -> None:
     help="Dataset: archive, class folder, .npz, or a folder of NAME_train/NAME_test archives.",
 )
 @click.option("--episodes", type=click.IntRange(min=1), default=None, help="Search episodes [100].")
-@click.option(
-    "--policy", type=click.Choice(["agmc", "amc", "uniform", "random"]), default=None, help="[agmc]"
-)
+@click.option("--policy", type=click.Choice(["agmc", "amc", "uniform", "random"]), default=None, help="[agmc]")
 @click.option("--finetune-epochs", type=click.IntRange(min=0), default=None, help="[1]")
 @click.option(
     "--max-accuracy-drop",
@@ -151,9 +147,7 @@ def command(
         from agmc_onnx.compress.dry_run import estimate
 
         summary = estimate(model, config)
-        click.echo(
-            json.dumps(summary, indent=2) if as_json else "\n".join(f"{k}: {v}" for k, v in summary.items())
-        )
+        click.echo(json.dumps(summary, indent=2) if as_json else "\n".join(f"{k}: {v}" for k, v in summary.items()))
         return
     import torch
 
@@ -169,8 +163,7 @@ def command(
         run = run_compress(model, config, out_dir, restart=restart, progress=_progress)
     except KeyboardInterrupt:
         click.echo(
-            f"interrupted; nothing partial was written. Run the same command again to resume "
-            f"from {out_dir / '.work'}",
+            f"interrupted; nothing partial was written. Run the same command again to resume from {out_dir / '.work'}",
             err=True,
         )
         sys.exit(130)

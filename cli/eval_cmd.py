@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from agmc_onnx.cli.options import data_option, model_argument
 from agmc_onnx.data import load_split, sample_subset, spec_from_model
 from agmc_onnx.data.splits import SPLIT_NAMES
 from agmc_onnx.evaluate import evaluate_accuracy
@@ -43,14 +44,8 @@ def _progress_printer():
 
 
 @click.command("eval")
-@click.argument("model_path", metavar="MODEL", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option(
-    "--data",
-    "data_path",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="Class folder, zip/tar(.gz/.xz) archive, .npz, or a folder with NAME_train/NAME_test files.",
-)
+@model_argument
+@data_option("Dataset")
 @click.option("--split", type=click.Choice(SPLIT_NAMES), default="test", show_default=True)
 @click.option(
     "--limit",

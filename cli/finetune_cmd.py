@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from agmc_onnx.cli.eval_cmd import parse_floats
+from agmc_onnx.cli.options import data_option, model_argument
 from agmc_onnx.data import load_split, sample_subset, spec_from_model
 from agmc_onnx.errors import DataError
 from agmc_onnx.finetune import FinetuneConfig, FinetuneProgress, Normalization, finetune
@@ -35,23 +36,14 @@ def _progress_printer():
             return
         every = max(event.batches // 4, 1)
         if event.batch % every == 0 and event.batch != event.batches:
-            click.echo(
-                f"  epoch {event.epoch} batch {event.batch}/{event.batches}: loss {event.loss:.4f}", err=True
-            )
+            click.echo(f"  epoch {event.epoch} batch {event.batch}/{event.batches}: loss {event.loss:.4f}", err=True)
 
     return report
 
 
 @click.command("finetune")
-@click.argument("model_path", metavar="MODEL", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option(
-    "--data",
-    "data_path",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="Training data: class folder, zip/tar(.gz/.xz) archive, .npz, or a folder with "
-    "NAME_train/NAME_test.",
-)
+@model_argument
+@data_option("Training data")
 @click.option(
     "-o",
     "--output",
@@ -84,9 +76,7 @@ def _progress_printer():
     help="Peak SGD learning rate (cosine schedule to 0).",
 )
 @click.option("--weight-decay", type=click.FloatRange(min=0.0), default=5e-4, show_default=True)
-@click.option(
-    "--label-smoothing", type=click.FloatRange(0.0, 1.0, max_open=True), default=0.0, show_default=True
-)
+@click.option("--label-smoothing", type=click.FloatRange(0.0, 1.0, max_open=True), default=0.0, show_default=True)
 @click.option(
     "--val-fraction",
     type=click.FloatRange(0.0, 1.0, max_open=True),

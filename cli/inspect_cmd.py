@@ -50,8 +50,7 @@ def command(model: Path, as_json: bool, show_all: bool) -> None:
         click.echo(json.dumps(summary, indent=2))
         return
     click.echo(
-        f"{model}: {summary['nodes']} nodes, {summary['groups']} channel groups "
-        f"({summary['prunable_groups']} prunable)"
+        f"{model}: {summary['nodes']} nodes, {summary['groups']} channel groups ({summary['prunable_groups']} prunable)"
     )
     click.echo(
         f"MACs {_millions(summary['macs'])}, params {_millions(summary['params'])}, "

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from agmc_onnx.cli.options import data_option, model_argument
 from agmc_onnx.cost import profile_names
 from agmc_onnx.search import POLICY_NAMES
 
@@ -24,14 +25,8 @@ def _progress(record, total: int) -> None:
 
 
 @click.command("search")
-@click.argument("model_path", metavar="MODEL", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option(
-    "--data",
-    "data_path",
-    required=True,
-    type=click.Path(exists=True, path_type=Path),
-    help="Dataset (archive, class folder, .npz, or a folder with NAME_train/NAME_test files).",
-)
+@model_argument
+@data_option("Dataset", must_exist=True)
 @click.option(
     "--flops",
     "flops_keep_ratio",
@@ -180,9 +175,7 @@ def command(
     # accuracy assumed re-estimated BatchNormalization statistics (`--save-model` writes them).
     scored = {"reward_images": reward_set.n_images, "reward_bn_recalibrated": not no_bn_recal}
     plan = dataclasses.replace(result.plan, metadata={"search": {**result.plan.metadata["search"], **scored}})
-    best_model = (
-        reward.pruned_model(reward.selection_of(plan)) if (save_model_path or result.latency_fit) else None
-    )
+    best_model = reward.pruned_model(reward.selection_of(plan)) if (save_model_path or result.latency_fit) else None
     if result.latency_fit is not None:
         plan = _with_measured_latency(plan, result.latency_fit, best_model, target)
     write_bytes_atomic(output, plan.to_json().encode())
