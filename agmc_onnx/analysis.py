@@ -13,6 +13,7 @@ import onnx_graphsurgeon as gs
 
 from agmc_onnx.graph.layers import WEIGHTED_OPS, LayerInfo, build_layer_graph, describe_layers
 from agmc_onnx.graph.prepare import infer_static_shapes, prepare_model
+from agmc_onnx.groups.depth import DepthAnalysis, find_residual_branches
 from agmc_onnx.groups.find import ChannelGroup, build_groups, walk_channel_flow
 from agmc_onnx.groups.flow import ChannelFlow
 
@@ -28,6 +29,7 @@ class ModelAnalysis:
     flow: ChannelFlow
     groups: tuple[ChannelGroup, ...]
     seconds: float
+    depth: DepthAnalysis = DepthAnalysis()  # removable residual branches
 
     @property
     def total_macs(self) -> int:
@@ -85,4 +87,5 @@ def analyze_model(model: onnx.ModelProto) -> ModelAnalysis:
         flow=flow,
         groups=groups,
         seconds=time.perf_counter() - start,
+        depth=find_residual_branches(graph, shapes, layers, groups),
     )

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from agmc_onnx.errors import PlanError
+from agmc_onnx.groups.depth import DepthAnalysis
 from agmc_onnx.groups.find import ChannelGroup
 
 __all__ = [
@@ -26,7 +27,11 @@ IMPORTANCE = ("l1", "l2")
 
 @dataclass(frozen=True)
 class PruningPlan:
-    """Keep ratio per group (by group id or name). Ratios are fractions of units *kept*, in (0, 1]."""
+    """Keep ratio per group (by group id or name). Ratios are fractions of units *kept*, in [0, 1].
+
+    A ratio of 0 deletes the residual branch the group stands for (see ``agmc_onnx.groups.depth``);
+    only removable groups accept it.
+    """
 
     keep_ratios: Mapping[str, float]
     round_to: int = 1
@@ -35,8 +40,8 @@ class PruningPlan:
 
     def __post_init__(self) -> None:
         for key, ratio in self.keep_ratios.items():
-            if not (isinstance(ratio, (int, float)) and 0.0 < float(ratio) <= 1.0):
-                raise PlanError(f"keep ratio of group '{key}' is {ratio!r}; it must be in (0, 1]")
+            if not (isinstance(ratio, (int, float)) and 0.0 <= float(ratio) <= 1.0):
+                raise PlanError(f"keep ratio of group '{key}' is {ratio!r}; it must be in [0, 1]")
         if int(self.round_to) < 1:
             raise PlanError(f"round_to is {self.round_to}; it must be a positive integer")
         if self.importance not in IMPORTANCE:
@@ -76,9 +81,13 @@ class PruningPlan:
 
 @dataclass(frozen=True)
 class ChannelSelection:
-    """Kept unit indices per group id (sorted). Groups not listed keep everything."""
+    """Kept unit indices per group id (sorted), and the residual branches deleted whole.
+
+    Groups not listed keep everything; a group of a removed branch goes with its branch.
+    """
 
     keep_units: Mapping[str, tuple[int, ...]]
+    removed_branches: tuple[str, ...] = ()
 
     def dropped_roots(self, groups: Sequence[ChannelGroup]) -> set[int]:
         by_id = {g.id: g for g in groups}
@@ -91,7 +100,10 @@ class ChannelSelection:
         return dropped
 
     def to_json(self) -> str:
-        return json.dumps({k: list(v) for k, v in self.keep_units.items()})
+        data: dict[str, object] = {k: list(v) for k, v in self.keep_units.items()}
+        if self.removed_branches:
+            data["removed_branches"] = list(self.removed_branches)
+        return json.dumps(data)
 
 
 def uniform_plan(groups: Sequence[ChannelGroup], keep_ratio: float, round_to: int = 1) -> PruningPlan:
@@ -118,11 +130,22 @@ def _resolve(groups: Sequence[ChannelGroup], key: str) -> ChannelGroup:
     )
 
 
-def select_channels(plan: PruningPlan, groups: Sequence[ChannelGroup]) -> ChannelSelection:
-    """Keep the most important units of each group; pinned groups may only keep everything."""
+def select_channels(
+    plan: PruningPlan, groups: Sequence[ChannelGroup], depth: DepthAnalysis | None = None
+) -> ChannelSelection:
+    """Keep the most important units of each group; pinned groups may only keep everything.
+
+    A keep ratio of 0 deletes the residual branch of a removable group (``depth`` says which).
+    """
     keep_units: dict[str, tuple[int, ...]] = {}
+    removed: list[str] = []
     for key, ratio in plan.keep_ratios.items():
         group = _resolve(groups, key)
+        if float(ratio) == 0.0:
+            branch = (depth or DepthAnalysis()).require_removable(group)
+            if branch.id not in removed:
+                removed.append(branch.id)
+            continue
         if not group.prunable:
             if float(ratio) < 1.0:
                 raise PlanError(f"group '{key}' cannot be pruned ({group.status}); give it keep ratio 1.0")
@@ -134,7 +157,7 @@ def select_channels(plan: PruningPlan, groups: Sequence[ChannelGroup]) -> Channe
         # Stable ordering: equal scores keep the lower index, so selections are reproducible.
         order = np.argsort(-scores, kind="stable")
         keep_units[group.id] = tuple(sorted(int(i) for i in order[:n_keep]))
-    return ChannelSelection(keep_units)
+    return ChannelSelection(keep_units, tuple(removed))
 
 
 def selection_from_indices(

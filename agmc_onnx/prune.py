@@ -12,6 +12,7 @@ from agmc_onnx.graph.counting import ModelCost, count_cost
 from agmc_onnx.passes.base import PassManager
 from agmc_onnx.passes.cleanup import CleanupPass
 from agmc_onnx.passes.prune_channels import PruneChannelsPass
+from agmc_onnx.passes.remove_branches import RemoveBranchesPass
 from agmc_onnx.plan import ChannelSelection, PruningPlan, select_channels
 
 __all__ = ["PruneResult", "prune_model", "apply_selection"]
@@ -31,7 +32,9 @@ def apply_selection(analysis: ModelAnalysis, selection: ChannelSelection) -> tup
     """Rewrite the analysed model so that only the selected units remain."""
     kept = analysis.kept_positions(selection.dropped_roots(analysis.groups))
     lengths = {name: len(analysis.flow.tensors[name]) for name in kept}
-    manager = PassManager([PruneChannelsPass(analysis.flow.edits, kept, lengths), CleanupPass()])
+    removed = [analysis.depth.branch(b) for b in selection.removed_branches]
+    depth_passes = [RemoveBranchesPass(removed)] if removed else []
+    manager = PassManager([PruneChannelsPass(analysis.flow.edits, kept, lengths), *depth_passes, CleanupPass()])
     pruned, stats = manager.run(analysis.model)
     pruned = onnx.shape_inference.infer_shapes(pruned, strict_mode=False)
     return pruned, stats
@@ -45,7 +48,7 @@ def prune_model(
     """Prune ``model`` (never modified) by a plan of keep ratios or by explicit kept units."""
     start = time.perf_counter()
     analysis = analysis or analyze_model(model)
-    selection = plan if isinstance(plan, ChannelSelection) else select_channels(plan, analysis.groups)
+    selection = plan if isinstance(plan, ChannelSelection) else select_channels(plan, analysis.groups, analysis.depth)
     pruned, stats = apply_selection(analysis, selection)
     return PruneResult(
         model=pruned,

@@ -16,6 +16,8 @@ import onnxruntime as ort
 from agmc_onnx.analysis import ModelAnalysis
 from agmc_onnx.errors import ValidationError
 from agmc_onnx.groups.flow import SliceConstant
+from agmc_onnx.passes.base import run_passes
+from agmc_onnx.passes.remove_branches import ZeroBranchesPass
 from agmc_onnx.plan import ChannelSelection
 
 __all__ = [
@@ -24,6 +26,7 @@ __all__ = [
     "masked_reference",
     "compare_outputs",
     "validate_pruned",
+    "zero_removed_branches",
 ]
 
 _EPS32 = float(np.finfo(np.float32).eps)
@@ -97,6 +100,16 @@ def masked_reference(analysis: ModelAnalysis, selection: ChannelSelection) -> on
     masked.opset_import.extend(analysis.model.opset_import)
     masked.ir_version = analysis.model.ir_version
     return masked
+
+
+def zero_removed_branches(
+    reference: onnx.ModelProto, analysis: ModelAnalysis, selection: ChannelSelection
+) -> onnx.ModelProto:
+    """The depth side of the oracle: each removed residual branch's output multiplied by 0."""
+    if not selection.removed_branches:
+        return reference
+    branches = [analysis.depth.branch(b) for b in selection.removed_branches]
+    return run_passes(reference, [ZeroBranchesPass(branches)])
 
 
 def random_inputs(model: onnx.ModelProto, batch_size: int = 2, seed: int = 0) -> dict[str, np.ndarray]:
@@ -202,7 +215,8 @@ def validate_pruned(
     """Every check a written pruned model must pass; raises ``ValidationError`` on the first failure."""
     check_written_model(original, pruned)
     feeds = random_inputs(analysis.model)
-    report = compare_outputs(masked_reference(analysis, selection), pruned, feeds)
+    reference = zero_removed_branches(masked_reference(analysis, selection), analysis, selection)
+    report = compare_outputs(reference, pruned, feeds)
     if not report.passed:
         raise ValidationError(
             f"pruned model differs from the masked original on '{report.worst_output}': "

@@ -21,7 +21,14 @@ def analysis_summary(analysis: ModelAnalysis) -> dict:
         entry = group.summary()
         entry["macs_share"] = group.macs / total_macs
         entry["params_share"] = group.params / total_params
+        branch = analysis.depth.branch_of(group.id)
+        entry["removable_branch"] = branch.id if branch is not None else None
         groups.append(entry)
+    branches = []
+    for branch in analysis.depth.branches:
+        entry = branch.summary()
+        entry["macs_share"] = branch.macs / total_macs
+        branches.append(entry)
     return {
         "nodes": len(analysis.layers),
         "groups": len(analysis.groups),
@@ -31,6 +38,7 @@ def analysis_summary(analysis: ModelAnalysis) -> dict:
         "prunable_macs_share": analysis.prunable_macs / total_macs,
         "analysis_seconds": analysis.seconds,
         "channel_groups": groups,
+        "residual_branches": branches,
     }
 
 
@@ -57,14 +65,39 @@ def command(model: Path, as_json: bool, show_all: bool) -> None:
         f"prunable MACs {summary['prunable_macs_share']:.1%}, analysed in {analysis.seconds:.2f}s"
     )
     click.echo("")
-    click.echo(
-        f"{'group':>6}  {'channels':>8}  {'units':>5}  {'MACs':>6}  {'params':>6}  {'status':<10}  first producer"
-    )
     rows = summary["channel_groups"] if show_all else summary["channel_groups"][:40]
+    width = max([10] + [len(_status(entry)) for entry in rows if entry["removable_branch"]])
+    click.echo(
+        f"{'group':>6}  {'channels':>8}  {'units':>5}  {'MACs':>6}  {'params':>6}  {'status':<{width}}  first producer"
+    )
     for entry in rows:
         click.echo(
             f"{entry['id']:>6}  {entry['n_channels']:>8}  {entry['n_units']:>5}  {entry['macs_share']:>6.1%}  "
-            f"{entry['params_share']:>6.1%}  {entry['status']:<10}  {entry['name']}"
+            f"{entry['params_share']:>6.1%}  {_status(entry):<{width}}  {entry['name']}"
         )
     if len(rows) < len(summary["channel_groups"]):
         click.echo(f"... {len(summary['channel_groups']) - len(rows)} more (use --all)")
+    _echo_branches(summary["residual_branches"], summary["nodes"], show_all)
+
+
+def _status(entry: dict) -> str:
+    branch = entry["removable_branch"]
+    return entry["status"] if branch is None else f"{entry['status']}, removable ({branch})"
+
+
+def _echo_branches(branches: list[dict], n_nodes: int, show_all: bool) -> None:
+    """Removable residual branches: keep ratio 0 for one of their groups deletes them."""
+    click.echo("")
+    if not branches:
+        click.echo("no removable residual branch (keep ratio 0 is accepted for no group)")
+        return
+    click.echo(f"{len(branches)} removable residual branches (keep ratio 0 for one of its groups deletes it):")
+    click.echo(f"{'branch':>6}  {'groups':<12}  {'operators':>9}  {'MACs':>6}  merge")
+    for entry in branches if show_all else branches[:40]:
+        groups = ",".join(entry["groups"]) or "-"
+        click.echo(
+            f"{entry['id']:>6}  {groups:<12}  {entry['operators']:>4} of {n_nodes:<3}  "
+            f"{entry['macs_share']:>6.1%}  {entry['merge']}"
+        )
+    if not show_all and len(branches) > 40:
+        click.echo(f"... {len(branches) - 40} more (use --all)")

@@ -118,6 +118,7 @@ def command(
         "params": [result.before.params, result.after.params],
         "file_bytes": [model.stat().st_size, output.stat().st_size],
         "pruned_groups": len(result.selection.keep_units),
+        "removed_branches": list(result.selection.removed_branches),
         "validated": not no_validate,
         "batchnorm_recalibrated": calibration_data is not None,
         "seconds": result.seconds,
@@ -125,8 +126,11 @@ def command(
     if as_json:
         click.echo(json.dumps(summary, indent=2))
         return
+    removed = len(summary["removed_branches"])
     click.echo(
-        f"wrote {output} ({summary['pruned_groups']} groups pruned{', oracle passed' if not no_validate else ''})"
+        f"wrote {output} ({summary['pruned_groups']} groups pruned"
+        f"{f', {removed} residual branches removed' if removed else ''}"
+        f"{', oracle passed' if not no_validate else ''})"
     )
     click.echo(f"MACs       {_fmt(*summary['macs'])}")
     click.echo(f"params     {_fmt(*summary['params'])}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 
 import onnx
 import pytest
@@ -78,6 +79,30 @@ def test_prune_with_ratios_file(runner, resnet20, tmp_path):
     assert summary["pruned_groups"] == 2 and summary["macs"][1] < summary["macs"][0]
 
 
+def test_inspect_shows_removable_branches_and_what_each_removes(runner, resnet20):
+    result = runner.invoke(cli, ["inspect", str(resnet20)])
+    assert result.exit_code == 0
+    assert "9 removable residual branches" in result.output
+    assert "prunable, removable (b0)" in result.output  # g1, the first block's inner group
+    assert re.search(r"b0\s+g1\s+6 of 73\s+11\.6%\s+/layers/layers\.0/Add", result.output)
+    data = json.loads(runner.invoke(cli, ["inspect", str(resnet20), "--json"]).output)
+    first = data["residual_branches"][0]
+    assert first["groups"] == ["g1"] and first["operators"] == 6 and first["macs"] > 0
+    assert data["channel_groups"][0]["removable_branch"] is None
+
+
+def test_prune_zero_ratio_removes_the_branch_and_passes_the_oracle(runner, resnet20, tmp_path):
+    ratios = _write_ratios(tmp_path, {"g1": 0, "g10": 0.0, "g0": 0.5})
+    out = tmp_path / "shallower.onnx"
+    result = runner.invoke(cli, ["prune", str(resnet20), "--ratios", str(ratios), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "2 residual branches removed, oracle passed" in result.output
+    nodes = onnx.load(str(out)).graph.node
+    assert len(nodes) == 73 - 12
+    left = [n.op_type for n in nodes if n.name.startswith(("/layers/layers.0/", "/layers/layers.7/"))]
+    assert left == ["Relu", "Relu"]  # only the activations after each bypassed Add remain
+
+
 def _write_ratios(tmp_path, content: dict):
     path = tmp_path / "ratios.json"
     path.write_text(json.dumps(content))
@@ -109,7 +134,9 @@ def _write_ratios(tmp_path, content: dict):
         (None, ["--keep", "0"], "not in the range"),
         (None, ["--keep", "1.5"], "not in the range"),
         (None, ["--ratios", "{ratios_unknown}"], "unknown group 'g99'"),
-        (None, ["--ratios", "{ratios_bad_value}"], "must be in (0, 1]"),
+        (None, ["--ratios", "{ratios_bad_value}"], "must be in [0, 1]"),
+        (None, ["--ratios", "{ratios_stream_zero}"], "group 'g0' (/conv1/Conv) cannot have keep ratio 0: it is tied"),
+        (None, ["--ratios", "{ratios_head_zero}"], "group 'g12' (/fc/Gemm) cannot have keep ratio 0: it is pinned"),
         (None, ["--ratios", "{ratios_pinned}"], "cannot be pruned"),
         (None, ["--ratios", "{ratios_missing}"], "cannot read ratios file"),
         (None, [], "exactly one of --keep or --ratios"),
@@ -123,6 +150,8 @@ def _write_ratios(tmp_path, content: dict):
         "keep-above-one",
         "unknown-group",
         "ratio-out-of-range",
+        "zero-for-residual-stream",
+        "zero-for-pinned-head",
         "pinned-group",
         "missing-ratios",
         "no-plan",
@@ -134,6 +163,8 @@ def test_bad_input_fails_cleanly_and_writes_nothing(runner, resnet20, tmp_path, 
         "{ratios_unknown}": {"g99": 0.5},
         "{ratios_bad_value}": {"g0": 1.5},
         "{ratios_pinned}": {"g12": 0.5},
+        "{ratios_stream_zero}": {"g1": 0, "g0": 0},
+        "{ratios_head_zero}": {"g12": 0},
     }
     args = []
     for arg in extra_args:
