@@ -28,7 +28,7 @@ def evaluate_gate(
 
 
 def group_channels(analysis: ModelAnalysis, plan: PruningPlan) -> list[dict]:
-    selection = select_channels(plan, analysis.groups)
+    selection = select_channels(plan, analysis.groups, analysis.depth)
     rows = []
     for group in analysis.prunable_groups:
         kept_units = len(selection.keep_units.get(group.id, range(group.n_units)))

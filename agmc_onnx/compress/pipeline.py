@@ -140,7 +140,7 @@ class _Stages:
         self.tell("prune", "pruning with the best policy and checking the oracle")
         result = prune_model(self.model, plan, analysis=self.analysis)
         validate_pruned(self.model, self.analysis, result.selection, result.model)
-        pruned = self.reward.pruned_model(select_channels(plan, self.analysis.groups))
+        pruned = self.reward.pruned_model(select_channels(plan, self.analysis.groups, self.analysis.depth))
         check_written_model(self.model, pruned)
         top1 = self.test_top1(pruned)
         save_model(pruned, path)

@@ -31,6 +31,9 @@ class CostModel:
     layer_weights: np.ndarray
     constant: float = 0.0
     unit: str = "MACs"
+    # per cost-model group: cost saved beyond its MACs when the group is at 0 (its residual branch deleted,
+    # e.g. the per-operator overhead of a latency model); None when depth is not searched
+    removal_savings: np.ndarray | None = None
 
     @classmethod
     def of_macs(cls, macs: MacsModel) -> CostModel:
@@ -45,25 +48,31 @@ class CostModel:
         return in_kept * out_kept
 
     def cost(self, keep_fractions: np.ndarray) -> float:
-        return float(
-            self.constant
-            + np.sum(self.layer_weights * self.macs.layer_macs * self.layer_fractions(keep_fractions))
-        )
+        keep = np.asarray(keep_fractions, dtype=np.float64)
+        total = self.constant + np.sum(self.layer_weights * self.macs.layer_macs * self.layer_fractions(keep))
+        if self.removal_savings is not None:
+            total -= float(self.removal_savings @ (keep <= 0.0))
+        return float(total)
 
     @property
     def full_cost(self) -> float:
         return self.cost(np.ones(len(self.macs.group_ids)))
 
 
-def allowed_counts(group: ChannelGroup, lower_bound: float, round_to: int) -> np.ndarray:
-    """Every kept unit count a keep ratio in [lower_bound, 1] can give under ``round_to`` (ascending)."""
+def allowed_counts(group: ChannelGroup, lower_bound: float, round_to: int, removable: bool = False) -> np.ndarray:
+    """Every kept unit count a keep ratio in [lower_bound, 1] can give under ``round_to`` (ascending);
+    with ``removable``, 0 too (the group's residual branch deleted)."""
     lowest = kept_unit_count(group, lower_bound, round_to)
     counts = {kept_unit_count(group, n / group.n_units, round_to) for n in range(lowest, group.n_units + 1)}
-    return np.array(sorted(counts), dtype=np.int64)
+    return np.array(([0] if removable else []) + sorted(counts), dtype=np.int64)
 
 
 class ActionWall:
-    """Clip each step's kept count so the target stays reachable with all later groups at their minimum."""
+    """Clip each step's kept count so the target stays reachable with all later groups at their minimum.
+
+    Groups in ``removable`` may also take count 0 (depth: their residual branch is deleted); their
+    minimum is then 0, so the wall assumes later branches can go when it bounds earlier steps.
+    """
 
     def __init__(
         self,
@@ -72,6 +81,7 @@ class ActionWall:
         target_cost: float,
         lower_bound: float = 0.2,
         round_to: int = 1,
+        removable: frozenset[str] = frozenset(),
     ) -> None:
         if {g.id for g in groups} != set(cost_model.macs.group_ids):
             raise PreconditionError("the action wall's groups differ from the cost model's prunable groups")
@@ -83,7 +93,7 @@ class ActionWall:
         order = {gid: i for i, gid in enumerate(cost_model.macs.group_ids)}
         self._columns = np.array([order[g.id] for g in self.groups])
         self.n_units = np.array([g.n_units for g in self.groups], dtype=np.int64)
-        self.choices = tuple(allowed_counts(g, lower_bound, round_to) for g in self.groups)
+        self.choices = tuple(allowed_counts(g, lower_bound, round_to, g.id in removable) for g in self.groups)
         self.min_counts = np.array([c[0] for c in self.choices], dtype=np.int64)
         self.full_cost = cost_model.full_cost
         self.min_cost = self.cost(self.min_counts)

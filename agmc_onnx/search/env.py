@@ -1,7 +1,9 @@
 """The pruning environment: one step per prunable channel group, in topological order.
 
 An action is a number in [0, 1], mapped to keep ratio ``lower_bound + (1 − lower_bound)·action``, turned
-into a kept unit count under ``round_to`` and clipped by the action wall. The episode ends with kept
+into a kept unit count under ``round_to`` and clipped by the action wall. With depth (a ``depth_threshold``), a
+removable group's actions below the threshold delete its residual branch (kept count 0) and the rest of
+the range spans the keep ratios. The episode ends with kept
 counts that meet the budget; the reward is scored by a ``RewardFn`` on the resulting selection.
 """
 
@@ -12,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from agmc_onnx.groups.depth import DepthAnalysis
 from agmc_onnx.groups.find import ChannelGroup
 from agmc_onnx.plan import ChannelSelection, PruningPlan, select_channels
 from agmc_onnx.search.budget import ActionWall
@@ -37,8 +40,12 @@ class PruningEnv:
         wall: ActionWall,
         importance: str = "l1",
         center_keep_ratio: float | None = None,
+        depth_threshold: float | None = None,
+        depth: DepthAnalysis | None = None,
     ) -> None:
         self.groups = tuple(groups)
+        self.depth_threshold = depth_threshold
+        self.depth = depth
         self.center_keep_ratio = center_keep_ratio
         self.wall = wall
         self.importance = importance
@@ -64,8 +71,29 @@ class PruningEnv:
             return lower + (center - lower) * 2.0 * action
         return center + (1.0 - center) * 2.0 * (action - 0.5)
 
+    def removable(self, step: int) -> bool:
+        """Whether an action below the depth threshold deletes group ``step``'s residual branch."""
+        return self.depth_threshold is not None and int(self.wall.choices[step][0]) == 0
+
+    def desired_count(self, step: int, action: float) -> int:
+        """Kept count asked for by ``action``: for a removable group, [0, threshold) deletes its branch and
+        [threshold, 1] spans the keep ratios; otherwise the whole range spans them."""
+        action = float(np.clip(action, 0.0, 1.0))
+        if self.removable(step):
+            threshold = float(self.depth_threshold)
+            if action < threshold:
+                return 0
+            action = (action - threshold) / max(1.0 - threshold, 1e-12)
+        return self.wall.count_for(step, self.keep_ratio_of(action))
+
     def action_of(self, count: int, step: int) -> float:
-        """The action that reproduces ``count`` for group ``step`` (inverse of ``keep_ratio_of``)."""
+        """The action that reproduces ``count`` for group ``step`` (inverse of ``desired_count``)."""
+        if not self.removable(step):
+            return self._width_action(count, step)
+        threshold = float(self.depth_threshold)
+        return 0.0 if count == 0 else threshold + (1.0 - threshold) * self._width_action(count, step)
+
+    def _width_action(self, count: int, step: int) -> float:
         lower = self.wall.lower_bound
         keep_ratio = count / self.groups[step].n_units
         if lower >= 1.0:
@@ -88,7 +116,7 @@ class PruningEnv:
     def step(self, action: float) -> float:
         """Apply ``action`` to the current group; returns the effective action after rounding and the wall."""
         t = self.step_index
-        desired = self.wall.count_for(t, self.keep_ratio_of(action))
+        desired = self.desired_count(t, action)
         count = min(desired, self.wall.max_count(t, self.counts))
         self.counts[t] = count
         effective = self.action_of(count, t)
@@ -117,4 +145,4 @@ class PruningEnv:
         )
 
     def selection(self, keep_counts: Sequence[int]) -> ChannelSelection:
-        return select_channels(self.plan(keep_counts), self.groups)
+        return select_channels(self.plan(keep_counts), self.groups, self.depth)

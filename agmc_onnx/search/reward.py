@@ -78,7 +78,7 @@ class AccuracyReward:
         )
 
     def selection_of(self, plan: PruningPlan) -> ChannelSelection:
-        return select_channels(plan, self.analysis.groups)
+        return select_channels(plan, self.analysis.groups, self.analysis.depth)
 
     def pruned_model(self, selection: ChannelSelection) -> onnx.ModelProto:
         """The physically pruned model the reward scores (with re-estimated BN statistics when enabled)."""
