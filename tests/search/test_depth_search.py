@@ -72,3 +72,22 @@ def test_removal_savings_lower_the_cost_of_a_deleted_branch(resnet20):
     keep[column] = 0.0
     assert with_savings.cost(keep) == pytest.approx(CostModel.of_macs(macs).cost(keep) - 1e6)
     assert with_savings.full_cost == CostModel.of_macs(macs).full_cost
+
+
+def test_latency_savings_are_shared_per_removed_operator_and_only_for_offered_groups():
+    import tiny_models
+
+    from agmc_onnx.search.depth_budget import fit_removal_savings, searchable_removals
+    from agmc_onnx.search.latency_model import fit_latency_model
+
+    analysis = analyze_model(tiny_models.residual_chain(depth=3))
+    groups = search_order(analysis)
+    removable = searchable_removals(analysis, groups)
+    assert removable == frozenset(analysis.depth.removable_groups) and len(removable) == 3
+    fit = fit_latency_model(analysis, groups, "mobile-cpu", 1, keep_ratios=(1.0, 0.5), min_seconds=0.02)
+    savings = fit_removal_savings(analysis, fit, removable, min_seconds=0.02).cost_model.removal_savings
+    columns = fit.cost_model.macs.group_ids
+    offered = np.array([g in removable for g in columns])
+    assert np.all(savings[~offered] == 0) and np.all(savings[offered] >= 0)
+    assert np.ptp(savings[offered]) <= 1e-12  # equal branches, equal operator counts, equal credit
+    assert fit_removal_savings(analysis, fit, frozenset()) is fit
