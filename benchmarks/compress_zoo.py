@@ -17,8 +17,9 @@ import torch
 
 from agmc_onnx.compress.config import CompressConfig
 from agmc_onnx.compress.outputs import write_outputs
-from agmc_onnx.compress.pipeline import run_compress, warmup_episodes
+from agmc_onnx.compress.pipeline import run_compress
 from agmc_onnx.models.zoo import zoo_model_path
+from agmc_onnx.search.agent import scaled_warmup
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -71,7 +72,7 @@ def main() -> None:
         "# compress on the shared CIFAR-10 models at 50 % MACs (CPU budgets)",
         "",
         f"Settings: `--flops 0.5 --target mobile-cpu --round-to 8`, policy agmc, {args.episodes} search episodes "
-        f"({warmup_episodes(args.episodes)} of them random warm-up) "
+        f"({scaled_warmup(args.episodes)} of them random warm-up) "
         f"(reward: 1,000 held-out train images, BatchNormalization re-estimated), fine-tuning "
         f"{args.finetune_epochs} epoch(s) on {args.finetune_images} training images with distillation from the "
         "original, 1 torch thread, 2-core Xeon. Test top-1 on the full 10,000-image CIFAR-10 test set (JPEG copy). "

@@ -24,7 +24,7 @@ from agmc_onnx.evaluate import evaluate_accuracy
 from agmc_onnx.io import load_model
 from agmc_onnx.plan import select_channels, uniform_plan
 from agmc_onnx.prune import apply_selection
-from agmc_onnx.search import AccuracyReward, DDPGConfig, RewardConfig, SearchConfig, run_search
+from agmc_onnx.search import AccuracyReward, DDPGConfig, RewardConfig, SearchConfig, search_model
 
 SHARED_MODELS = Path(__file__).resolve().parents[1] / ".." / "shared" / "models"
 
@@ -48,7 +48,8 @@ def eval_cost(analysis, reward: AccuracyReward) -> dict:
     return {"eval_seconds": times[1][0], "prune_seconds": times[1][1]}
 
 
-def test_scores(reward: AccuracyReward, plan, test, spec, with_plain: bool) -> dict:
+def test_scores(result, test, spec, with_plain: bool) -> dict:
+    reward, plan = result.reward, result.plan
     selection = select_channels(plan, reward.analysis.groups)
     plain, _ = apply_selection(reward.analysis, selection)
     # Scored with re-estimated statistics even when the search's reward went without them.
@@ -73,14 +74,12 @@ def run_model(name: str, args: argparse.Namespace, out: Path) -> list[dict]:
     # Measured once by the zoo (onnxruntime, full test set); re-measuring costs a minute here.
     original_test = json.loads((SHARED_MODELS / f"cifar10_{name}.json").read_text())["test_acc_onnxruntime"]
     for policy in args.policies:
-        reward = AccuracyReward(analysis, splits.reward, spec, RewardConfig(recalibrate_bn=not args.no_recal))
-        ddpg = DDPGConfig(warmup_episodes=args.warmup)
         config = SearchConfig(
             policy=policy,
             n_episodes=args.episodes,
             flops_keep_ratio=args.flops,
             seed=args.seed,
-            ddpg=ddpg,
+            ddpg=DDPGConfig(warmup_episodes=args.warmup),
             action_center=args.action_center,
         )
         run_dir = out / "runs" / f"{name}_{policy}{args.tag}"
@@ -92,14 +91,21 @@ def run_model(name: str, args: argparse.Namespace, out: Path) -> list[dict]:
                     f"best {record.best_reward:.3f} macs {record.macs_kept_fraction:.3f}"
                 )
 
-        result = run_search(analysis, reward, config, run_dir=run_dir, resume=True, progress=progress)
+        result = search_model(
+            analysis,
+            splits.reward,
+            config,
+            spec=spec,
+            reward=RewardConfig(recalibrate_bn=not args.no_recal),
+            run_dir=run_dir,
+            resume=True,
+            progress=progress,
+        )
         (run_dir / "plan.json").write_text(result.plan.to_json())
         if result.encoder_loss:
             (run_dir / "encoder_pretrain_loss.json").write_text(json.dumps(result.encoder_loss))
         search_seconds = sum(r.episode_seconds for r in result.records)
-        scores = test_scores(
-            reward, result.plan, splits.test, spec, with_plain=policy in ("uniform", "agmc") or args.no_recal
-        )
+        scores = test_scores(result, splits.test, spec, with_plain=policy in ("uniform", "agmc") or args.no_recal)
         row = {
             "model": name,
             "policy": policy,

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import click
 
-from agmc_onnx.cost import LatencyStats, measure_latency, measure_paired, profile_names
+from agmc_onnx.cli.options import model_argument, target_option
+from agmc_onnx.cost import LatencyStats, measure_latency, measure_paired
 
 __all__ = ["command"]
 
@@ -21,7 +22,7 @@ def _describe(stats: LatencyStats) -> str:
 
 
 @click.command("bench")
-@click.argument("model_path", metavar="MODEL", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@model_argument
 @click.option(
     "--vs",
     "other_path",
@@ -29,13 +30,7 @@ def _describe(stats: LatencyStats) -> str:
     default=None,
     help="Second model: measure both interleaved (A-B-B-A) and report MODEL/OTHER median ratio.",
 )
-@click.option(
-    "--target",
-    type=click.Choice(profile_names()),
-    default="mobile-cpu",
-    show_default=True,
-    help="Latency target profile (execution provider, threads, batch size).",
-)
+@target_option()
 @click.option(
     "--batch-size",
     type=click.IntRange(min=1),

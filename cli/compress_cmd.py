@@ -8,8 +8,17 @@ from pathlib import Path
 
 import click
 
+from agmc_onnx.cli.errors import GATE_EXIT_CODES, set_resume_hint
+from agmc_onnx.cli.options import (
+    budget_options,
+    data_option,
+    episodes_option,
+    model_argument,
+    policy_option,
+    round_to_option,
+    target_option,
+)
 from agmc_onnx.compress.config import resolve_config
-from agmc_onnx.cost import profile_names
 
 __all__ = ["command"]
 
@@ -53,28 +62,12 @@ def _echo_result(report, paths: dict) -> None:
 
 
 @click.command("compress")
-@click.argument("model", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--target", type=click.Choice(profile_names()), default=None, help="Latency target profile [mobile-cpu].")
-@click.option(
-    "--flops",
-    type=click.FloatRange(0.0, 1.0, min_open=True),
-    default=None,
-    help="Budget: kept fraction of MACs [0.5].",
-)
-@click.option(
-    "--latency",
-    type=click.FloatRange(0.0, 1.0, min_open=True),
-    default=None,
-    help="Budget: kept fraction of the original's median latency on --target.",
-)
-@click.option(
-    "--data",
-    type=click.Path(exists=True, path_type=Path),
-    default=None,
-    help="Dataset: archive, class folder, .npz, or a folder of NAME_train/NAME_test archives.",
-)
-@click.option("--episodes", type=click.IntRange(min=1), default=None, help="Search episodes [100].")
-@click.option("--policy", type=click.Choice(["agmc", "amc", "uniform", "random"]), default=None, help="[agmc]")
+@model_argument
+@target_option(from_config=True)
+@budget_options(from_config=True)
+@data_option("Dataset", must_exist=True, required=False)
+@episodes_option(from_config=True)
+@policy_option(from_config=True)
 @click.option("--finetune-epochs", type=click.IntRange(min=0), default=None, help="[1]")
 @click.option(
     "--max-accuracy-drop",
@@ -82,7 +75,7 @@ def _echo_result(report, paths: dict) -> None:
     default=None,
     help="Gate: largest allowed drop of test top-1, in percentage points.",
 )
-@click.option("--round-to", type=click.IntRange(min=1), default=None, help="Channel multiple [8].")
+@round_to_option(from_config=True)
 @click.option(
     "--config",
     "config_file",
@@ -109,11 +102,11 @@ def _echo_result(report, paths: dict) -> None:
     help="torch threads for the agent and fine-tuning (onnxruntime threads follow --target).",
 )
 def command(
-    model: Path,
+    model_path: Path,
     target,
     flops,
     latency,
-    data,
+    data_path,
     episodes,
     policy,
     finetune_epochs,
@@ -135,38 +128,31 @@ def command(
         "target": target,
         "flops": flops,
         "latency": latency,
-        "data": str(data) if data else None,
+        "data": str(data_path) if data_path else None,
         "episodes": episodes,
         "policy": policy,
         "finetune_epochs": finetune_epochs,
         "max_accuracy_drop": max_accuracy_drop,
         "round_to": round_to,
     }
-    config = resolve_config(model, config_file, flags)
+    config = resolve_config(model_path, config_file, flags)
     if dry_run:
         from agmc_onnx.compress.dry_run import estimate
 
-        summary = estimate(model, config)
+        summary = estimate(model_path, config)
         click.echo(json.dumps(summary, indent=2) if as_json else "\n".join(f"{k}: {v}" for k, v in summary.items()))
         return
     import torch
 
-    from agmc_onnx.compress.gate import EXIT_ACCURACY_GATE, EXIT_BUDGET_GATE
     from agmc_onnx.compress.outputs import write_outputs
     from agmc_onnx.compress.pipeline import run_compress
 
     # One thread by default: the agent's networks are small, and torch's thread pool degrades badly
     # when onnxruntime or other processes share the cores.
     torch.set_num_threads(threads)
-    out_dir = out_dir or model.with_name(model.stem + "-compressed")
-    try:
-        run = run_compress(model, config, out_dir, restart=restart, progress=_progress)
-    except KeyboardInterrupt:
-        click.echo(
-            f"interrupted; nothing partial was written. Run the same command again to resume from {out_dir / '.work'}",
-            err=True,
-        )
-        sys.exit(130)
+    out_dir = out_dir or model_path.with_name(model_path.stem + "-compressed")
+    set_resume_hint(f"Run the same command again to resume from {out_dir / '.work'}")
+    run = run_compress(model_path, config, out_dir, restart=restart, progress=_progress)
     paths = write_outputs(run, out_dir)
     report = run.report
     if as_json:
@@ -174,4 +160,4 @@ def command(
     _echo_result(report, paths)
     if not report.gate.passed:
         click.echo("gate failed: " + "; ".join(report.gate.reasons), err=True)
-        sys.exit(EXIT_BUDGET_GATE if not report.gate.budget_met else EXIT_ACCURACY_GATE)
+        sys.exit(GATE_EXIT_CODES[report.gate.verdict])

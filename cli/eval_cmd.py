@@ -8,26 +8,13 @@ from pathlib import Path
 
 import click
 
-from agmc_onnx.cli.options import data_option, model_argument
-from agmc_onnx.data import load_split, sample_subset, spec_from_model
+from agmc_onnx.cli.options import Preprocessing, data_option, model_argument, preprocessing_options
+from agmc_onnx.data import load_split, sample_subset
 from agmc_onnx.data.splits import SPLIT_NAMES
 from agmc_onnx.evaluate import evaluate_accuracy
 from agmc_onnx.io import load_model
 
-__all__ = ["command", "parse_floats"]
-
-
-def parse_floats(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[float, ...] | None:
-    """Click callback: "0.49,0.48,0.45" (commas or spaces) -> (0.49, 0.48, 0.45)."""
-    if value is None:
-        return None
-    try:
-        numbers = tuple(float(part) for part in value.replace(",", " ").split())
-    except ValueError:
-        raise click.BadParameter(f"expected numbers separated by commas, got {value!r}") from None
-    if not numbers:
-        raise click.BadParameter("expected at least one number")
-    return numbers
+__all__ = ["command"]
 
 
 def _progress_printer():
@@ -54,17 +41,7 @@ def _progress_printer():
     help="Evaluate a seeded, class-balanced subset of this many images.",
 )
 @click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
-@click.option(
-    "--mean", callback=parse_floats, help="Per-channel mean, e.g. 0.4914,0.4822,0.4465 (overrides the model)."
-)
-@click.option("--std", callback=parse_floats, help="Per-channel std (overrides the model's metadata).")
-@click.option("--scale", type=float, default=None, help="Pixel scale before mean/std (default 1/255).")
-@click.option(
-    "--cache-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Where decoded images are cached [default: ~/.cache/agmc-onnx].",
-)
+@preprocessing_options
 @click.option("--no-cache", is_flag=True, help="Decode the images again and do not write the cache.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def command(
@@ -73,17 +50,14 @@ def command(
     split: str,
     limit: int | None,
     batch_size: int,
-    mean: tuple[float, ...] | None,
-    std: tuple[float, ...] | None,
-    scale: float | None,
-    cache_dir: Path | None,
+    preprocessing: Preprocessing,
     no_cache: bool,
     as_json: bool,
 ) -> None:
     """Accuracy of MODEL on a dataset split, through onnxruntime."""
     model = load_model(model_path)
-    spec = spec_from_model(model, mean=mean, std=std, scale=scale)
-    dataset = load_split(data_path, split, spec, cache_dir=cache_dir, use_cache=not no_cache)
+    spec = preprocessing.spec(model)
+    dataset = load_split(data_path, split, spec, cache_dir=preprocessing.cache_dir, use_cache=not no_cache)
     if limit is not None:
         dataset = sample_subset(dataset, limit)
     result = evaluate_accuracy(model, dataset, spec, batch_size=batch_size, progress=_progress_printer())

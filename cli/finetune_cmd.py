@@ -7,9 +7,8 @@ from pathlib import Path
 
 import click
 
-from agmc_onnx.cli.eval_cmd import parse_floats
-from agmc_onnx.cli.options import data_option, model_argument
-from agmc_onnx.data import load_split, sample_subset, spec_from_model
+from agmc_onnx.cli.options import Preprocessing, data_option, model_argument, output_option, preprocessing_options
+from agmc_onnx.data import load_split, sample_subset
 from agmc_onnx.errors import DataError
 from agmc_onnx.finetune import FinetuneConfig, FinetuneProgress, Normalization, finetune
 from agmc_onnx.io import load_model, save_model
@@ -44,13 +43,7 @@ def _progress_printer():
 @click.command("finetune")
 @model_argument
 @data_option("Training data")
-@click.option(
-    "-o",
-    "--output",
-    required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Where to write the fine-tuned model (atomically).",
-)
+@output_option("Where to write the fine-tuned model (atomically).")
 @click.option("--epochs", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option(
     "--distill",
@@ -100,17 +93,7 @@ def _progress_printer():
     help="Per-epoch checkpoint [default: OUTPUT with suffix .ckpt].",
 )
 @click.option("--resume", is_flag=True, help="Continue from the checkpoint if it exists.")
-@click.option(
-    "--mean", callback=parse_floats, help="Per-channel mean, e.g. 0.4914,0.4822,0.4465 (overrides the model)."
-)
-@click.option("--std", callback=parse_floats, help="Per-channel std (overrides the model's metadata).")
-@click.option("--scale", type=float, default=None, help="Pixel scale before mean/std (default 1/255).")
-@click.option(
-    "--cache-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Where decoded images are cached [default: ~/.cache/agmc-onnx].",
-)
+@preprocessing_options
 def command(
     model_path: Path,
     data_path: Path,
@@ -129,18 +112,15 @@ def command(
     device: str,
     checkpoint_path: Path | None,
     resume: bool,
-    mean,
-    std,
-    scale: float | None,
-    cache_dir: Path | None,
+    preprocessing: Preprocessing,
 ) -> None:
     """Fine-tune MODEL on the training split of --data; only the initializers' numbers change."""
     model = load_model(model_path)
     teacher = load_model(teacher_path) if teacher_path is not None else None
-    spec = spec_from_model(model, mean=mean, std=std, scale=scale)
+    spec = preprocessing.spec(model)
     if spec.layout != "NCHW":
         raise DataError(f"{model_path.name} takes {spec.layout} input; fine-tuning supports NCHW models only")
-    dataset = load_split(data_path, "train", spec, cache_dir=cache_dir)
+    dataset = load_split(data_path, "train", spec, cache_dir=preprocessing.cache_dir)
     if limit is not None:
         dataset = sample_subset(dataset, limit, seed=seed)
     config = FinetuneConfig(

@@ -1,12 +1,37 @@
-"""Options several commands share, declared once so their wording and checks cannot drift apart."""
+"""Options several commands share, declared once so their wording, defaults and checks cannot drift apart.
+
+Commands whose values may also come from a configuration file (``compress``) pass ``from_config=True``:
+the option then defaults to None (the file or the built-in default decides) and its help names the
+built-in default in brackets.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
 
-__all__ = ["model_argument", "data_option", "DATA_FORMS"]
+from agmc_onnx.cost import profile_names
+from agmc_onnx.search import POLICY_NAMES
+
+__all__ = [
+    "DATA_FORMS",
+    "Preprocessing",
+    "budget_options",
+    "data_option",
+    "episodes_option",
+    "model_argument",
+    "output_option",
+    "parse_floats",
+    "policy_option",
+    "preprocessing_options",
+    "round_to_option",
+    "target_option",
+]
 
 DATA_FORMS = "class folder, zip/tar(.gz/.xz) archive, .npz, or a folder with NAME_train/NAME_test files"
 
@@ -15,12 +40,127 @@ model_argument = click.argument(
 )
 
 
-def data_option(purpose: str = "Dataset", must_exist: bool = False):
+def data_option(purpose: str = "Dataset", must_exist: bool = False, required: bool = True):
     """``--data`` as ``data_path``; without ``must_exist`` the data loader reports a missing path itself."""
     return click.option(
         "--data",
         "data_path",
-        required=True,
+        required=required,
+        default=None,
         type=click.Path(exists=must_exist, path_type=Path),
         help=f"{purpose}: {DATA_FORMS}.",
     )
+
+
+def output_option(help: str):
+    """``-o/--output``: a file the command writes atomically."""
+    return click.option(
+        "-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path), help=help
+    )
+
+
+def _default(value, from_config: bool, help: str) -> dict:
+    if from_config:
+        return {"default": None, "help": f"{help} [{value}]"}
+    return {"default": value, "show_default": True, "help": help}
+
+
+def budget_options(from_config: bool = False) -> Callable:
+    """``--flops`` and ``--latency`` (``flops``, ``latency``): the library checks that exactly one is given."""
+    fraction = click.FloatRange(0.0, 1.0, min_open=True)
+    default = " [0.5 when no budget is given]" if from_config else ""
+    latency = click.option(
+        "--latency",
+        type=fraction,
+        default=None,
+        help="Budget: kept fraction of the original's median latency on --target, e.g. 0.6.",
+    )
+    flops = click.option(
+        "--flops", type=fraction, default=None, help=f"Budget: kept fraction of MACs, e.g. 0.5 for 2× fewer.{default}"
+    )
+    return lambda function: flops(latency(function))
+
+
+def target_option(from_config: bool = False):
+    return click.option(
+        "--target",
+        type=click.Choice(profile_names()),
+        **_default("mobile-cpu", from_config, "Latency target profile (execution provider, threads, batch size)."),
+    )
+
+
+def policy_option(from_config: bool = False):
+    """``--policy``: the choices are the search's policy registry."""
+    return click.option(
+        "--policy", type=click.Choice(POLICY_NAMES), **_default("agmc", from_config, "Search policy.")
+    )
+
+
+def episodes_option(from_config: bool = False):
+    return click.option("--episodes", type=click.IntRange(min=1), **_default(100, from_config, "Search episodes."))
+
+
+def round_to_option(from_config: bool = False):
+    return click.option(
+        "--round-to",
+        type=click.IntRange(min=1),
+        **_default(8, from_config, "Kept channels per group are a multiple of this (CPU kernels prefer 8)."),
+    )
+
+
+def parse_floats(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[float, ...] | None:
+    """Click callback: "0.49,0.48,0.45" (commas or spaces) -> (0.49, 0.48, 0.45)."""
+    if value is None:
+        return None
+    try:
+        numbers = tuple(float(part) for part in value.replace(",", " ").split())
+    except ValueError:
+        raise click.BadParameter(f"expected numbers separated by commas, got {value!r}") from None
+    if not numbers:
+        raise click.BadParameter("expected at least one number")
+    return numbers
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """What the preprocessing options say; a new option is one field here and one entry in ``_OPTIONS``."""
+
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    scale: float | None = None
+    cache_dir: Path | None = None
+
+    def spec(self, model):
+        """The model's preprocessing spec (from its metadata) with these options overriding it."""
+        from agmc_onnx.data import spec_from_model
+
+        return spec_from_model(model, mean=self.mean, std=self.std, scale=self.scale)
+
+
+_OPTIONS = (
+    click.option(
+        "--mean", callback=parse_floats, help="Per-channel mean, e.g. 0.4914,0.4822,0.4465 (overrides the model)."
+    ),
+    click.option("--std", callback=parse_floats, help="Per-channel std (overrides the model's metadata)."),
+    click.option("--scale", type=float, default=None, help="Pixel scale before mean/std (default 1/255)."),
+    click.option(
+        "--cache-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=None,
+        help="Where decoded images are cached [default: ~/.cache/agmc-onnx].",
+    ),
+)
+
+
+def preprocessing_options(function: Callable) -> Callable:
+    """Adds the preprocessing options; the command receives them as one ``preprocessing: Preprocessing``."""
+    names = [f.name for f in dataclasses.fields(Preprocessing)]
+
+    @functools.wraps(function)
+    def command(*args, **kwargs):
+        values = {name: kwargs.pop(name) for name in names}
+        return function(*args, preprocessing=Preprocessing(**values), **kwargs)
+
+    for option in reversed(_OPTIONS):
+        command = option(command)
+    return command

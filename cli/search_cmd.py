@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import click
 
-from agmc_onnx.cli.options import data_option, model_argument
-from agmc_onnx.cost import profile_names
-from agmc_onnx.search import POLICY_NAMES
+from agmc_onnx.cli.options import (
+    budget_options,
+    data_option,
+    episodes_option,
+    model_argument,
+    output_option,
+    policy_option,
+    round_to_option,
+    target_option,
+)
 
 __all__ = ["command"]
 
@@ -27,43 +33,17 @@ def _progress(record, total: int) -> None:
 @click.command("search")
 @model_argument
 @data_option("Dataset", must_exist=True)
-@click.option(
-    "--flops",
-    "flops_keep_ratio",
-    type=click.FloatRange(0.0, 1.0, min_open=True),
-    default=None,
-    help="Budget: kept fraction of MACs, e.g. 0.5 for 2× fewer.",
-)
-@click.option(
-    "--latency",
-    "latency_keep_ratio",
-    type=click.FloatRange(0.0, 1.0, min_open=True),
-    default=None,
-    help="Budget: kept fraction of the original's median latency on --target, e.g. 0.6.",
-)
-@click.option(
-    "--target",
-    type=click.Choice(profile_names()),
-    default="mobile-cpu",
-    show_default=True,
-    help="Latency target profile for --latency.",
-)
-@click.option("--episodes", type=click.IntRange(min=1), default=100, show_default=True)
-@click.option("--policy", type=click.Choice(POLICY_NAMES), default="agmc", show_default=True)
+@budget_options()
+@target_option()
+@episodes_option()
+@policy_option()
 @click.option(
     "--warmup",
     type=click.IntRange(min=0),
-    default=25,
-    show_default=True,
-    help="Random warm-up episodes before the agent acts (agmc, amc).",
+    default=None,
+    help="Random warm-up episodes before the agent acts (agmc, amc) [25, fewer below 100 episodes].",
 )
-@click.option(
-    "--round-to",
-    type=click.IntRange(min=1),
-    default=8,
-    show_default=True,
-    help="Kept channels per group are a multiple of this (CPU kernels prefer multiples of 8).",
-)
+@round_to_option()
 @click.option(
     "--lower-bound",
     type=click.FloatRange(0.0, 1.0, min_open=True),
@@ -105,22 +85,16 @@ def _progress(record, total: int) -> None:
     default=None,
     help="Also write the best pruned model (with re-estimated BatchNormalization statistics).",
 )
-@click.option(
-    "-o",
-    "--output",
-    required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Where to write the PruningPlan JSON (apply it with `agmc-onnx prune --ratios`).",
-)
+@output_option("Where to write the PruningPlan JSON (apply it with `agmc-onnx prune --ratios`).")
 def command(
     model_path: Path,
     data_path: Path,
-    flops_keep_ratio: float | None,
-    latency_keep_ratio: float | None,
+    flops: float | None,
+    latency: float | None,
     target: str,
     episodes: int,
     policy: str,
-    warmup: int,
+    warmup: int | None,
     round_to: int,
     lower_bound: float,
     action_center: str,
@@ -133,68 +107,60 @@ def command(
     output: Path,
 ) -> None:
     """Search per-group keep ratios for MODEL under a MACs (--flops) or latency (--latency) budget."""
-    if (flops_keep_ratio is None) == (latency_keep_ratio is None):
-        raise click.UsageError("give exactly one budget: --flops F or --latency L")
-    if resume and run_dir is None and not output.with_suffix(".run").exists():
-        raise click.BadParameter(
-            f"nothing to resume: {output.with_suffix('.run')} does not exist", param_hint="--resume"
-        )
     # Imported here: torch and torch-geometric load only when a search really runs.
     import torch
 
     from agmc_onnx.analysis import analyze_model
-    from agmc_onnx.data import load_splits, spec_from_model
+    from agmc_onnx.errors import PreconditionError
     from agmc_onnx.io import load_model, save_model, write_bytes_atomic
-    from agmc_onnx.search import AccuracyReward, DDPGConfig, RewardConfig, SearchConfig, run_search
+    from agmc_onnx.search import DDPGConfig, RewardConfig, SearchConfig, search_model
 
+    try:
+        config = SearchConfig(
+            policy=policy,
+            n_episodes=episodes,
+            flops_keep_ratio=flops,
+            latency_keep_ratio=latency,
+            target=target,
+            round_to=round_to,
+            lower_bound=lower_bound,
+            seed=seed,
+            ddpg=DDPGConfig(warmup_episodes=warmup),
+            action_center=action_center,
+        )
+    except PreconditionError as exc:
+        raise click.UsageError(f"{exc} (--flops F or --latency L)") from None
+    if resume and run_dir is None and not output.with_suffix(".run").exists():
+        raise click.BadParameter(
+            f"nothing to resume: {output.with_suffix('.run')} does not exist", param_hint="--resume"
+        )
     torch.set_num_threads(1)  # the agent's networks are small; one thread leaves the cores to onnxruntime
-    model = load_model(model_path)
-    spec = spec_from_model(model)
-    reward_set = load_splits(data_path, spec, reward_size=reward_size, seed=seed).reward
-    analysis = analyze_model(model)
-    reward = AccuracyReward(analysis, reward_set, spec, RewardConfig(recalibrate_bn=not no_bn_recal))
-    config = SearchConfig(
-        policy=policy,
-        n_episodes=episodes,
-        flops_keep_ratio=flops_keep_ratio,
-        latency_keep_ratio=latency_keep_ratio,
-        target=target,
-        round_to=round_to,
-        lower_bound=lower_bound,
-        seed=seed,
-        ddpg=DDPGConfig(warmup_episodes=warmup),
-        action_center=action_center,
-    )
     run_dir = run_dir or output.with_suffix(".run")
+    analysis = analyze_model(load_model(model_path))
     click.echo(
         f"searching {len(analysis.prunable_groups)} channel groups of {model_path.name}; log in {run_dir}",
         err=True,
     )
-    result = run_search(analysis, reward, config, run_dir=run_dir, resume=resume, progress=_progress)
-    # The plan holds keep ratios only: say how its reward was scored, so whoever applies it knows the
-    # accuracy assumed re-estimated BatchNormalization statistics (`--save-model` writes them).
-    scored = {"reward_images": reward_set.n_images, "reward_bn_recalibrated": not no_bn_recal}
-    plan = dataclasses.replace(result.plan, metadata={"search": {**result.plan.metadata["search"], **scored}})
-    best_model = reward.pruned_model(reward.selection_of(plan)) if (save_model_path or result.latency_fit) else None
-    if result.latency_fit is not None:
-        plan = _with_measured_latency(plan, result.latency_fit, best_model, target)
-    write_bytes_atomic(output, plan.to_json().encode())
-    if save_model_path is not None:
-        save_model(best_model, save_model_path)
-    click.echo(_summary(policy, result, reward_set.n_images, output))
-
-
-def _with_measured_latency(plan, fit, best_model, target: str):
-    """The plan with the final model's measured latency beside the model's prediction (also shown)."""
-    from agmc_onnx.cost import measure_latency
-
-    measured = measure_latency(best_model, target).median_ms
-    search_meta = {**plan.metadata["search"], "measured_latency_ms": measured}
-    click.echo(
-        f"latency on {target}: predicted {search_meta['predicted_latency_ms']:.3f} ms, "
-        f"measured {measured:.3f} ms (original {fit.original_ms:.3f} ms)"
+    result = search_model(
+        analysis,
+        data_path,
+        config,
+        reward=RewardConfig(recalibrate_bn=not no_bn_recal),
+        reward_size=reward_size,
+        run_dir=run_dir,
+        resume=resume,
+        progress=_progress,
     )
-    return dataclasses.replace(plan, metadata={**plan.metadata, "search": search_meta})
+    write_bytes_atomic(output, result.plan.to_json().encode())
+    if save_model_path is not None:
+        save_model(result.best_model(), save_model_path)
+    search = result.plan.metadata["search"]
+    if result.latency_fit is not None:
+        click.echo(
+            f"latency on {target}: predicted {search['predicted_latency_ms']:.3f} ms, "
+            f"measured {search['measured_latency_ms']:.3f} ms (original {result.latency_fit.original_ms:.3f} ms)"
+        )
+    click.echo(_summary(policy, result, search["reward_images"], output))
 
 
 def _summary(policy: str, result, n_images: int, output: Path) -> str:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agmc_onnx.errors import AgmcError
+from agmc_onnx.search.budget import one_budget
 
 __all__ = ["CompressConfig", "ConfigError", "resolve_config", "read_toml", "sidecar_path"]
 
@@ -35,12 +36,8 @@ class CompressConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.flops is not None and self.latency is not None:
-            raise ConfigError("give either flops or latency as the budget, not both")
-        for name in ("flops", "latency"):
-            value = getattr(self, name)
-            if value is not None and not 0.0 < float(value) <= 1.0:
-                raise ConfigError(f"{name} budget is {value}; it is the fraction kept, in (0, 1]")
+        if self.flops is not None or self.latency is not None:
+            one_budget(self.flops, self.latency)
         if self.episodes < 1 or self.finetune_epochs < 0 or self.round_to < 1 or self.reward_size < 1:
             raise ConfigError("episodes, reward_size and round_to must be positive and finetune_epochs ≥ 0")
         if self.max_accuracy_drop is not None and self.max_accuracy_drop < 0:
@@ -48,9 +45,25 @@ class CompressConfig:
 
     @property
     def budget(self) -> tuple[str, float]:
-        if self.latency is not None:
-            return "latency", float(self.latency)
-        return "flops", float(self.flops if self.flops is not None else 0.5)
+        """``("flops" | "latency", kept fraction)``; with neither given, half of the MACs."""
+        if self.flops is None and self.latency is None:
+            return "flops", 0.5
+        return one_budget(self.flops, self.latency)
+
+    def search_config(self):
+        """The search this configuration asks for (its warm-up scaled to the episodes, as the CLI's)."""
+        from agmc_onnx.search import SearchConfig
+
+        kind, keep = self.budget
+        return SearchConfig(
+            policy=self.policy,
+            n_episodes=self.episodes,
+            flops_keep_ratio=keep if kind == "flops" else None,
+            latency_keep_ratio=keep if kind == "latency" else None,
+            target=self.target,
+            round_to=self.round_to,
+            seed=self.seed,
+        )
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)

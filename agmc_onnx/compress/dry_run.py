@@ -7,15 +7,14 @@ from pathlib import Path
 from agmc_onnx.analysis import analyze_model
 from agmc_onnx.compress.config import CompressConfig
 from agmc_onnx.cost import measure_latency
-from agmc_onnx.groups.macs_model import MacsModel
 from agmc_onnx.io import load_model
-from agmc_onnx.search.budget import ActionWall, CostModel, uniform_keep_ratio
+from agmc_onnx.search.budget import macs_wall, uniform_keep_ratio
 from agmc_onnx.search.features import search_order
 
 __all__ = ["estimate"]
 
 
-def estimate(model_path: Path, config: CompressConfig, lower_bound: float = 0.2) -> dict:
+def estimate(model_path: Path, config: CompressConfig) -> dict:
     """Analysis totals, the uniform keep ratio that meets a MACs budget, and the latency target in ms.
 
     Raises ``BudgetUnreachableError`` when even every group at the lower bound exceeds the budget.
@@ -36,14 +35,12 @@ def estimate(model_path: Path, config: CompressConfig, lower_bound: float = 0.2)
         "episodes": config.episodes,
         "policy": config.policy,
     }
-    macs_model = MacsModel.from_analysis(analysis)
-    cost = CostModel.of_macs(macs_model)
-    groups = search_order(analysis)
     if kind == "flops":
-        wall = ActionWall(groups, cost, keep * cost.full_cost, lower_bound, config.round_to)
+        search = config.search_config()
+        wall = macs_wall(analysis, search_order(analysis), keep, search.lower_bound, search.round_to)
         uniform, counts = uniform_keep_ratio(wall)
         summary["uniform_keep_ratio"] = uniform
-        summary["uniform_macs_kept_fraction"] = wall.cost(counts) / cost.full_cost
+        summary["uniform_macs_kept_fraction"] = wall.cost(counts) / wall.full_cost
     else:
         latency = measure_latency(model, config.target)
         summary["original_latency_ms"] = latency.median_ms

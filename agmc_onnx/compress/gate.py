@@ -6,10 +6,8 @@ from agmc_onnx.analysis import ModelAnalysis
 from agmc_onnx.compress.report import GateResult
 from agmc_onnx.plan import PruningPlan, select_channels
 
-__all__ = ["evaluate_gate", "group_channels", "EXIT_ACCURACY_GATE", "EXIT_BUDGET_GATE"]
+__all__ = ["evaluate_gate", "group_channels"]
 
-EXIT_ACCURACY_GATE = 3
-EXIT_BUDGET_GATE = 4
 _BUDGET_SLACK = 1e-6  # MACs fractions are exact; this only absorbs float rounding
 
 

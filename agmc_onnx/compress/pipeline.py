@@ -22,9 +22,8 @@ from agmc_onnx.evaluate import evaluate_accuracy
 from agmc_onnx.finetune import FinetuneConfig, Normalization, finetune
 from agmc_onnx.graph.counting import count_cost
 from agmc_onnx.io import load_model, save_model
-from agmc_onnx.plan import PruningPlan, select_channels
 from agmc_onnx.prune import prune_model
-from agmc_onnx.search import AccuracyReward, DDPGConfig, RewardConfig, SearchConfig, run_search
+from agmc_onnx.search import search_model
 from agmc_onnx.search.run import SearchResult
 from agmc_onnx.validate import check_written_model, validate_pruned
 
@@ -59,7 +58,6 @@ class _Stages:
         self.analysis: ModelAnalysis = analyze_model(self.model)
         self.spec: PreprocessSpec = spec_from_model(self.model)
         self.splits: DataSplits | None = None
-        self.reward: AccuracyReward | None = None
 
     def tell(self, stage: str, message: str) -> None:
         if self._progress is not None:
@@ -77,7 +75,6 @@ class _Stages:
             test_size=config.test_size,
             seed=config.seed,
         )
-        self.reward = AccuracyReward(self.analysis, self.splits.reward, self.spec, RewardConfig())
 
     def test_top1(self, model: onnx.ModelProto) -> float:
         return evaluate_accuracy(model, self.splits.test, self.spec).top1
@@ -98,17 +95,6 @@ class _Stages:
 
     def search(self) -> SearchResult:
         config = self.config
-        kind, keep = config.budget
-        search_config = SearchConfig(
-            policy=config.policy,
-            n_episodes=config.episodes,
-            flops_keep_ratio=keep if kind == "flops" else None,
-            latency_keep_ratio=keep if kind == "latency" else None,
-            target=config.target,
-            round_to=config.round_to,
-            seed=config.seed,
-            ddpg=DDPGConfig(warmup_episodes=warmup_episodes(config.episodes)),
-        )
         resume = (self.work.search_dir / "checkpoint.pt").exists()
         self.tell(
             "search",
@@ -122,25 +108,26 @@ class _Stages:
                 f"best {100 * record.best_reward:.1f} %, MACs kept {100 * record.macs_kept_fraction:.1f} %",
             )
 
-        return run_search(
+        return search_model(
             self.analysis,
-            self.reward,
-            search_config,
+            self.splits.reward,
+            config.search_config(),
+            spec=self.spec,
             run_dir=self.work.search_dir,
             resume=resume,
             progress=on_episode,
         )
 
-    def prune(self, plan: PruningPlan) -> tuple[onnx.ModelProto, float]:
+    def prune(self, search: SearchResult) -> tuple[onnx.ModelProto, float]:
         """The physically pruned model, oracle-checked, with BatchNormalization statistics re-estimated."""
         path = self.work.model_path("searched")
         cached = self.work.stage("searched")
         if cached is not None and path.exists():
             return load_model(path), cached["test_top1"]
         self.tell("prune", "pruning with the best policy and checking the oracle")
-        result = prune_model(self.model, plan, analysis=self.analysis)
+        result = prune_model(self.model, search.plan, analysis=self.analysis)
         validate_pruned(self.model, self.analysis, result.selection, result.model)
-        pruned = self.reward.pruned_model(select_channels(plan, self.analysis.groups, self.analysis.depth))
+        pruned = search.reward.recalibrated(result.model)
         check_written_model(self.model, pruned)
         top1 = self.test_top1(pruned)
         save_model(pruned, path)
@@ -182,11 +169,6 @@ class _Stages:
         return result.model
 
 
-def warmup_episodes(n_episodes: int) -> int:
-    """AGMC's 25 random warm-up episodes, scaled down for short searches so the agent acts in most of them."""
-    return max(1, min(25, n_episodes // 4))
-
-
 def _figures(model: onnx.ModelProto, top1: float | None, latency=None) -> ModelFigures:
     cost = count_cost(model)
     return ModelFigures(
@@ -209,7 +191,7 @@ def run_compress(
 ) -> CompressRun:
     """Compress the model at ``model_path`` into ``out_dir`` (nothing is written there but ``.work``)."""
     started = time.perf_counter()
-    settings = {**config.as_dict(), "warmup_episodes": warmup_episodes(config.episodes)}
+    settings = {**config.as_dict(), "warmup_episodes": config.search_config().ddpg.warmup_episodes}
     identities = stage_identities(Path(model_path).read_bytes(), settings)
     work = WorkDirectory(out_dir, identities, restart)
     stages = _Stages(Path(model_path), config, work, progress)
@@ -220,7 +202,7 @@ def run_compress(
     timings["data+baseline"], clock = time.perf_counter() - clock, time.perf_counter()
     search = stages.search()
     timings["search"], clock = time.perf_counter() - clock, time.perf_counter()
-    searched, searched_top1 = stages.prune(search.plan)
+    searched, searched_top1 = stages.prune(search)
     final = stages.finetune(searched)
     timings["finetune"], clock = time.perf_counter() - clock, time.perf_counter()
     stages.tell("evaluate", "test accuracy of the compressed model")

@@ -30,6 +30,13 @@ class GateResult:
     accuracy_ok: bool
     reasons: tuple[str, ...] = ()
 
+    @property
+    def verdict(self) -> str:
+        """``"passed"``, or the first failed check: ``"budget"`` (it outranks accuracy) or ``"accuracy"``."""
+        if self.passed:
+            return "passed"
+        return "budget" if not self.budget_met else "accuracy"
+
 
 @dataclass(frozen=True)
 class CompressionReport:

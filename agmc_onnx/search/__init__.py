@@ -12,6 +12,8 @@ _EXPORTS = {
     "SearchConfig": "run",
     "SearchResult": "run",
     "run_search": "run",
+    "search_model": "model_search",
+    "scaled_warmup": "agent",
     "ProgressFn": "run",
     "DDPGConfig": "agent",
     "EncoderConfig": "encoder",

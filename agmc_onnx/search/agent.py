@@ -27,7 +27,7 @@ class DDPGConfig:
     tau: float = 0.01
     discount: float = 1.0
     batch_size: int = 64
-    warmup_episodes: int = 25
+    warmup_episodes: int | None = None  # None: scaled_warmup(episodes), resolved by SearchConfig
     sigma_start: float = 0.5
     sigma_decay: float = 0.95
     baseline_alpha: float = 0.5
@@ -37,6 +37,11 @@ class DDPGConfig:
     def sigma(self, episode: int) -> float:
         """Exploration σ of an episode after warm-up: σ₀·decay^(episode − warm-up)."""
         return self.sigma_start * self.sigma_decay ** max(0, episode - self.warmup_episodes)
+
+
+def scaled_warmup(n_episodes: int) -> int:
+    """AGMC's 25 random warm-up episodes, scaled down for short searches so the agent acts in most of them."""
+    return max(1, min(25, n_episodes // 4))
 
 
 def _mlp(in_dim: int, hidden_dim: int, out_dim: int) -> nn.Sequential:

@@ -16,7 +16,7 @@ from agmc_onnx.groups.find import ChannelGroup
 from agmc_onnx.groups.macs_model import MacsModel
 from agmc_onnx.plan import kept_unit_count
 
-__all__ = ["CostModel", "ActionWall", "allowed_counts", "uniform_keep_ratio"]
+__all__ = ["CostModel", "ActionWall", "allowed_counts", "uniform_keep_ratio", "one_budget", "macs_wall"]
 
 
 @dataclass(frozen=True)
@@ -65,6 +65,16 @@ def allowed_counts(group: ChannelGroup, lower_bound: float, round_to: int, remov
     lowest = kept_unit_count(group, lower_bound, round_to)
     counts = {kept_unit_count(group, n / group.n_units, round_to) for n in range(lowest, group.n_units + 1)}
     return np.array(([0] if removable else []) + sorted(counts), dtype=np.int64)
+
+
+def one_budget(flops_keep_ratio: float | None, latency_keep_ratio: float | None) -> tuple[str, float]:
+    """``("flops" | "latency", kept fraction)``: exactly one of the two budgets, a kept fraction in (0, 1]."""
+    if (flops_keep_ratio is None) == (latency_keep_ratio is None):
+        raise PreconditionError("give exactly one budget: a FLOPs (MACs) keep ratio or a latency keep ratio")
+    kind, keep = ("flops", flops_keep_ratio) if flops_keep_ratio is not None else ("latency", latency_keep_ratio)
+    if not 0.0 < float(keep) <= 1.0:
+        raise PreconditionError(f"{kind} budget {keep} must be a kept fraction in (0, 1], e.g. 0.5 for 2× fewer")
+    return kind, float(keep)
 
 
 class ActionWall:
@@ -167,3 +177,11 @@ def uniform_keep_ratio(wall: ActionWall, tolerance: float = 1e-4) -> tuple[float
         else:
             high = middle
     return low, counts_at(low)
+
+
+def macs_wall(
+    analysis, groups: Sequence[ChannelGroup], keep_ratio: float, lower_bound: float, round_to: int
+) -> ActionWall:
+    """The action wall of a MACs budget: ``keep_ratio`` of the analysed model's MACs."""
+    cost = CostModel.of_macs(MacsModel.from_analysis(analysis))
+    return ActionWall(groups, cost, keep_ratio * cost.full_cost, lower_bound, round_to)

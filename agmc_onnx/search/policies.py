@@ -30,6 +30,7 @@ __all__ = [
     "UniformPolicy",
     "RandomPolicy",
     "POLICY_NAMES",
+    "POLICIES",
     "make_policy",
     "Transition",
 ]
@@ -162,21 +163,7 @@ class RandomPolicy:
         self.rng.bit_generator.state = state["rng"]
 
 
-def make_policy(
-    name: str,
-    analysis: ModelAnalysis,
-    groups: Sequence[ChannelGroup],
-    env: PruningEnv,
-    seed: int,
-    ddpg: DDPGConfig = DDPGConfig(),
-    encoder: EncoderConfig = EncoderConfig(),
-) -> SearchPolicy:
-    if name == "uniform":
-        return UniformPolicy(env)
-    if name == "random":
-        return RandomPolicy(seed)
-    if name not in ("agmc", "amc"):
-        raise PreconditionError(f"unknown policy '{name}'; choose one of {', '.join(POLICY_NAMES)}")
+def _ddpg_policy(name, analysis, groups, env, seed, ddpg, encoder) -> DDPGPolicy:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         if name == "agmc":
@@ -184,3 +171,28 @@ def make_policy(
         else:
             state_encoder = RuleState(torch.as_tensor(rule_features(analysis, groups)))
     return DDPGPolicy(name, state_encoder, len(groups), ddpg, seed)
+
+
+# The policy registry. Its names are ``POLICY_NAMES`` (kept in the package's light ``__init__`` so the CLI's
+# choices need no torch); a test keeps the two equal.
+POLICIES = {
+    "agmc": _ddpg_policy,
+    "amc": _ddpg_policy,
+    "uniform": lambda name, analysis, groups, env, seed, ddpg, encoder: UniformPolicy(env),
+    "random": lambda name, analysis, groups, env, seed, ddpg, encoder: RandomPolicy(seed),
+}
+
+
+def make_policy(
+    name: str,
+    analysis: ModelAnalysis,
+    groups: Sequence[ChannelGroup],
+    env: PruningEnv,
+    seed: int,
+    ddpg: DDPGConfig,
+    encoder: EncoderConfig = EncoderConfig(),
+) -> SearchPolicy:
+    factory = POLICIES.get(name)
+    if factory is None:
+        raise PreconditionError(f"unknown policy '{name}'; choose one of {', '.join(POLICY_NAMES)}")
+    return factory(name, analysis, groups, env, seed, ddpg, encoder)

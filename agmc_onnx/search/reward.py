@@ -83,6 +83,10 @@ class AccuracyReward:
     def pruned_model(self, selection: ChannelSelection) -> onnx.ModelProto:
         """The physically pruned model the reward scores (with re-estimated BN statistics when enabled)."""
         pruned, _ = apply_selection(self.analysis, selection)
+        return self.recalibrated(pruned)
+
+    def recalibrated(self, pruned: onnx.ModelProto) -> onnx.ModelProto:
+        """``pruned`` with BatchNormalization statistics re-estimated on the reward set (when enabled)."""
         if self.config.recalibrate_bn:
             pruned = recalibrate_batchnorm(pruned, self._calibration, self.config.profile())
         return pruned

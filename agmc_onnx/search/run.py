@@ -10,20 +10,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import onnx
 
 from agmc_onnx.analysis import ModelAnalysis
 from agmc_onnx.errors import PreconditionError
-from agmc_onnx.groups.macs_model import MacsModel
 from agmc_onnx.plan import PruningPlan
-from agmc_onnx.search.agent import DDPGConfig
-from agmc_onnx.search.budget import ActionWall, CostModel, uniform_keep_ratio
+from agmc_onnx.search.agent import DDPGConfig, scaled_warmup
+from agmc_onnx.search.budget import ActionWall, CostModel, macs_wall, one_budget, uniform_keep_ratio
 from agmc_onnx.search.encoder import EncoderConfig
 from agmc_onnx.search.env import PruningEnv
 from agmc_onnx.search.features import search_order
 from agmc_onnx.search.latency_model import LatencyFit, fit_latency_model
 from agmc_onnx.search.log import EpisodeRecord, RunDirectory
 from agmc_onnx.search.policies import SearchPolicy, Transition, make_policy
-from agmc_onnx.search.reward import RewardFn
+from agmc_onnx.search.reward import AccuracyReward, RewardFn
 
 __all__ = ["SearchConfig", "SearchResult", "ProgressFn", "run_search"]
 
@@ -51,15 +51,10 @@ class SearchConfig:
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
 
     def __post_init__(self) -> None:
-        if (self.flops_keep_ratio is None) == (self.latency_keep_ratio is None):
-            raise PreconditionError(
-                "give exactly one budget: a FLOPs (MACs) keep ratio or a latency keep ratio"
-            )
-        budget = self.flops_keep_ratio if self.flops_keep_ratio is not None else self.latency_keep_ratio
-        if not 0.0 < budget <= 1.0:
-            raise PreconditionError(
-                f"budget {budget} must be a kept fraction in (0, 1], e.g. 0.5 for 2× fewer"
-            )
+        one_budget(self.flops_keep_ratio, self.latency_keep_ratio)
+        if self.ddpg.warmup_episodes is None:  # the one place the warm-up length is decided
+            warmup = scaled_warmup(self.n_episodes)
+            object.__setattr__(self, "ddpg", dataclasses.replace(self.ddpg, warmup_episodes=warmup))
         if not 0.0 < self.lower_bound <= 1.0:
             raise PreconditionError(f"lower bound {self.lower_bound} must be a keep ratio in (0, 1]")
         if self.action_center not in ("none", "uniform"):
@@ -68,6 +63,11 @@ class SearchConfig:
             )
         if self.n_episodes < 1:
             raise PreconditionError(f"the search needs at least 1 episode, got {self.n_episodes}")
+
+    @property
+    def budget(self) -> tuple[str, float]:
+        """``("flops" | "latency", kept fraction)``."""
+        return one_budget(self.flops_keep_ratio, self.latency_keep_ratio)
 
 
 @dataclass(frozen=True)
@@ -80,6 +80,14 @@ class SearchResult:
     latency_fit: LatencyFit | None
     n_evaluations: int  # evaluations that were not served from the cache
     seconds: float
+    # The reward that scored the episodes (``search_model`` sets it); it rebuilds the best model.
+    reward: AccuracyReward | None = field(default=None, compare=False, repr=False)
+
+    def best_model(self) -> onnx.ModelProto:
+        """The best plan's pruned model, as the reward scored it (BatchNormalization re-estimated if it was)."""
+        if self.reward is None:
+            raise PreconditionError("this search result carries no reward function to rebuild its model")
+        return self.reward.pruned_model(self.reward.selection_of(self.plan))
 
 
 def _identity(analysis: ModelAnalysis, config: SearchConfig) -> dict:
@@ -90,12 +98,8 @@ def _identity(analysis: ModelAnalysis, config: SearchConfig) -> dict:
 
 
 def _budget(analysis, groups, config, checkpoint) -> tuple[ActionWall, LatencyFit | None]:
-    macs = MacsModel.from_analysis(analysis)
     if config.flops_keep_ratio is not None:
-        cost = CostModel.of_macs(macs)
-        return ActionWall(
-            groups, cost, config.flops_keep_ratio * cost.full_cost, config.lower_bound, config.round_to
-        ), None
+        return macs_wall(analysis, groups, config.flops_keep_ratio, config.lower_bound, config.round_to), None
     # A resumed run reuses the stored fit: re-measuring would change the budget mid-search.
     fit = (
         checkpoint["latency_fit"]
