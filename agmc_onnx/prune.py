@@ -11,6 +11,7 @@ from agmc_onnx.analysis import ModelAnalysis, analyze_model
 from agmc_onnx.graph.counting import ModelCost, count_cost
 from agmc_onnx.passes.base import PassManager
 from agmc_onnx.passes.cleanup import CleanupPass
+from agmc_onnx.passes.infer_shapes import InferShapesPass
 from agmc_onnx.passes.prune_channels import PruneChannelsPass
 from agmc_onnx.passes.remove_branches import RemoveBranchesPass
 from agmc_onnx.plan import ChannelSelection, PruningPlan, select_channels
@@ -34,10 +35,8 @@ def apply_selection(analysis: ModelAnalysis, selection: ChannelSelection) -> tup
     lengths = {name: len(analysis.flow.tensors[name]) for name in kept}
     removed = [analysis.depth.branch(b) for b in selection.removed_branches]
     depth_passes = [RemoveBranchesPass(removed)] if removed else []
-    manager = PassManager([PruneChannelsPass(analysis.flow.edits, kept, lengths), *depth_passes, CleanupPass()])
-    pruned, stats = manager.run(analysis.model)
-    pruned = onnx.shape_inference.infer_shapes(pruned, strict_mode=False)
-    return pruned, stats
+    passes = [PruneChannelsPass(analysis.flow.edits, kept, lengths), *depth_passes, CleanupPass(), InferShapesPass()]
+    return PassManager(passes).run(analysis.model)
 
 
 def prune_model(

@@ -1,8 +1,9 @@
-"""The shape of a graph-rewrite pass: ``requires`` → ``call`` → ``ensures``, run by the framework.
+"""The shape of a pass: ``requires`` → ``call`` → ``ensures``, run by the framework.
 
-A pass mutates the ``gs.Graph`` it is given. ``PassManager`` is functional at its boundary: it takes a
-``ModelProto``, imports a fresh graph, runs the passes and returns a new ``ModelProto``, so the
-caller's model is never changed.
+A ``GraphPass`` mutates the ``gs.Graph`` it is given; a ``ModelPass`` works on a whole ``ModelProto``
+(what onnx's own tools take: shape inference, the checker) and returns a new one. ``PassManager`` is
+functional at its boundary: it takes a ``ModelProto``, converts between the two forms only where the
+kind of pass changes, and returns a new ``ModelProto``, so the caller's model is never changed.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import onnx_graphsurgeon as gs
 
 from agmc_onnx.errors import AgmcError, PostconditionError, PreconditionError
 
-__all__ = ["GraphPass", "PassResult", "PassManager", "run_passes"]
+__all__ = ["GraphPass", "ModelPass", "PassResult", "ModelPassResult", "PassManager", "run_passes"]
 
 log = logging.getLogger(__name__)
 
@@ -29,61 +30,102 @@ class PassResult:
     stats: Mapping[str, int] = field(default_factory=dict)
 
 
-class GraphPass(abc.ABC):
-    """A graph rewrite with an explicit contract. Configuration is immutable data given to ``__init__``."""
+@dataclass(frozen=True)
+class ModelPassResult:
+    model: onnx.ModelProto
+    modified: bool
+    stats: Mapping[str, int] = field(default_factory=dict)
+
+
+class _Pass(abc.ABC):
+    """The contract both kinds of pass share; configuration is immutable data given to ``__init__``."""
 
     @property
     def name(self) -> str:
         return type(self).__name__
 
-    def requires(self, graph: gs.Graph) -> None:  # noqa: B027 - optional hook
-        """Raise ``PreconditionError`` when the pass cannot run on ``graph``."""
+    def requires(self, target) -> None:  # noqa: B027 - optional hook
+        """Raise ``PreconditionError`` when the pass cannot run on ``target``."""
 
     @abc.abstractmethod
-    def call(self, graph: gs.Graph) -> PassResult:
-        """Mutate ``graph`` and say what changed."""
+    def call(self, target):
+        """Do the pass's work and say what changed."""
 
-    def ensures(self, graph: gs.Graph) -> None:  # noqa: B027 - optional hook
+    def ensures(self, target) -> None:  # noqa: B027 - optional hook
         """Raise ``PostconditionError`` when the result breaks the pass's guarantee."""
 
-    def __call__(self, graph: gs.Graph) -> PassResult:
-        self.requires(graph)
+    @staticmethod
+    @abc.abstractmethod
+    def _output(result):
+        """What ``ensures`` checks: the result's graph or model."""
+
+    def __call__(self, target):
+        self.requires(target)
         try:
-            result = self.call(graph)
+            result = self.call(target)
         except AgmcError:
             raise
         except Exception as exc:  # a stray bug inside a pass: name the pass, keep the cause
             raise PostconditionError(f"{self.name} failed: {type(exc).__name__}: {exc}") from exc
-        self.ensures(result.graph)
+        self.ensures(self._output(result))
         return result
+
+
+class GraphPass(_Pass):
+    """A graph rewrite: ``call(graph)`` mutates the ``gs.Graph`` and returns a ``PassResult``."""
+
+    @staticmethod
+    def _output(result: PassResult) -> gs.Graph:
+        return result.graph
+
+
+class ModelPass(_Pass):
+    """A pass over a whole model: ``call(model)`` returns a ``ModelPassResult`` and never changes ``model``."""
+
+    @staticmethod
+    def _output(result: ModelPassResult) -> onnx.ModelProto:
+        return result.model
 
 
 class PassManager:
     """Runs passes in order on a copy of a model and reports per-pass statistics."""
 
-    def __init__(self, passes: Sequence[GraphPass]) -> None:
+    def __init__(self, passes: Sequence[GraphPass | ModelPass]) -> None:
         self.passes = tuple(passes)
 
     def run(self, model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, Mapping[str, int]]]:
-        graph = gs.import_onnx(model)
+        current: gs.Graph | onnx.ModelProto = model
         stats: dict[str, Mapping[str, int]] = {}
         done: list[str] = []
-        for graph_pass in self.passes:
+        for each in self.passes:
+            if isinstance(each, GraphPass) and not isinstance(current, gs.Graph):
+                current = gs.import_onnx(current)
+            elif isinstance(each, ModelPass) and isinstance(current, gs.Graph):
+                current = _export(current, model)
             try:
-                result = graph_pass(graph)
+                result = each(current)
             except (PreconditionError, PostconditionError) as exc:
                 history = f" (after {', '.join(done)})" if done else ""
                 raise type(exc)(f"{exc}{history}") from exc
-            graph = result.graph
-            stats[graph_pass.name] = dict(result.stats)
-            done.append(graph_pass.name)
-            log.debug("%s: modified=%s %s", graph_pass.name, result.modified, dict(result.stats))
-        exported = gs.export_onnx(graph, do_type_check=False)
-        _copy_model_fields(model, exported)
-        return exported, stats
+            current = each._output(result)
+            stats[each.name] = dict(result.stats)
+            done.append(each.name)
+            log.debug("%s: modified=%s %s", each.name, result.modified, dict(result.stats))
+        if isinstance(current, gs.Graph):
+            current = _export(current, model)
+        elif current is model:
+            current = onnx.ModelProto()
+            current.CopyFrom(model)
+        return current, stats
 
 
-def run_passes(model: onnx.ModelProto, passes: Sequence[GraphPass]) -> onnx.ModelProto:
+def _export(graph: gs.Graph, source: onnx.ModelProto) -> onnx.ModelProto:
+    exported = gs.export_onnx(graph, do_type_check=False)
+    _copy_model_fields(source, exported)
+    return exported
+
+
+def run_passes(model: onnx.ModelProto, passes: Sequence[GraphPass | ModelPass]) -> onnx.ModelProto:
     """Shorthand for ``PassManager(passes).run(model)[0]``."""
     return PassManager(passes).run(model)[0]
 
