@@ -5,12 +5,15 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import onnxruntime as ort
+import pytest
 from onnx import helper
 from search_fixtures import SPEC, labelled_by_model, one_torch_thread, tiny_classifier  # noqa: F401  (autouse fixture)
+from tiny_models import TinyNet
 from trained_models import shared_model_path
 
 from agmc_onnx.analysis import analyze_model
 from agmc_onnx.data import load_splits, spec_from_model, to_model_input
+from agmc_onnx.errors import PreconditionError
 from agmc_onnx.evaluate import evaluate_accuracy
 from agmc_onnx.io import load_model
 from agmc_onnx.models.zoo import demo_data_path
@@ -84,3 +87,11 @@ def test_reward_calibration_batches_are_class_balanced_on_a_class_ordered_set():
     for rows in reward.calibration_batches:
         in_batch = np.bincount(ordered.labels[rows], minlength=len(ordered.classes))
         assert np.all(in_batch[counts >= 8] >= 2)  # every well-represented class is in every batch
+
+
+def test_a_model_below_opset_14_is_refused_with_the_fix():
+    net = TinyNet("old_opset")
+    model = net.build(net.node("Relu", [net.bn(net.conv("input", 3, 8), 8)]), opset=13)
+    batch = np.zeros((2, 3, 8, 8), dtype=np.float32)
+    with pytest.raises(PreconditionError, match="opset ≥ 14.*version_converter"):
+        recalibrate_batchnorm(model, [batch])
