@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import onnx_graphsurgeon as gs
+from networkx.utils import UnionFind
 
 from agmc_onnx.graph.layers import WEIGHTED_OPS, LayerInfo
 from agmc_onnx.groups.context import RuleContext
@@ -96,31 +97,23 @@ _SHAPE_READERS = frozenset({"Shape", "Size"})
 
 
 def _group_producers(flow: ChannelFlow) -> tuple[dict[int, int], list[list[str]]]:
-    """Producers whose output channels are tied (in any position) belong to one group."""
-    parent: list[int] = []
+    """Producers whose output channels are tied (in any position) belong to one group.
 
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    root_owner: dict[int, int] = {}
+    Groups are numbered by their first producer in the flow's order.
+    """
     names = list(flow.producers)
+    tied = UnionFind(range(len(names)))
+    root_owner: dict[int, int] = {}
     for index, producer in enumerate(names):
-        parent.append(index)
         for root in np.unique(flow.roots(flow.tensors[flow.producers[producer]].atoms)).tolist():
-            owner = root_owner.setdefault(root, index)
-            a, b = find(owner), find(index)
-            if a != b:
-                parent[max(a, b)] = min(a, b)
-    members: dict[int, list[str]] = {}
-    for index, producer in enumerate(names):
-        members.setdefault(find(index), []).append(producer)
-    ordered = sorted(members.items())
-    renumber = {old: new for new, (old, _) in enumerate(ordered)}
-    root_group = {root: renumber[find(owner)] for root, owner in root_owner.items()}
-    return root_group, [producers for _, producers in ordered]
+            tied.union(root_owner.setdefault(root, index), index)
+    members: dict[int, list[int]] = {}
+    for index in range(len(names)):
+        members.setdefault(tied[index], []).append(index)
+    ordered = sorted(members.values())  # each list ascends, so this sorts by first producer
+    group_of = {index: number for number, indices in enumerate(ordered) for index in indices}
+    root_group = {root: group_of[owner] for root, owner in root_owner.items()}
+    return root_group, [[names[i] for i in indices] for indices in ordered]
 
 
 def build_groups(flow: ChannelFlow, graph: gs.Graph, layers: Mapping[str, LayerInfo]) -> tuple[ChannelGroup, ...]:

@@ -8,6 +8,8 @@ any batch size works. Every node is checked against the op registry when the mod
 
 from __future__ import annotations
 
+import graphlib
+import heapq
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -69,26 +71,33 @@ def _convert_attributes(node: onnx.NodeProto, label: str) -> dict:
 
 
 def _sorted_nodes(graph: onnx.GraphProto, known: set[str]) -> list[tuple[int, onnx.NodeProto]]:
-    """Nodes in topological order (ONNX requires it, but not every producer obeys)."""
-    available = set(known)
-    pending = list(enumerate(graph.node))
-    ordered: list[tuple[int, onnx.NodeProto]] = []
-    while pending:
-        remaining = []
-        for index, node in pending:
-            if all(not name or name in available for name in node.input):
-                ordered.append((index, node))
-                available.update(name for name in node.output if name)
-            else:
-                remaining.append((index, node))
-        if len(remaining) == len(pending):
-            index, node = remaining[0]
-            missing = [n for n in node.input if n and n not in available]
+    """Nodes in topological order (ONNX requires it, but not every producer obeys); among the nodes that
+    are ready, the earliest in the file runs first, so a sorted graph keeps its order."""
+    producer = {name: index for index, node in enumerate(graph.node) for name in node.output if name}
+    sorter: graphlib.TopologicalSorter = graphlib.TopologicalSorter()
+    for index, node in enumerate(graph.node):
+        missing = [name for name in node.input if name and name not in known and name not in producer]
+        if missing:
             raise PreconditionError(
                 f"node '{_node_label(node, index)}' ({node.op_type}) reads {missing}, which no node, "
-                "graph input or initializer provides (or the graph has a cycle)"
+                "graph input or initializer provides"
             )
-        pending = remaining
+        sorter.add(index, *(producer[name] for name in node.input if name and name not in known))
+    try:
+        sorter.prepare()
+    except graphlib.CycleError as exc:
+        index = exc.args[1][0]
+        raise PreconditionError(
+            f"node '{_node_label(graph.node[index], index)}' ({graph.node[index].op_type}) is on a cycle"
+        ) from None
+    ready: list[int] = []
+    ordered: list[tuple[int, onnx.NodeProto]] = []
+    while sorter.is_active():
+        for index in sorter.get_ready():
+            heapq.heappush(ready, index)
+        index = heapq.heappop(ready)
+        ordered.append((index, graph.node[index]))
+        sorter.done(index)
     return ordered
 
 
