@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import onnxruntime as ort
@@ -20,12 +21,26 @@ from agmc_onnx.data.preprocessing import (
     to_model_input,
 )
 from agmc_onnx.errors import DataError
+from agmc_onnx.progress import ProgressFn, report
 
-__all__ = ["AccuracyResult", "evaluate_accuracy", "session_spec", "ProgressCallback"]
+__all__ = ["AccuracyResult", "EvaluationProgress", "evaluate_accuracy", "session_spec"]
 
 log = logging.getLogger(__name__)
 
-ProgressCallback = Callable[[int, int], None]  # (images done, images total)
+
+@dataclass(frozen=True)
+class EvaluationProgress:
+    """A ``ProgressEvent`` after every batch: ``done`` of ``total`` images scored."""
+
+    done: int
+    total: int
+    stage: ClassVar[str] = "evaluate"
+    unit: ClassVar[str] = "image"
+    lasting: ClassVar[bool] = False
+
+    @property
+    def message(self) -> str:
+        return f"evaluated {self.done}/{self.total} images"
 
 
 @dataclass(frozen=True)
@@ -50,7 +65,7 @@ def evaluate_accuracy(
     spec: PreprocessSpec | None = None,
     *,
     batch_size: int = 256,
-    progress: ProgressCallback | None = None,
+    progress: ProgressFn | None = None,
 ) -> AccuracyResult:
     """Accuracy of ``model`` on ``dataset``. ``spec`` defaults to the model's own metadata.
 
@@ -78,8 +93,7 @@ def evaluate_accuracy(
         hits1, hits5 = _count_hits(logits, targets[start : start + n_real], dataset)
         correct_top1 += hits1
         correct_top5 += hits5
-        if progress is not None:
-            progress(start + n_real, dataset.n_images)
+        report(progress, EvaluationProgress(start + n_real, dataset.n_images))
     n_images = dataset.n_images
     return AccuracyResult(
         top1=correct_top1 / n_images if n_images else 0.0,

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
 import onnxruntime
 import torch
 
+from agmc_onnx.cli.progress import ProgressRenderer
 from agmc_onnx.compress.config import CompressConfig
 from agmc_onnx.compress.outputs import write_outputs
 from agmc_onnx.compress.pipeline import run_compress
@@ -62,7 +64,7 @@ def main() -> None:
             zoo_model_path(name),
             config,
             out_dir,
-            progress=lambda e, n=name: print(f"{n} [{e.stage}] {e.message}", flush=True),
+            progress=ProgressRenderer(sys.stdout, tty=False, stage_prefix=True),
         )
         write_outputs(run, out_dir)
         wall_s = time.perf_counter() - started

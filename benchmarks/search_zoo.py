@@ -62,6 +62,42 @@ def test_scores(result, test, spec, with_plain: bool) -> dict:
     return scores
 
 
+def search_policy(name: str, policy: str, analysis, splits, spec, args: argparse.Namespace, out: Path):
+    """One policy's search (resumed from its run directory), its plan and encoder loss written beside it."""
+    config = SearchConfig(
+        policy=policy,
+        n_episodes=args.episodes,
+        flops_keep_ratio=args.flops,
+        seed=args.seed,
+        ddpg=DDPGConfig(warmup_episodes=args.warmup),
+        action_center=args.action_center,
+    )
+    run_dir = out / "runs" / f"{name}_{policy}{args.tag}"
+
+    def progress(event):
+        record, total = event.record, event.total
+        if record.episode % 10 == 0 or record.episode == total - 1:
+            log(
+                f"{name} {policy} ep {record.episode + 1}/{total} reward {record.reward:.3f} "
+                f"best {record.best_reward:.3f} macs {record.macs_kept_fraction:.3f}"
+            )
+
+    result = search_model(
+        analysis,
+        splits.reward,
+        config,
+        spec=spec,
+        reward=RewardConfig(recalibrate_bn=not args.no_recal),
+        run_dir=run_dir,
+        resume=True,
+        progress=progress,
+    )
+    (run_dir / "plan.json").write_text(result.plan.to_json())
+    if result.encoder_loss:
+        (run_dir / "encoder_pretrain_loss.json").write_text(json.dumps(result.encoder_loss))
+    return result
+
+
 def run_model(name: str, args: argparse.Namespace, out: Path) -> list[dict]:
     model = load_model(SHARED_MODELS / f"cifar10_{name}.onnx")
     spec = spec_from_model(model)
@@ -74,37 +110,7 @@ def run_model(name: str, args: argparse.Namespace, out: Path) -> list[dict]:
     # Measured once by the zoo (onnxruntime, full test set); re-measuring costs a minute here.
     original_test = json.loads((SHARED_MODELS / f"cifar10_{name}.json").read_text())["test_acc_onnxruntime"]
     for policy in args.policies:
-        config = SearchConfig(
-            policy=policy,
-            n_episodes=args.episodes,
-            flops_keep_ratio=args.flops,
-            seed=args.seed,
-            ddpg=DDPGConfig(warmup_episodes=args.warmup),
-            action_center=args.action_center,
-        )
-        run_dir = out / "runs" / f"{name}_{policy}{args.tag}"
-
-        def progress(record, total, policy=policy):
-            if record.episode % 10 == 0 or record.episode == total - 1:
-                log(
-                    f"{name} {policy} ep {record.episode + 1}/{total} reward {record.reward:.3f} "
-                    f"best {record.best_reward:.3f} macs {record.macs_kept_fraction:.3f}"
-                )
-
-        result = search_model(
-            analysis,
-            splits.reward,
-            config,
-            spec=spec,
-            reward=RewardConfig(recalibrate_bn=not args.no_recal),
-            run_dir=run_dir,
-            resume=True,
-            progress=progress,
-        )
-        (run_dir / "plan.json").write_text(result.plan.to_json())
-        if result.encoder_loss:
-            (run_dir / "encoder_pretrain_loss.json").write_text(json.dumps(result.encoder_loss))
-        search_seconds = sum(r.episode_seconds for r in result.records)
+        result = search_policy(name, policy, analysis, splits, spec, args, out)
         scores = test_scores(result, splits.test, spec, with_plain=policy in ("uniform", "agmc") or args.no_recal)
         row = {
             "model": name,
@@ -114,7 +120,7 @@ def run_model(name: str, args: argparse.Namespace, out: Path) -> list[dict]:
             "best_episode": result.best_episode,
             "reward_top1": result.best_reward,
             "macs_kept_fraction": result.records[result.best_episode].macs_kept_fraction,
-            "search_seconds": search_seconds,
+            "search_seconds": sum(r.episode_seconds for r in result.records),
             "original_test_top1": original_test,
             **scores,
             "budget_met_every_episode": all(

@@ -18,13 +18,14 @@ from agmc_onnx.cli.options import (
     round_to_option,
     target_option,
 )
+from agmc_onnx.cli.progress import ProgressRenderer
 from agmc_onnx.compress.config import resolve_config
 
 __all__ = ["command"]
 
 
-def _progress(event) -> None:
-    click.echo(f"[{event.stage}] {event.message}", err=True)
+def _renderer() -> ProgressRenderer:
+    return ProgressRenderer(stage_prefix=True)
 
 
 def _summary(report, paths: dict) -> dict:
@@ -103,38 +104,22 @@ def _echo_result(report, paths: dict) -> None:
 )
 def command(
     model_path: Path,
-    target,
-    flops,
-    latency,
-    data_path,
-    episodes,
-    policy,
-    finetune_epochs,
-    max_accuracy_drop,
-    round_to,
-    config_file,
-    out_dir,
-    dry_run,
-    restart,
-    as_json,
-    threads,
+    data_path: Path | None,
+    config_file: Path | None,
+    out_dir: Path | None,
+    dry_run: bool,
+    restart: bool,
+    as_json: bool,
+    threads: int,
+    **flags,
 ) -> None:
     """Search, prune, fine-tune and measure MODEL; write OUTPUT/model.onnx and a report.
 
     Exit codes: 0 passed; 1 bad input; 2 bad usage; 3 accuracy gate failed; 4 budget not met;
     130 interrupted (run the same command again to resume).
     """
-    flags = {
-        "target": target,
-        "flops": flops,
-        "latency": latency,
-        "data": str(data_path) if data_path else None,
-        "episodes": episodes,
-        "policy": policy,
-        "finetune_epochs": finetune_epochs,
-        "max_accuracy_drop": max_accuracy_drop,
-        "round_to": round_to,
-    }
+    # The remaining options carry CompressConfig's field names; None means "not given".
+    flags["data"] = str(data_path) if data_path else None
     config = resolve_config(model_path, config_file, flags)
     if dry_run:
         from agmc_onnx.compress.dry_run import estimate
@@ -152,7 +137,8 @@ def command(
     torch.set_num_threads(threads)
     out_dir = out_dir or model_path.with_name(model_path.stem + "-compressed")
     set_resume_hint(f"Run the same command again to resume from {out_dir / '.work'}")
-    run = run_compress(model_path, config, out_dir, restart=restart, progress=_progress)
+    with _renderer() as progress:
+        run = run_compress(model_path, config, out_dir, restart=restart, progress=progress)
     paths = write_outputs(run, out_dir)
     report = run.report
     if as_json:

@@ -9,25 +9,13 @@ from pathlib import Path
 import click
 
 from agmc_onnx.cli.options import Preprocessing, data_option, model_argument, preprocessing_options
+from agmc_onnx.cli.progress import ProgressRenderer
 from agmc_onnx.data import load_split, sample_subset
 from agmc_onnx.data.splits import SPLIT_NAMES
 from agmc_onnx.evaluate import evaluate_accuracy
 from agmc_onnx.io import load_model
 
 __all__ = ["command"]
-
-
-def _progress_printer():
-    """Report at most about ten progress lines on stderr."""
-    last_decile = [-1]
-
-    def report(done: int, total: int) -> None:
-        decile = done * 10 // max(total, 1)
-        if decile != last_decile[0]:
-            last_decile[0] = decile
-            click.echo(f"evaluated {done}/{total} images", err=True)
-
-    return report
 
 
 @click.command("eval")
@@ -60,7 +48,8 @@ def command(
     dataset = load_split(data_path, split, spec, cache_dir=preprocessing.cache_dir, use_cache=not no_cache)
     if limit is not None:
         dataset = sample_subset(dataset, limit)
-    result = evaluate_accuracy(model, dataset, spec, batch_size=batch_size, progress=_progress_printer())
+    with ProgressRenderer() as progress:
+        result = evaluate_accuracy(model, dataset, spec, batch_size=batch_size, progress=progress)
     if as_json:
         payload = {
             "model": str(model_path),

@@ -8,9 +8,10 @@ from pathlib import Path
 import click
 
 from agmc_onnx.cli.options import Preprocessing, data_option, model_argument, output_option, preprocessing_options
+from agmc_onnx.cli.progress import ProgressRenderer
 from agmc_onnx.data import load_split, sample_subset
 from agmc_onnx.errors import DataError
-from agmc_onnx.finetune import FinetuneConfig, FinetuneProgress, Normalization, finetune
+from agmc_onnx.finetune import FinetuneConfig, Normalization, finetune
 from agmc_onnx.io import load_model, save_model
 
 __all__ = ["command"]
@@ -18,26 +19,6 @@ __all__ = ["command"]
 
 def _percent(value: float) -> str:
     return "n/a" if math.isnan(value) else f"{100 * value:.2f} %"
-
-
-def _progress_printer():
-    """Epoch summaries, plus about four batch lines per epoch, on stderr."""
-
-    def report(event: FinetuneProgress) -> None:
-        if event.record is not None:
-            r = event.record
-            click.echo(
-                f"epoch {r.epoch}/{event.epochs}: "
-                f"train loss {r.train_loss:.4f} top-1 {_percent(r.train_top1)}, "
-                f"val loss {r.val_loss:.4f} top-1 {_percent(r.val_top1)}, lr {r.lr:.4g}, {r.seconds:.1f} s",
-                err=True,
-            )
-            return
-        every = max(event.batches // 4, 1)
-        if event.batch % every == 0 and event.batch != event.batches:
-            click.echo(f"  epoch {event.epoch} batch {event.batch}/{event.batches}: loss {event.loss:.4f}", err=True)
-
-    return report
 
 
 @click.command("finetune")
@@ -98,23 +79,16 @@ def command(
     model_path: Path,
     data_path: Path,
     output: Path,
-    epochs: int,
     teacher_path: Path | None,
-    distill_weight: float,
     temperature: float,
-    batch_size: int,
-    lr: float,
-    weight_decay: float,
-    label_smoothing: float,
-    val_fraction: float,
     limit: int | None,
-    seed: int,
-    device: str,
     checkpoint_path: Path | None,
     resume: bool,
     preprocessing: Preprocessing,
+    **training,
 ) -> None:
     """Fine-tune MODEL on the training split of --data; only the initializers' numbers change."""
+    config = FinetuneConfig(distill_temperature=temperature, **training)  # the other options keep its names
     model = load_model(model_path)
     teacher = load_model(teacher_path) if teacher_path is not None else None
     spec = preprocessing.spec(model)
@@ -122,40 +96,29 @@ def command(
         raise DataError(f"{model_path.name} takes {spec.layout} input; fine-tuning supports NCHW models only")
     dataset = load_split(data_path, "train", spec, cache_dir=preprocessing.cache_dir)
     if limit is not None:
-        dataset = sample_subset(dataset, limit, seed=seed)
-    config = FinetuneConfig(
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        weight_decay=weight_decay,
-        label_smoothing=label_smoothing,
-        distill_weight=distill_weight,
-        distill_temperature=temperature,
-        seed=seed,
-        device=device,
-        val_fraction=val_fraction,
-    )
+        dataset = sample_subset(dataset, limit, seed=config.seed)
     checkpoint = checkpoint_path or output.with_name(output.name + ".ckpt")
     click.echo(
         f"fine-tuning {model_path.name} on {dataset.n_images} images from {Path(dataset.source).name}"
         f"{' with distillation from ' + teacher_path.name if teacher_path else ''}",
         err=True,
     )
-    result = finetune(
-        model,
-        dataset.images,
-        dataset.labels,
-        Normalization(spec.mean, spec.std, spec.scale),
-        config,
-        teacher=teacher,
-        checkpoint_path=checkpoint,
-        resume=resume,
-        progress=_progress_printer(),
-    )
+    with ProgressRenderer() as progress:
+        result = finetune(
+            model,
+            dataset.images,
+            dataset.labels,
+            Normalization(spec.mean, spec.std, spec.scale),
+            config,
+            teacher=teacher,
+            checkpoint_path=checkpoint,
+            resume=resume,
+            progress=progress,
+        )
     save_model(result.model, output)
     start = result.history[0].val_top1
     click.echo(
-        f"wrote {output}: best epoch {result.best_epoch}/{epochs}, "
+        f"wrote {output}: best epoch {result.best_epoch}/{config.epochs}, "
         f"val top-1 {_percent(result.best_val_top1)} "
         f"(before: {_percent(start)}), {result.seconds:.1f} s; checkpoint {checkpoint}"
     )

@@ -16,18 +16,9 @@ from agmc_onnx.cli.options import (
     round_to_option,
     target_option,
 )
+from agmc_onnx.cli.progress import ProgressRenderer
 
 __all__ = ["command"]
-
-
-def _progress(record, total: int) -> None:
-    cached = " (cached)" if record.cached else ""
-    click.echo(
-        f"episode {record.episode + 1}/{total} [{record.policy}] reward {100 * record.reward:.1f} %{cached}, "
-        f"best {100 * record.best_reward:.1f} %, MACs kept {100 * record.macs_kept_fraction:.1f} %, "
-        f"{record.episode_seconds:.1f} s",
-        err=True,
-    )
 
 
 @click.command("search")
@@ -89,47 +80,23 @@ def _progress(record, total: int) -> None:
 def command(
     model_path: Path,
     data_path: Path,
-    flops: float | None,
-    latency: float | None,
-    target: str,
-    episodes: int,
-    policy: str,
-    warmup: int | None,
-    round_to: int,
-    lower_bound: float,
-    action_center: str,
     reward_size: int,
     no_bn_recal: bool,
-    seed: int,
     run_dir: Path | None,
     resume: bool,
     save_model_path: Path | None,
     output: Path,
+    **search_options,
 ) -> None:
     """Search per-group keep ratios for MODEL under a MACs (--flops) or latency (--latency) budget."""
     # Imported here: torch and torch-geometric load only when a search really runs.
     import torch
 
     from agmc_onnx.analysis import analyze_model
-    from agmc_onnx.errors import PreconditionError
     from agmc_onnx.io import load_model, save_model, write_bytes_atomic
-    from agmc_onnx.search import DDPGConfig, RewardConfig, SearchConfig, search_model
+    from agmc_onnx.search import RewardConfig, search_model
 
-    try:
-        config = SearchConfig(
-            policy=policy,
-            n_episodes=episodes,
-            flops_keep_ratio=flops,
-            latency_keep_ratio=latency,
-            target=target,
-            round_to=round_to,
-            lower_bound=lower_bound,
-            seed=seed,
-            ddpg=DDPGConfig(warmup_episodes=warmup),
-            action_center=action_center,
-        )
-    except PreconditionError as exc:
-        raise click.UsageError(f"{exc} (--flops F or --latency L)") from None
+    config = _search_config(**search_options)
     if resume and run_dir is None and not output.with_suffix(".run").exists():
         raise click.BadParameter(
             f"nothing to resume: {output.with_suffix('.run')} does not exist", param_hint="--resume"
@@ -141,26 +108,44 @@ def command(
         f"searching {len(analysis.prunable_groups)} channel groups of {model_path.name}; log in {run_dir}",
         err=True,
     )
-    result = search_model(
-        analysis,
-        data_path,
-        config,
-        reward=RewardConfig(recalibrate_bn=not no_bn_recal),
-        reward_size=reward_size,
-        run_dir=run_dir,
-        resume=resume,
-        progress=_progress,
-    )
+    with ProgressRenderer() as progress:
+        result = search_model(
+            analysis,
+            data_path,
+            config,
+            reward=RewardConfig(recalibrate_bn=not no_bn_recal),
+            reward_size=reward_size,
+            run_dir=run_dir,
+            resume=resume,
+            progress=progress,
+        )
     write_bytes_atomic(output, result.plan.to_json().encode())
     if save_model_path is not None:
         save_model(result.best_model(), save_model_path)
     search = result.plan.metadata["search"]
     if result.latency_fit is not None:
         click.echo(
-            f"latency on {target}: predicted {search['predicted_latency_ms']:.3f} ms, "
+            f"latency on {config.target}: predicted {search['predicted_latency_ms']:.3f} ms, "
             f"measured {search['measured_latency_ms']:.3f} ms (original {result.latency_fit.original_ms:.3f} ms)"
         )
-    click.echo(_summary(policy, result, search["reward_images"], output))
+    click.echo(_summary(config.policy, result, search["reward_images"], output))
+
+
+def _search_config(flops, latency, episodes, warmup, **same_names):
+    """The SearchConfig of the options; the library's budget check becomes a usage error."""
+    from agmc_onnx.errors import PreconditionError
+    from agmc_onnx.search import DDPGConfig, SearchConfig
+
+    try:
+        return SearchConfig(
+            n_episodes=episodes,
+            flops_keep_ratio=flops,
+            latency_keep_ratio=latency,
+            ddpg=DDPGConfig(warmup_episodes=warmup),
+            **same_names,
+        )
+    except PreconditionError as exc:
+        raise click.UsageError(f"{exc} (--flops F or --latency L)") from None
 
 
 def _summary(policy: str, result, n_images: int, output: Path) -> str:

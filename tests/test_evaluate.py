@@ -69,7 +69,7 @@ def test_progress_reports_every_batch_up_to_the_total() -> None:
         _brightest_channel_classifier(),
         _colour_dataset([0, 1, 2] * 3),
         batch_size=4,
-        progress=lambda done, total: calls.append((done, total)),
+        progress=lambda event: calls.append((event.done, event.total)),
     )
     assert calls == [(4, 9), (8, 9), (9, 9)]
 

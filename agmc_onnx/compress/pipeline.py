@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,21 +21,13 @@ from agmc_onnx.evaluate import evaluate_accuracy
 from agmc_onnx.finetune import FinetuneConfig, Normalization, finetune
 from agmc_onnx.graph.counting import count_cost
 from agmc_onnx.io import load_model, save_model
+from agmc_onnx.progress import ProgressFn, StageEvent, report
 from agmc_onnx.prune import prune_model
 from agmc_onnx.search import search_model
 from agmc_onnx.search.run import SearchResult
 from agmc_onnx.validate import check_written_model, validate_pruned
 
-__all__ = ["CompressProgress", "CompressRun", "run_compress"]
-
-
-@dataclass(frozen=True)
-class CompressProgress:
-    stage: str  # "data" | "baseline" | "search" | "prune" | "finetune" | "evaluate" | "latency"
-    message: str
-
-
-ProgressFn = Callable[[CompressProgress], None]
+__all__ = ["CompressRun", "run_compress"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -60,8 +51,8 @@ class _Stages:
         self.splits: DataSplits | None = None
 
     def tell(self, stage: str, message: str) -> None:
-        if self._progress is not None:
-            self._progress(CompressProgress(stage, message))
+        """Announce a stage: "data" | "baseline" | "search" | "prune" | "finetune" | "evaluate" | "latency"."""
+        report(self._progress, StageEvent(stage, message))
 
     def load_data(self) -> None:
         config = self.config
@@ -77,7 +68,7 @@ class _Stages:
         )
 
     def test_top1(self, model: onnx.ModelProto) -> float:
-        return evaluate_accuracy(model, self.splits.test, self.spec).top1
+        return evaluate_accuracy(model, self.splits.test, self.spec, progress=self._progress).top1
 
     def baseline(self) -> dict:
         cached = self.work.stage("baseline")
@@ -101,13 +92,6 @@ class _Stages:
             f"{config.policy} policy, {config.episodes} episodes" + (" (resuming)" if resume else ""),
         )
 
-        def on_episode(record, total: int) -> None:
-            self.tell(
-                "search",
-                f"episode {record.episode + 1}/{total}: reward {100 * record.reward:.1f} %, "
-                f"best {100 * record.best_reward:.1f} %, MACs kept {100 * record.macs_kept_fraction:.1f} %",
-            )
-
         return search_model(
             self.analysis,
             self.splits.reward,
@@ -115,7 +99,7 @@ class _Stages:
             spec=self.spec,
             run_dir=self.work.search_dir,
             resume=resume,
-            progress=on_episode,
+            progress=self._progress,
         )
 
     def prune(self, search: SearchResult) -> tuple[onnx.ModelProto, float]:
@@ -147,13 +131,6 @@ class _Stages:
             + (", distilling from the original" if config.distill else ""),
         )
 
-        def on_batch(event) -> None:
-            if event.record is not None:
-                self.tell(
-                    "finetune",
-                    f"epoch {event.epoch}/{event.epochs}: validation top-1 {100 * event.record.val_top1:.1f} %",
-                )
-
         result = finetune(
             pruned,
             data.images,
@@ -163,7 +140,7 @@ class _Stages:
             teacher=self.model if config.distill else None,
             checkpoint_path=self.work.finetune_checkpoint,
             resume=self.work.finetune_checkpoint.exists(),
-            progress=on_batch,
+            progress=self._progress,
         )
         check_written_model(self.model, result.model)
         return result.model

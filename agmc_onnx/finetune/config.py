@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import onnx
 
@@ -89,9 +90,13 @@ class EpochRecord:
     seconds: float
 
 
+def _percent(value: float) -> str:
+    return "n/a" if math.isnan(value) else f"{100 * value:.2f} %"
+
+
 @dataclass(frozen=True)
 class FinetuneProgress:
-    """Sent to the progress callback after every batch (``record`` None) and every epoch (``record`` set)."""
+    """A ``ProgressEvent`` after every batch (``record`` None) and every epoch (``record`` set)."""
 
     epoch: int
     epochs: int
@@ -99,6 +104,30 @@ class FinetuneProgress:
     batches: int
     loss: float
     record: EpochRecord | None = None
+    stage: ClassVar[str] = "finetune"
+    unit: ClassVar[str] = "batch"
+
+    @property
+    def done(self) -> int:
+        return self.batch
+
+    @property
+    def total(self) -> int:
+        return self.batches
+
+    @property
+    def lasting(self) -> bool:
+        return self.record is not None
+
+    @property
+    def message(self) -> str:
+        r = self.record
+        if r is None:
+            return f"epoch {self.epoch}/{self.epochs} batch {self.batch}/{self.batches}: loss {self.loss:.4f}"
+        return (
+            f"epoch {r.epoch}/{self.epochs}: train loss {r.train_loss:.4f} top-1 {_percent(r.train_top1)}, "
+            f"val loss {r.val_loss:.4f} top-1 {_percent(r.val_top1)}, lr {r.lr:.4g}, {r.seconds:.1f} s"
+        )
 
 
 @dataclass(frozen=True, eq=False)

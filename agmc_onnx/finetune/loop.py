@@ -12,7 +12,6 @@ import copy
 import logging
 import math
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,13 +30,13 @@ from agmc_onnx.finetune.config import (
     Normalization,
 )
 from agmc_onnx.finetune.losses import training_loss
+from agmc_onnx.progress import ProgressFn, report
 from agmc_onnx.torch_exec import InitializerRole, OnnxModule, write_back
 
 __all__ = ["finetune", "evaluate_module", "resolve_device"]
 
 log = logging.getLogger(__name__)
 
-ProgressCallback = Callable[[FinetuneProgress], None]
 
 
 @dataclass(frozen=True, eq=False)
@@ -218,10 +217,7 @@ class _Trainer:
                 loss_sum += loss * len(index)
                 correct += batch_correct
                 seen += len(index)
-                if self.progress is not None:
-                    self.progress(
-                        FinetuneProgress(epoch, config.epochs, step + 1, self.steps_per_epoch, loss)
-                    )
+                report(self.progress, FinetuneProgress(epoch, config.epochs, step + 1, self.steps_per_epoch, loss))
         val_loss, val_top1 = self.validate()
         return EpochRecord(
             epoch,
@@ -274,6 +270,55 @@ class _Trainer:
         self.scheduler.load_state_dict(state.scheduler)
 
 
+@dataclass
+class _Progress:
+    """Where a run stands: the epochs so far and the best one (epoch 0, the starting point, competes)."""
+
+    first_epoch: int
+    history: list
+    best_epoch: int
+    best_val_top1: float
+    best_module: dict
+    previous_seconds: float = 0.0
+
+    @classmethod
+    def start(cls, trainer: _Trainer, checkpoint: Path | None, config: FinetuneConfig, fingerprint) -> _Progress:
+        """From the checkpoint when there is one (resume), else from the model as it is."""
+        if checkpoint is not None and checkpoint.exists():
+            state = load_checkpoint(checkpoint, config, fingerprint)
+            trainer.restore(state)
+            log.info("resuming after epoch %d from %s", state.epoch, checkpoint)
+            return cls(
+                state.epoch + 1,
+                list(state.history),
+                state.best_epoch,
+                state.best_val_top1,
+                state.best_module,
+                state.seconds,
+            )
+        val_loss, val_top1 = trainer.validate()
+        start = EpochRecord(0, math.nan, math.nan, val_loss, val_top1, config.lr, 0.0)
+        return cls(1, [start], 0, val_top1, _cpu_state(trainer.module))
+
+    def add(self, record: EpochRecord, module: torch.nn.Module) -> None:
+        self.history.append(record)
+        if _better(record, self.history[self.best_epoch]):
+            self.best_epoch, self.best_val_top1, self.best_module = record.epoch, record.val_top1, _cpu_state(module)
+
+
+def _trainer(model, images, labels, normalization, config, teacher, val_images, val_labels, progress):
+    """The trainer of a run and its training labels (part of the run's fingerprint)."""
+    _check_data(images, labels, normalization, "training")
+    if val_images is not None:
+        _check_data(val_images, val_labels, normalization, "validation")
+    device = resolve_device(config.device)
+    train_x, train_y, val_x, val_y = _split(images, labels, val_images, val_labels, config)
+    if len(train_x) < 2:
+        raise DataError(f"fine-tuning needs at least 2 training images, got {len(train_x)}")
+    train, val = _Images.from_arrays(train_x, train_y, device), _Images.from_arrays(val_x, val_y, device)
+    return _Trainer(model, teacher, train, val, normalization, config, progress), train_y
+
+
 def finetune(
     model: onnx.ModelProto,
     images: np.ndarray,
@@ -286,68 +331,31 @@ def finetune(
     val_labels: np.ndarray | None = None,
     checkpoint_path: str | Path | None = None,
     resume: bool = False,
-    progress: ProgressCallback | None = None,
+    progress: ProgressFn | None = None,
 ) -> FinetuneResult:
     """Fine-tune ``model`` on uint8 N×H×W×C ``images``; return the same graph with the best epoch's values.
 
     With ``teacher`` (e.g. the unpruned model) the loss mixes in distillation. With ``checkpoint_path`` a
-    checkpoint is written after every epoch; ``resume`` continues from it when it exists.
+    checkpoint is written after every epoch; ``resume`` continues from it when it exists. ``progress``
+    receives a ``FinetuneProgress`` after every batch and every epoch.
     """
-    _check_data(images, labels, normalization, "training")
-    if val_images is not None:
-        _check_data(val_images, val_labels, normalization, "validation")
-    device = resolve_device(config.device)
-    train_x, train_y, val_x, val_y = _split(images, labels, val_images, val_labels, config)
-    if len(train_x) < 2:
-        raise DataError(f"fine-tuning needs at least 2 training images, got {len(train_x)}")
-    trainer = _Trainer(
-        model,
-        teacher,
-        _Images.from_arrays(train_x, train_y, device),
-        _Images.from_arrays(val_x, val_y, device),
-        normalization,
-        config,
-        progress,
+    trainer, train_labels = _trainer(
+        model, images, labels, normalization, config, teacher, val_images, val_labels, progress
     )
-    fingerprint = run_fingerprint(model, train_y, teacher)
+    fingerprint = run_fingerprint(model, train_labels, teacher)
     checkpoint = Path(checkpoint_path) if checkpoint_path is not None else None
     started = time.perf_counter()
-    if resume and checkpoint is not None and checkpoint.exists():
-        state = load_checkpoint(checkpoint, config, fingerprint)
-        trainer.restore(state)
-        log.info("resuming after epoch %d from %s", state.epoch, checkpoint)
-        first_epoch, history, previous_seconds = state.epoch + 1, list(state.history), state.seconds
-        best_epoch, best_val_top1, best_module = state.best_epoch, state.best_val_top1, state.best_module
-    else:
-        val_loss, val_top1 = trainer.validate()
-        history = [EpochRecord(0, math.nan, math.nan, val_loss, val_top1, config.lr, 0.0)]
-        first_epoch, previous_seconds = 1, 0.0
-        best_epoch, best_val_top1, best_module = 0, val_top1, _cpu_state(trainer.module)
-    for epoch in range(first_epoch, config.epochs + 1):
+    run = _Progress.start(trainer, checkpoint if resume else None, config, fingerprint)
+    for epoch in range(run.first_epoch, config.epochs + 1):
         record = trainer.run_epoch(epoch)
-        history.append(record)
-        if _better(record, history[best_epoch]):
-            best_epoch, best_val_top1, best_module = epoch, record.val_top1, _cpu_state(trainer.module)
+        run.add(record, trainer.module)
         if checkpoint is not None:
-            elapsed = previous_seconds + time.perf_counter() - started
-            save_checkpoint(
-                checkpoint,
-                trainer.state(epoch, best_epoch, best_val_top1, best_module, history, elapsed),
-                config,
-                fingerprint,
-            )
-        if progress is not None:
-            progress(
-                FinetuneProgress(
-                    epoch,
-                    config.epochs,
-                    trainer.steps_per_epoch,
-                    trainer.steps_per_epoch,
-                    record.train_loss,
-                    record,
-                )
-            )
-    trainer.module.load_state_dict(best_module)
+            elapsed = run.previous_seconds + time.perf_counter() - started
+            state = trainer.state(epoch, run.best_epoch, run.best_val_top1, run.best_module, run.history, elapsed)
+            save_checkpoint(checkpoint, state, config, fingerprint)
+        batches = trainer.steps_per_epoch
+        report(progress, FinetuneProgress(epoch, config.epochs, batches, batches, record.train_loss, record))
+    trainer.module.load_state_dict(run.best_module)
     trained = write_back(model, trainer.module.to("cpu"))
-    seconds = previous_seconds + time.perf_counter() - started
-    return FinetuneResult(trained, tuple(history), best_epoch, best_val_top1, seconds)
+    seconds = run.previous_seconds + time.perf_counter() - started
+    return FinetuneResult(trained, tuple(run.history), run.best_epoch, run.best_val_top1, seconds)

@@ -14,7 +14,7 @@ _EXPORTS = {
     "run_search": "run",
     "search_model": "model_search",
     "scaled_warmup": "agent",
-    "ProgressFn": "run",
+    "EpisodeProgress": "log",
     "DDPGConfig": "agent",
     "EncoderConfig": "encoder",
     "RewardConfig": "reward",

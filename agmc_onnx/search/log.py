@@ -14,13 +14,14 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 
 from agmc_onnx.errors import PreconditionError
 from agmc_onnx.io import write_bytes_atomic
 
-__all__ = ["EpisodeRecord", "RunDirectory", "atomic_write_bytes"]
+__all__ = ["EpisodeRecord", "EpisodeProgress", "RunDirectory"]
 
 
 @dataclass(frozen=True)
@@ -52,8 +53,29 @@ class EpisodeRecord:
         return cls(**data)
 
 
-# One atomic writer for the whole package; the old name stays for the search's callers.
-atomic_write_bytes = write_bytes_atomic
+@dataclass(frozen=True)
+class EpisodeProgress:
+    """A ``ProgressEvent`` after every episode of the search."""
+
+    record: EpisodeRecord
+    total: int
+    stage: ClassVar[str] = "search"
+    unit: ClassVar[str] = "episode"
+    lasting: ClassVar[bool] = False
+
+    @property
+    def done(self) -> int:
+        return self.record.episode + 1
+
+    @property
+    def message(self) -> str:
+        r = self.record
+        cached = " (cached)" if r.cached else ""
+        return (
+            f"episode {r.episode + 1}/{self.total} [{r.policy}] reward {100 * r.reward:.1f} %{cached}, "
+            f"best {100 * r.best_reward:.1f} %, MACs kept {100 * r.macs_kept_fraction:.1f} %, "
+            f"{r.episode_seconds:.1f} s"
+        )
 
 
 class RunDirectory:
@@ -81,7 +103,7 @@ class RunDirectory:
                 )
             # The caller rewrites the log from the checkpoint's records (see the module docstring).
             return torch.load(self.checkpoint_path, weights_only=False)
-        atomic_write_bytes(self.config_path, json.dumps(identity, indent=2).encode())
+        write_bytes_atomic(self.config_path, json.dumps(identity, indent=2).encode())
         self.rewrite_log([])
         self.checkpoint_path.unlink(missing_ok=True)
         return None
@@ -91,12 +113,12 @@ class RunDirectory:
             handle.write(record.to_json() + "\n")
 
     def rewrite_log(self, records: list[EpisodeRecord]) -> None:
-        atomic_write_bytes(self.log_path, "".join(r.to_json() + "\n" for r in records).encode())
+        write_bytes_atomic(self.log_path, "".join(r.to_json() + "\n" for r in records).encode())
 
     def save_checkpoint(self, state: dict) -> None:
         buffer = io.BytesIO()
         torch.save(state, buffer)
-        atomic_write_bytes(self.checkpoint_path, buffer.getvalue())
+        write_bytes_atomic(self.checkpoint_path, buffer.getvalue())
 
     def read_log(self) -> list[EpisodeRecord]:
         if not self.log_path.exists():

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,13 +20,12 @@ from agmc_onnx.search.encoder import EncoderConfig
 from agmc_onnx.search.env import PruningEnv
 from agmc_onnx.search.features import search_order
 from agmc_onnx.search.latency_model import LatencyFit, fit_latency_model
-from agmc_onnx.search.log import EpisodeRecord, RunDirectory
+from agmc_onnx.progress import ProgressFn, report
+from agmc_onnx.search.log import EpisodeProgress, EpisodeRecord, RunDirectory
 from agmc_onnx.search.policies import SearchPolicy, Transition, make_policy
 from agmc_onnx.search.reward import AccuracyReward, RewardFn
 
-__all__ = ["SearchConfig", "SearchResult", "ProgressFn", "run_search"]
-
-ProgressFn = Callable[[EpisodeRecord, int], None]  # (finished episode's record, total episodes)
+__all__ = ["SearchConfig", "SearchResult", "run_search"]
 
 
 @dataclass(frozen=True)
@@ -170,8 +168,7 @@ def run_search(
         if directory:
             directory.append(record)
             directory.save_checkpoint(_checkpoint(policy, state, reward_fn, fit))
-        if progress is not None:
-            progress(record, n_episodes)
+        report(progress, EpisodeProgress(record, n_episodes))
     metadata = _plan_metadata(config, state, groups, fit)
     return SearchResult(
         plan=env.plan(state.best_counts, metadata),

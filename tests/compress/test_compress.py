@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 import numpy as np
@@ -114,7 +115,7 @@ def test_interrupted_run_leaves_no_model_and_resumes(workspace, monkeypatch):
         if event.stage == "search" and event.message.startswith("episode 2/"):
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(compress_cmd, "_progress", interrupt_at_second_episode)
+    monkeypatch.setattr(compress_cmd, "_renderer", lambda: contextlib.nullcontext(interrupt_at_second_episode))
     result = _run([str(model), "--data", str(data), "--config", str(config), "-o", str(out)])
     assert result.exit_code == 130 and "run the same command again" in result.output.lower()
     assert not (out / "model.onnx").exists() and not (out / "report.json").exists()

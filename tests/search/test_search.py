@@ -86,8 +86,8 @@ def test_interrupted_search_resumes_to_the_same_log(tiny, tmp_path):
         analysis, AccuracyReward(analysis, dataset, SPEC), config, run_dir=tmp_path / "straight"
     )
 
-    def crash_after_third(record, total):
-        if record.episode == 2:
+    def crash_after_third(event):
+        if event.record.episode == 2:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
