@@ -74,7 +74,7 @@ def seconds_per_step(model, teacher, images, normalization, steps: int = 4) -> f
     return float(np.median(times[1:]))
 
 
-def main() -> None:
+def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=SHARED / "models" / "cifar10_resnet56.onnx")
     parser.add_argument("--data", type=Path, default=SHARED / "data" / "cifar10")
@@ -84,7 +84,11 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=0.01)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared CPU)")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "finetune_resnet56.md")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = _arguments()
     epoch_counts = [int(e) for e in args.epochs.split(",")]
     torch.set_num_threads(args.threads)
 
@@ -122,18 +126,22 @@ def main() -> None:
         flush=True,
     )
 
+    rows = _runs(pruned.model, original, train, test, spec, normalization, epoch_counts, args.lr)
+    figures = (keep_ratio, mac_ratio, original_top1, before)
+    lines = _report(args, figures, subset_note, rows)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+def _runs(pruned, original, train, test, spec, normalization, epoch_counts, lr) -> list[tuple]:
+    """One fine-tuning run per (distillation, epoch count): its test top-1, time per epoch and best epoch."""
     rows = []
     for distill in (False, True):
         for epochs in epoch_counts:
-            config = FinetuneConfig(epochs=epochs, batch_size=BATCH_SIZE, lr=args.lr, seed=0, device="auto")
-            result = finetune(
-                pruned.model,
-                train.images,
-                train.labels,
-                normalization,
-                config,
-                teacher=original if distill else None,
-            )
+            config = FinetuneConfig(epochs=epochs, batch_size=BATCH_SIZE, lr=lr, seed=0, device="auto")
+            teacher = original if distill else None
+            result = finetune(pruned, train.images, train.labels, normalization, config, teacher=teacher)
             top1 = evaluate_accuracy(result.model, test, spec).top1
             per_epoch = float(np.mean([r.seconds for r in result.history[1:]]))
             rows.append((distill, epochs, top1, per_epoch, result.best_epoch, result.best_val_top1))
@@ -142,7 +150,11 @@ def main() -> None:
                 f"best epoch {result.best_epoch}",
                 flush=True,
             )
+    return rows
 
+
+def _report(args: argparse.Namespace, figures: tuple, subset_note: str, rows: list[tuple]) -> list[str]:
+    keep_ratio, mac_ratio, original_top1, before = figures
     lines = [
         "# Fine-tuning the shared ResNet-56 after uniform pruning to ~50 % MACs",
         "",
@@ -168,9 +180,7 @@ def main() -> None:
             f"| {'yes' if distill else 'no'} | {epochs} | {100 * top1:.2f} % | {per_epoch:.0f} | "
             f"{best_epoch} ({100 * best_val:.1f} %) |"
         )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    return lines
 
 
 if __name__ == "__main__":
