@@ -22,7 +22,7 @@ def _describe(stats: LatencyStats) -> str:
 
 
 @click.command("bench")
-@model_argument
+@model_argument()
 @click.option(
     "--vs",
     "other_path",

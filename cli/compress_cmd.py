@@ -63,7 +63,7 @@ def _echo_result(report, paths: dict) -> None:
 
 
 @click.command("compress")
-@model_argument
+@model_argument()
 @target_option(from_config=True)
 @budget_options(from_config=True)
 @data_option("Dataset", must_exist=True, required=False)

@@ -19,7 +19,7 @@ __all__ = ["command"]
 
 
 @click.command("eval")
-@model_argument
+@model_argument()
 @data_option("Dataset")
 @click.option("--split", type=click.Choice(SPLIT_NAMES), default="test", show_default=True)
 @click.option(

@@ -22,7 +22,7 @@ def _percent(value: float) -> str:
 
 
 @click.command("finetune")
-@model_argument
+@model_argument()
 @data_option("Training data")
 @output_option("Where to write the fine-tuned model (atomically).")
 @click.option("--epochs", type=click.IntRange(min=1), default=1, show_default=True)

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from agmc_onnx.analysis import ModelAnalysis, analyze_model
+from agmc_onnx.cli.options import model_argument
 from agmc_onnx.io import load_model
 
 __all__ = ["command", "analysis_summary"]
@@ -47,18 +48,19 @@ def _millions(value: float) -> str:
 
 
 @click.command("inspect")
-@click.argument("model", type=click.Path(path_type=Path))
+@model_argument(checked_by_loader=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the analysis as JSON on stdout.")
 @click.option("--all", "show_all", is_flag=True, help="List every group (default: the first 40).")
-def command(model: Path, as_json: bool, show_all: bool) -> None:
+def command(model_path: Path, as_json: bool, show_all: bool) -> None:
     """List the channel groups of MODEL: channels, MACs and parameter share, prunable or pinned and why."""
-    analysis = analyze_model(load_model(model))
+    analysis = analyze_model(load_model(model_path))
     summary = analysis_summary(analysis)
     if as_json:
         click.echo(json.dumps(summary, indent=2))
         return
     click.echo(
-        f"{model}: {summary['nodes']} nodes, {summary['groups']} channel groups ({summary['prunable_groups']} prunable)"
+        f"{model_path}: {summary['nodes']} nodes, {summary['groups']} channel groups "
+        f"({summary['prunable_groups']} prunable)"
     )
     click.echo(
         f"MACs {_millions(summary['macs'])}, params {_millions(summary['params'])}, "

@@ -35,9 +35,11 @@ __all__ = [
 
 DATA_FORMS = "class folder, zip/tar(.gz/.xz) archive, .npz, or a folder with NAME_train/NAME_test files"
 
-model_argument = click.argument(
-    "model_path", metavar="MODEL", type=click.Path(exists=True, dir_okay=False, path_type=Path)
-)
+def model_argument(checked_by_loader: bool = False):
+    """MODEL as ``model_path``. ``checked_by_loader``: a missing file is left to ``load_model``'s one-line
+    error (exit 1) instead of click's usage error (exit 2), for commands that load the model first."""
+    kind = click.Path(path_type=Path) if checked_by_loader else click.Path(exists=True, dir_okay=False, path_type=Path)
+    return click.argument("model_path", metavar="MODEL", type=kind)
 
 
 def data_option(purpose: str = "Dataset", must_exist: bool = False, required: bool = True):

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from agmc_onnx.analysis import analyze_model
+from agmc_onnx.cli.options import model_argument
 from agmc_onnx.errors import PlanError
 from agmc_onnx.io import load_model, save_model
 from agmc_onnx.plan import IMPORTANCE, PruningPlan, uniform_plan
@@ -49,7 +50,7 @@ def _fmt(before: float, after: float, unit: str = "") -> str:
 
 
 @click.command("prune")
-@click.argument("model", type=click.Path(path_type=Path))
+@model_argument(checked_by_loader=True)
 @click.option(
     "--keep",
     "keep_ratio",
@@ -81,7 +82,7 @@ def _fmt(before: float, after: float, unit: str = "") -> str:
 @click.option("--no-validate", is_flag=True, help="Skip the equivalence oracle (the checker still runs).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 def command(
-    model: Path,
+    model_path: Path,
     keep_ratio: float | None,
     ratios_file: Path | None,
     round_to: int | None,
@@ -94,12 +95,12 @@ def command(
     """Prune MODEL's channels and write the physically smaller model to OUTPUT."""
     if (keep_ratio is None) == (ratios_file is None):
         raise click.UsageError("give exactly one of --keep or --ratios")
-    if output.exists() and model.exists() and output.resolve() == model.resolve():
+    if output.exists() and model_path.exists() and output.resolve() == model_path.resolve():
         raise click.UsageError("the output must not overwrite the input model")
-    original = load_model(model)
+    original = load_model(model_path)
     analysis = analyze_model(original)
     if not analysis.prunable_groups:
-        raise PlanError(f"{model} has no prunable channel group (run `agmc-onnx inspect` to see why)")
+        raise PlanError(f"{model_path} has no prunable channel group (run `agmc-onnx inspect` to see why)")
     if keep_ratio is not None:
         plan = uniform_plan(analysis.groups, keep_ratio, round_to or 1)
         plan = PruningPlan(plan.keep_ratios, plan.round_to, importance or "l1")
@@ -116,7 +117,7 @@ def command(
         "output": str(output),
         "macs": [result.before.macs, result.after.macs],
         "params": [result.before.params, result.after.params],
-        "file_bytes": [model.stat().st_size, output.stat().st_size],
+        "file_bytes": [model_path.stat().st_size, output.stat().st_size],
         "pruned_groups": len(result.selection.keep_units),
         "removed_branches": list(result.selection.removed_branches),
         "validated": not no_validate,

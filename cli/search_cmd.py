@@ -22,7 +22,7 @@ __all__ = ["command"]
 
 
 @click.command("search")
-@model_argument
+@model_argument()
 @data_option("Dataset", must_exist=True)
 @budget_options()
 @target_option()
