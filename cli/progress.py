@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import TextIO
 
 import click
@@ -28,7 +29,7 @@ class ProgressRenderer:
         stage_prefix: bool = False,
         min_interval_s: float = 0.1,
     ):
-        self.stream = stream or click.get_text_stream("stderr")
+        self.stream = stream or sys.stderr
         self.min_interval_s = min_interval_s
         self.tty = self.stream.isatty() if tty is None else tty
         self.stage_prefix = stage_prefix
