@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from agmc_onnx.cli.options import depth_option
 from agmc_onnx.compress.config import resolve_config
 from agmc_onnx.cost import profile_names
 
@@ -83,6 +84,7 @@ def _echo_result(report, paths: dict) -> None:
     help="Gate: largest allowed drop of test top-1, in percentage points.",
 )
 @click.option("--round-to", type=click.IntRange(min=1), default=None, help="Channel multiple [8].")
+@depth_option
 @click.option(
     "--config",
     "config_file",
@@ -119,6 +121,7 @@ def command(
     finetune_epochs,
     max_accuracy_drop,
     round_to,
+    depth_threshold,
     config_file,
     out_dir,
     dry_run,
@@ -141,6 +144,7 @@ def command(
         "finetune_epochs": finetune_epochs,
         "max_accuracy_drop": max_accuracy_drop,
         "round_to": round_to,
+        "depth": depth_threshold,
     }
     config = resolve_config(model, config_file, flags)
     if dry_run:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-__all__ = ["model_argument", "data_option", "DATA_FORMS"]
+__all__ = ["model_argument", "data_option", "depth_option", "DATA_FORMS", "DEFAULT_DEPTH_THRESHOLD"]
 
 DATA_FORMS = "class folder, zip/tar(.gz/.xz) archive, .npz, or a folder with NAME_train/NAME_test files"
 
@@ -24,3 +24,18 @@ def data_option(purpose: str = "Dataset", must_exist: bool = False):
         type=click.Path(exists=must_exist, path_type=Path),
         help=f"{purpose}: {DATA_FORMS}.",
     )
+
+
+DEFAULT_DEPTH_THRESHOLD = 0.1
+
+depth_option = click.option(
+    "--depth",
+    "depth_threshold",
+    type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True),
+    is_flag=False,
+    flag_value=DEFAULT_DEPTH_THRESHOLD,
+    default=None,
+    help="Let the search delete residual branches: an action below this threshold "
+    f"[{DEFAULT_DEPTH_THRESHOLD} when given alone] for a removable group deletes its branch "
+    "(see `agmc-onnx inspect`).",
+)

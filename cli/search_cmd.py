@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from agmc_onnx.cli.options import data_option, model_argument
+from agmc_onnx.cli.options import data_option, depth_option, model_argument
 from agmc_onnx.cost import profile_names
 from agmc_onnx.search import POLICY_NAMES
 
@@ -90,6 +90,7 @@ def _progress(record, total: int) -> None:
     is_flag=True,
     help="Score candidates without re-estimating BatchNormalization statistics.",
 )
+@depth_option
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option(
     "--run-dir",
@@ -126,6 +127,7 @@ def command(
     action_center: str,
     reward_size: int,
     no_bn_recal: bool,
+    depth_threshold: float | None,
     seed: int,
     run_dir: Path | None,
     resume: bool,
@@ -164,6 +166,7 @@ def command(
         seed=seed,
         ddpg=DDPGConfig(warmup_episodes=warmup),
         action_center=action_center,
+        depth_threshold=depth_threshold,
     )
     run_dir = run_dir or output.with_suffix(".run")
     click.echo(

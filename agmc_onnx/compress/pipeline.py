@@ -106,6 +106,7 @@ class _Stages:
             latency_keep_ratio=keep if kind == "latency" else None,
             target=config.target,
             round_to=config.round_to,
+            depth_threshold=config.depth,
             seed=config.seed,
             ddpg=DDPGConfig(warmup_episodes=warmup_episodes(config.episodes)),
         )
