@@ -210,8 +210,8 @@ def render(results: list[dict], args) -> str:
         "",
         f"Command: `python benchmarks/depth.py --models {args.models} --test-images {args.test_images} "
         f"--train-images {args.train_images} --target {args.target} --rounds {args.rounds}` on this machine's CPU "
-        f"(2 cores shared with other work; run under the shared heavy-work lock; load average at the end "
-        f"{os.getloadavg()[0]:.1f}).",
+        "(2 cores shared with other work; run under the shared heavy-work lock; 1-minute load average after "
+        "each model: " + ", ".join(f"{r['model']} {r['load_average']:.1f}" for r in results) + ").",
         "",
         (__doc__ or "").split("\n\n", 2)[2].strip(),
         "",
@@ -252,16 +252,21 @@ def main() -> None:
     parser.add_argument("--target", default="mobile-cpu")
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "depth.md")
+    parser.add_argument("--render-only", action="store_true", help="Rewrite OUT from the stored JSON results.")
     args = parser.parse_args()
     torch.set_num_threads(1)
     json_path = args.out.with_suffix(".json")
     done = json.loads(json_path.read_text()) if json_path.exists() else {}
-    for name in args.models.split(","):
+    for name in [] if args.render_only else args.models.split(","):
         print(f"{name} ...", flush=True)
         done[name] = run_model(name, args)
+        done[name]["protocol"] = {k: getattr(args, k) for k in ("test_images", "train_images", "target", "rounds")}
+        done[name]["load_average"] = os.getloadavg()[0]
         json_path.write_text(json.dumps(done, indent=2))
     results = [done[m] for m in MODELS if m in done]
     args.models = ",".join(r["model"] for r in results)
+    for key, value in results[0]["protocol"].items():  # the protocol the stored results were measured with
+        setattr(args, key, value)
     args.out.write_text(render(results, args))
     print(args.out.read_text())
 

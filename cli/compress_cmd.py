@@ -12,6 +12,7 @@ from agmc_onnx.cli.errors import GATE_EXIT_CODES, set_resume_hint
 from agmc_onnx.cli.options import (
     budget_options,
     data_option,
+    depth_option,
     episodes_option,
     model_argument,
     policy_option,
@@ -77,6 +78,7 @@ def _echo_result(report, paths: dict) -> None:
     help="Gate: largest allowed drop of test top-1, in percentage points.",
 )
 @round_to_option(from_config=True)
+@depth_option
 @click.option(
     "--config",
     "config_file",
@@ -120,6 +122,7 @@ def command(
     """
     # The remaining options carry CompressConfig's field names; None means "not given".
     flags["data"] = str(data_path) if data_path else None
+    flags["depth"] = flags.pop("depth_threshold")
     config = resolve_config(model_path, config_file, flags)
     if dry_run:
         from agmc_onnx.compress.dry_run import estimate

@@ -23,6 +23,8 @@ __all__ = [
     "Preprocessing",
     "budget_options",
     "data_option",
+    "depth_option",
+    "DEFAULT_DEPTH_THRESHOLD",
     "episodes_option",
     "model_argument",
     "output_option",
@@ -81,6 +83,21 @@ def budget_options(from_config: bool = False) -> Callable:
         "--flops", type=fraction, default=None, help=f"Budget: kept fraction of MACs, e.g. 0.5 for 2× fewer.{default}"
     )
     return lambda function: flops(latency(function))
+
+
+DEFAULT_DEPTH_THRESHOLD = 0.1
+
+depth_option = click.option(
+    "--depth",
+    "depth_threshold",
+    type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True),
+    is_flag=False,
+    flag_value=DEFAULT_DEPTH_THRESHOLD,
+    default=None,
+    help="Let the search delete residual branches: an action below this threshold "
+    f"[{DEFAULT_DEPTH_THRESHOLD} when given alone] for a removable group deletes its branch "
+    "(see `agmc-onnx inspect`).",
+)
 
 
 def target_option(from_config: bool = False):

@@ -9,6 +9,7 @@ import click
 from agmc_onnx.cli.options import (
     budget_options,
     data_option,
+    depth_option,
     episodes_option,
     model_argument,
     output_option,
@@ -61,6 +62,7 @@ __all__ = ["command"]
     is_flag=True,
     help="Score candidates without re-estimating BatchNormalization statistics.",
 )
+@depth_option
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option(
     "--run-dir",

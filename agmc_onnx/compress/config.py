@@ -30,6 +30,7 @@ class CompressConfig:
     finetune_images: int | None = None  # cap on fine-tuning images per epoch (None: all)
     max_accuracy_drop: float | None = None  # percentage points of test top-1
     round_to: int = 8
+    depth: float | None = None  # depth threshold: a removable group's action below it deletes its branch
     reward_size: int = 1000
     test_size: int = 1000  # only used when the data has no separate test split
     distill: bool = True
@@ -40,6 +41,8 @@ class CompressConfig:
             one_budget(self.flops, self.latency)
         if self.episodes < 1 or self.finetune_epochs < 0 or self.round_to < 1 or self.reward_size < 1:
             raise ConfigError("episodes, reward_size and round_to must be positive and finetune_epochs ≥ 0")
+        if self.depth is not None and not 0.0 < float(self.depth) < 1.0:
+            raise ConfigError(f"depth threshold is {self.depth}; it must lie in (0, 1), e.g. 0.1")
         if self.max_accuracy_drop is not None and self.max_accuracy_drop < 0:
             raise ConfigError(f"max_accuracy_drop is {self.max_accuracy_drop}; it must be ≥ 0 percentage points")
 
@@ -62,6 +65,7 @@ class CompressConfig:
             latency_keep_ratio=keep if kind == "latency" else None,
             target=self.target,
             round_to=self.round_to,
+            depth_threshold=self.depth,
             seed=self.seed,
         )
 

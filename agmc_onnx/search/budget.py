@@ -180,8 +180,13 @@ def uniform_keep_ratio(wall: ActionWall, tolerance: float = 1e-4) -> tuple[float
 
 
 def macs_wall(
-    analysis, groups: Sequence[ChannelGroup], keep_ratio: float, lower_bound: float, round_to: int
+    analysis,
+    groups: Sequence[ChannelGroup],
+    keep_ratio: float,
+    lower_bound: float,
+    round_to: int,
+    removable: frozenset[str] = frozenset(),
 ) -> ActionWall:
     """The action wall of a MACs budget: ``keep_ratio`` of the analysed model's MACs."""
     cost = CostModel.of_macs(MacsModel.from_analysis(analysis))
-    return ActionWall(groups, cost, keep_ratio * cost.full_cost, lower_bound, round_to)
+    return ActionWall(groups, cost, keep_ratio * cost.full_cost, lower_bound, round_to, removable)

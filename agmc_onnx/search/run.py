@@ -16,6 +16,7 @@ from agmc_onnx.errors import PreconditionError
 from agmc_onnx.plan import PruningPlan
 from agmc_onnx.search.agent import DDPGConfig, scaled_warmup
 from agmc_onnx.search.budget import ActionWall, CostModel, macs_wall, one_budget, uniform_keep_ratio
+from agmc_onnx.search.depth_budget import fit_removal_savings, searchable_removals
 from agmc_onnx.search.encoder import EncoderConfig
 from agmc_onnx.search.env import PruningEnv
 from agmc_onnx.search.features import search_order
@@ -44,6 +45,8 @@ class SearchConfig:
     # and an untrained actor start from that feasible prior instead of from keep ratio 0.6.
     action_center: str = "none"
     importance: str = "l1"
+    # depth: a removable group's action below this deletes its residual branch (None: width only)
+    depth_threshold: float | None = None
     seed: int = 0
     ddpg: DDPGConfig = field(default_factory=DDPGConfig)
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
@@ -58,6 +61,11 @@ class SearchConfig:
         if self.action_center not in ("none", "uniform"):
             raise PreconditionError(
                 f"action centre '{self.action_center}' is unknown; use 'none' or 'uniform'"
+            )
+        if self.depth_threshold is not None and not 0.0 < self.depth_threshold < 1.0:
+            raise PreconditionError(
+                f"depth threshold {self.depth_threshold} must lie in (0, 1): the share of the action range "
+                "that deletes a removable branch"
             )
         if self.n_episodes < 1:
             raise PreconditionError(f"the search needs at least 1 episode, got {self.n_episodes}")
@@ -96,18 +104,18 @@ def _identity(analysis: ModelAnalysis, config: SearchConfig) -> dict:
 
 
 def _budget(analysis, groups, config, checkpoint) -> tuple[ActionWall, LatencyFit | None]:
+    removable = searchable_removals(analysis, groups) if config.depth_threshold is not None else frozenset()
     if config.flops_keep_ratio is not None:
-        return macs_wall(analysis, groups, config.flops_keep_ratio, config.lower_bound, config.round_to), None
+        wall = macs_wall(analysis, groups, config.flops_keep_ratio, config.lower_bound, config.round_to, removable)
+        return wall, None
     # A resumed run reuses the stored fit: re-measuring would change the budget mid-search.
-    fit = (
-        checkpoint["latency_fit"]
-        if checkpoint
-        else fit_latency_model(
-            analysis, groups, config.target, config.round_to, min_seconds=config.latency_seconds
-        )
-    )
+    if checkpoint:
+        fit = checkpoint["latency_fit"]
+    else:
+        fit = fit_latency_model(analysis, groups, config.target, config.round_to, min_seconds=config.latency_seconds)
+        fit = fit_removal_savings(analysis, fit, removable, config.latency_seconds)
     target_ms = config.latency_keep_ratio * fit.original_ms
-    return ActionWall(groups, fit.cost_model, target_ms, config.lower_bound, config.round_to), fit
+    return ActionWall(groups, fit.cost_model, target_ms, config.lower_bound, config.round_to, removable), fit
 
 
 def _play_episode(env: PruningEnv, policy: SearchPolicy, episode: int) -> list[Transition]:
@@ -150,7 +158,7 @@ def run_search(
     checkpoint = directory.start(_identity(analysis, config), resume) if directory else None
     wall, fit = _budget(analysis, groups, config, checkpoint)
     center = uniform_keep_ratio(wall)[0] if config.action_center == "uniform" else None
-    env = PruningEnv(groups, wall, config.importance, center)
+    env = PruningEnv(groups, wall, config.importance, center, config.depth_threshold, analysis.depth)
     policy = make_policy(config.policy, analysis, groups, env, config.seed, config.ddpg, config.encoder)
     encoder_loss = tuple(getattr(policy, "encoder_history", ()))
     state = _Progress()
@@ -242,6 +250,7 @@ def _plan_metadata(config: SearchConfig, state: _Progress, groups, fit) -> dict:
             "predicted_latency_ms": best.predicted_latency_ms if best else None,
             "original_latency_ms": fit.original_ms if fit else None,
             "lower_bound": config.lower_bound,
+            "depth_threshold": config.depth_threshold,
             "seed": config.seed,
             "group_names": {g.id: g.name for g in groups},
         }

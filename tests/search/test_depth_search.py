@@ -91,3 +91,35 @@ def test_latency_savings_are_shared_per_removed_operator_and_only_for_offered_gr
     assert np.all(savings[~offered] == 0) and np.all(savings[offered] >= 0)
     assert np.ptp(savings[offered]) <= 1e-12  # equal branches, equal operator counts, equal credit
     assert fit_removal_savings(analysis, fit, frozenset()) is fit
+
+
+def test_search_with_depth_deletes_branches_within_the_budget_and_the_plan_applies():
+    from search_fixtures import SPEC, labelled_by_model, tiny_classifier
+
+    from agmc_onnx.search import AccuracyReward, SearchConfig, run_search
+    from agmc_onnx.validate import validate_pruned
+
+    model = tiny_classifier()
+    analysis = analyze_model(model)
+    branch_group = analysis.depth.branches[0].groups[0]
+    reward = AccuracyReward(analysis, labelled_by_model(model), SPEC)
+    config = SearchConfig(policy="random", n_episodes=8, flops_keep_ratio=0.6, round_to=1, depth_threshold=0.5)
+    result = run_search(analysis, reward, config)
+    index = [g.id for g in search_order(analysis)].index(branch_group)
+    removed = [r for r in result.records if r.keep_ratios[index] == 0.0]
+    assert removed and all(r.macs_kept_fraction <= 0.6 + 1e-9 for r in result.records)
+    plan = result.plan
+    if plan.keep_ratios[branch_group] != 0.0:  # make sure a depth plan is what gets applied below
+        plan = type(plan)({**plan.keep_ratios, branch_group: 0.0}, round_to=1)
+    pruned = prune_model(model, plan, analysis)
+    assert pruned.selection.removed_branches == (analysis.depth.branches[0].id,)
+    validate_pruned(model, analysis, pruned.selection, pruned.model)
+    assert result.plan.metadata["search"]["depth_threshold"] == 0.5
+
+
+def test_compress_config_carries_a_depth_threshold_in_the_action_range():
+    from agmc_onnx.compress.config import CompressConfig, ConfigError, resolve_config
+
+    assert resolve_config(shared_model_path("resnet20"), None, {"depth": 0.2}).depth == 0.2
+    with pytest.raises(ConfigError, match="depth threshold is 1.0"):
+        CompressConfig(depth=1.0)

@@ -96,3 +96,23 @@ def test_search_writes_a_plan_that_prune_applies(tmp_path):
     )
     assert pruned.exit_code == 0, pruned.output
     assert pruned_path.stat().st_size < model.stat().st_size
+
+
+def test_search_with_depth_writes_a_plan_that_deletes_branches(tmp_path):
+    model = shared_model_path("resnet20")
+    plan_path, pruned_path = tmp_path / "plan.json", tmp_path / "pruned.onnx"
+    args = ["search", str(model), "--data", str(demo_data_path()), "--flops", "0.5", "--policy", "random"]
+    args += ["--episodes", "2", "--reward-size", "64", "--depth", "0.9", "-o", str(plan_path)]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    plan = PruningPlan.from_json(plan_path.read_text())
+    assert plan.metadata["search"]["depth_threshold"] == 0.9
+    assert 0.0 in plan.keep_ratios.values()
+    pruned = CliRunner().invoke(cli, ["prune", str(model), "--ratios", str(plan_path), "-o", str(pruned_path)])
+    assert pruned.exit_code == 0 and "residual branches removed, oracle passed" in pruned.output
+
+
+def test_depth_threshold_outside_the_action_range_is_a_usage_error(tmp_path):
+    args = ["search", str(shared_model_path("resnet20")), "--data", str(demo_data_path()), "--flops", "0.5"]
+    result = CliRunner().invoke(cli, [*args, "--depth", "1.5", "-o", str(tmp_path / "plan.json")])
+    assert result.exit_code == 2 and "--depth" in result.output
