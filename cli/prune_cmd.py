@@ -10,7 +10,8 @@ import click
 from agmc_onnx.analysis import analyze_model
 from agmc_onnx.errors import PlanError
 from agmc_onnx.io import load_model, save_model
-from agmc_onnx.plan import IMPORTANCE, PruningPlan, uniform_plan
+from agmc_onnx.importance import IMPORTANCE_NAMES
+from agmc_onnx.plan import PruningPlan, uniform_plan
 from agmc_onnx.prune import prune_model
 from agmc_onnx.validate import validate_pruned
 
@@ -68,7 +69,7 @@ def _fmt(before: float, after: float, unit: str = "") -> str:
     default=None,
     help="Round kept channel counts up to a multiple of this (default 1, or the file's).",
 )
-@click.option("--importance", type=click.Choice(IMPORTANCE), default=None, help="Channel ranking (default l1).")
+@click.option("--importance", type=click.Choice(IMPORTANCE_NAMES), default=None, help="Channel ranking (default l1).")
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="Where to write the model.")
 @click.option(
     "--calibrate",

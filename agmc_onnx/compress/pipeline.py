@@ -22,7 +22,7 @@ from agmc_onnx.evaluate import evaluate_accuracy
 from agmc_onnx.finetune import FinetuneConfig, Normalization, finetune
 from agmc_onnx.graph.counting import count_cost
 from agmc_onnx.io import load_model, save_model
-from agmc_onnx.plan import PruningPlan, select_channels
+from agmc_onnx.plan import PruningPlan
 from agmc_onnx.prune import prune_model
 from agmc_onnx.search import AccuracyReward, DDPGConfig, RewardConfig, SearchConfig, run_search
 from agmc_onnx.search.run import SearchResult
@@ -141,7 +141,7 @@ class _Stages:
         self.tell("prune", "pruning with the best policy and checking the oracle")
         result = prune_model(self.model, plan, analysis=self.analysis)
         validate_pruned(self.model, self.analysis, result.selection, result.model)
-        pruned = self.reward.pruned_model(select_channels(plan, self.analysis.groups, self.analysis.depth))
+        pruned = self.reward.pruned_model(result.selection)
         check_written_model(self.model, pruned)
         top1 = self.test_top1(pruned)
         save_model(pruned, path)

@@ -21,6 +21,7 @@ from agmc_onnx.cost.session import create_session
 from agmc_onnx.data.dataset import ImageDataset
 from agmc_onnx.data.preprocessing import PreprocessSpec
 from agmc_onnx.evaluate import evaluate_accuracy
+from agmc_onnx.importance import channel_scores
 from agmc_onnx.plan import ChannelSelection, PruningPlan, select_channels
 from agmc_onnx.prune import apply_selection
 from agmc_onnx.search.recalibrate import calibration_batches, recalibrate_batchnorm
@@ -78,7 +79,8 @@ class AccuracyReward:
         )
 
     def selection_of(self, plan: PruningPlan) -> ChannelSelection:
-        return select_channels(plan, self.analysis.groups, self.analysis.depth)
+        scores = channel_scores(self.analysis, plan.importance)
+        return select_channels(plan, self.analysis.groups, scores, self.analysis.depth)
 
     def pruned_model(self, selection: ChannelSelection) -> onnx.ModelProto:
         """The physically pruned model the reward scores (with re-estimated BN statistics when enabled)."""

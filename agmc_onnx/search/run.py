@@ -14,6 +14,7 @@ import numpy as np
 from agmc_onnx.analysis import ModelAnalysis
 from agmc_onnx.errors import PreconditionError
 from agmc_onnx.groups.macs_model import MacsModel
+from agmc_onnx.importance import Importance, channel_scores
 from agmc_onnx.plan import PruningPlan
 from agmc_onnx.search.agent import DDPGConfig
 from agmc_onnx.search.budget import ActionWall, CostModel, uniform_keep_ratio
@@ -144,6 +145,7 @@ def run_search(
     run_dir: str | Path | None = None,
     resume: bool = False,
     progress: ProgressFn | None = None,
+    importance: Importance | None = None,
 ) -> SearchResult:
     """Search keep ratios of the prunable groups under the budget; the best episode becomes the plan."""
     started = time.perf_counter()
@@ -154,7 +156,10 @@ def run_search(
     checkpoint = directory.start(_identity(analysis, config), resume) if directory else None
     wall, fit = _budget(analysis, groups, config, checkpoint)
     center = uniform_keep_ratio(wall)[0] if config.action_center == "uniform" else None
-    env = PruningEnv(groups, wall, config.importance, center, config.depth_threshold, analysis.depth)
+    scores = channel_scores(analysis, importance or config.importance)
+    env = PruningEnv(
+        groups, wall, config.importance, center, config.depth_threshold, analysis.depth, scores=scores
+    )
     policy = make_policy(config.policy, analysis, groups, env, config.seed, config.ddpg, config.encoder)
     encoder_loss = tuple(getattr(policy, "encoder_history", ()))
     state = _Progress()

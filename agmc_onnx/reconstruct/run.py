@@ -1,0 +1,72 @@
+"""One call: a pruned model and calibration images in, its layers re-fitted and BN re-estimated out."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import onnx
+import onnx_graphsurgeon as gs
+
+from agmc_onnx.analysis import ModelAnalysis
+from agmc_onnx.data import ImageDataset, PreprocessSpec
+from agmc_onnx.errors import DataError
+from agmc_onnx.passes.base import PassManager
+from agmc_onnx.passes.reconstruct_weights import ReconstructWeightsPass, RefitSettings, images_needed
+from agmc_onnx.plan import ChannelSelection
+from agmc_onnx.reconstruct.consumers import find_consumers
+from agmc_onnx.search.recalibrate import calibration_batches, recalibrate_batchnorm
+
+__all__ = ["ReconstructConfig", "ReconstructResult", "reconstruct_pruned", "DEFAULT_CALIBRATION_IMAGES"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CALIBRATION_IMAGES = 256
+
+
+@dataclass(frozen=True)
+class ReconstructConfig:
+    calibration_images: int | None = None  # None: 256, or more when a layer has more unknowns
+    refit: RefitSettings = RefitSettings()
+    batch_size: int = 128
+    recalibrate_bn: bool = True
+
+
+@dataclass(frozen=True)
+class ReconstructResult:
+    model: onnx.ModelProto
+    n_images: int
+    layers_refitted: int
+    seconds: float
+
+
+def reconstruct_pruned(
+    analysis: ModelAnalysis,
+    selection: ChannelSelection,
+    pruned: onnx.ModelProto,
+    dataset: ImageDataset,
+    spec: PreprocessSpec,
+    config: ReconstructConfig = ReconstructConfig(),
+) -> ReconstructResult:
+    """Re-fit every layer that lost input channels so it reproduces ``analysis.model`` on class-balanced
+    images of ``dataset``, then re-estimate BatchNormalization statistics on the same images."""
+    started = time.perf_counter()
+    consumers = find_consumers(analysis, selection)
+    needed = images_needed(gs.import_onnx(pruned), consumers, config.refit)
+    n_images = config.calibration_images or max(DEFAULT_CALIBRATION_IMAGES, needed)
+    if n_images > len(dataset.labels):
+        raise DataError(
+            f"reconstruction wants {n_images} calibration images (at least {needed} for the largest layer's "
+            f"unknowns) but the data has {len(dataset.labels)}"
+        )
+    _, batches = calibration_batches(dataset, spec, n_images, config.batch_size)
+    passes = [ReconstructWeightsPass(analysis.model, consumers, batches, config.refit)]
+    model, stats = PassManager(passes).run(pruned)
+    if config.recalibrate_bn:
+        model = recalibrate_batchnorm(model, batches)
+    refitted = int(stats["ReconstructWeightsPass"].get("layers_refitted", 0))
+    log.info("re-fitted %d of %d layers on %d images", refitted, len(consumers), n_images)
+    return ReconstructResult(model, n_images, refitted, time.perf_counter() - started)
+
+
