@@ -9,6 +9,8 @@ group importance does.
 - ``random``: a seeded draw (the baseline every criterion must beat).
 - ``taylor``: first-order Taylor estimate of the loss change when the unit is removed,
   ``Σ |w · ∂L/∂w|`` with gradients accumulated through the torch executor on a few labelled batches.
+- ``reconstruction``: greedy, ThiNet-style removal order by what the next layers lose on calibration
+  images (``agmc_onnx.reconstruct.importance``).
 """
 
 from __future__ import annotations
@@ -194,6 +196,10 @@ def build_importance(
     """Any criterion by name; ``batches`` (model inputs) and ``labels`` feed those that need data."""
     if name == "taylor" and batches:
         return TaylorImportance(batches, labels)
+    if name == "reconstruction" and batches:
+        from agmc_onnx.reconstruct.importance import ReconstructionImportance
+
+        return ReconstructionImportance(batches, seed=seed)
     return importance_by_name(name, seed)
 
 

@@ -184,12 +184,12 @@ def _refit_layer(geometry: LayerGeometry, args: list, samples: _Samples, target:
 def _pick(output: np.ndarray, consumer: Consumer, samples: _Samples, start: int, count: int) -> torch.Tensor:
     """Rows of ``output`` (a batch of images ``start..start+count``) that ``samples`` chose, kept channels."""
     value = torch.from_numpy(output)
-    if consumer.op_type == "Conv":
-        value = value.reshape(value.shape[0], value.shape[1], -1).transpose(1, 2)  # [B, HW, C]
-    else:
-        value = value.reshape(value.shape[0], -1, value.shape[-1])  # [B, T, C]
     mask = (samples.images >= start) & (samples.images < start + count)
-    picked = value[samples.images[mask] - start, samples.places[mask]]
+    images, places = samples.images[mask] - start, samples.places[mask]
+    if consumer.op_type == "Conv":
+        picked = value.reshape(value.shape[0], value.shape[1], -1)[images, :, places]  # [M, C]
+    else:
+        picked = value.reshape(value.shape[0], -1, value.shape[-1])[images, places]  # [M, C]
     return picked if consumer.keep_out is None else picked[:, list(consumer.keep_out)]
 
 

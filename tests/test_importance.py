@@ -119,3 +119,21 @@ def test_non_finite_scores_are_refused():
 
     with pytest.raises(PlanError, match="all finite"):
         channel_scores(analysis, Broken())
+
+
+def test_reconstruction_importance_removes_cancelling_twins_together():
+    """Channels 0 and 7 cancel each other in the next layer: once one is gone, greedy removal takes the
+    other at once (removing both loses nothing), which no per-channel norm can see."""
+    from tiny_models import linear_pair
+
+    graph = gs.import_onnx(linear_pair())
+    first, second = [n for n in graph.nodes if n.op == "Conv"]
+    first.inputs[1].values[7] = first.inputs[1].values[0]
+    first.inputs[2].values[7] = first.inputs[2].values[0]
+    second.inputs[1].values[:, 7] = -second.inputs[1].values[:, 0]  # the twins cancel in the next layer
+    model = gs.export_onnx(graph)
+    analysis = analyze_model(model)
+    batches, _ = _labelled_batches(model)
+    scores = channel_scores(analysis, build_importance("reconstruction", batches))["g0"]
+    assert abs(scores[0] - scores[7]) == 1
+    assert max(scores[0], scores[7]) <= 3

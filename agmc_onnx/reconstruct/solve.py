@@ -37,7 +37,7 @@ def ridge_refit(
     if bias is not None:
         a = torch.cat([a, torch.ones(groups, n_rows, 1, dtype=a.dtype)], dim=2)
         prior = torch.cat([prior, bias.to(torch.float64).reshape(groups, 1, o)], dim=1)
-    gram = a.transpose(1, 2) @ a
+    gram = a.transpose(1, 2) @ a  # float64: a few hundred unknowns, cheap next to the forward pass
     size = gram.shape[-1]
     scale = torch.diagonal(gram, dim1=1, dim2=2).mean(dim=1).clamp_min(0.0)
     lam = (ridge * scale + _EPS).reshape(groups, 1, 1)
