@@ -19,12 +19,11 @@ import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
 import torch
-from onnx import TensorProto, helper
 
 from agmc_onnx.cost.session import create_session
 from agmc_onnx.errors import PostconditionError, PreconditionError
 from agmc_onnx.passes.base import GraphPass, PassResult
-from agmc_onnx.reconstruct.consumers import Consumer, LayerGeometry, layer_geometry
+from agmc_onnx.reconstruct.consumers import Consumer, LayerGeometry, layer_geometry, with_outputs
 from agmc_onnx.reconstruct.solve import ridge_refit
 
 __all__ = ["ReconstructWeightsPass", "RefitSettings", "images_needed"]
@@ -108,12 +107,8 @@ class ReconstructWeightsPass(GraphPass):
 
     def _original_outputs(self, todo: Sequence[Consumer], samples: Mapping[str, _Samples]) -> dict[str, torch.Tensor]:
         """The original layers' outputs at the sampled rows (kept output channels only), via onnxruntime."""
-        probe = onnx.ModelProto()
-        probe.CopyFrom(self.original)
-        del probe.graph.output[:]
         outputs = list(dict.fromkeys(c.output for c in todo))
-        probe.graph.output.extend(helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in outputs)
-        session = create_session(probe)
+        session = create_session(with_outputs(self.original, outputs))
         input_name = session.get_inputs()[0].name
         parts: dict[str, list[torch.Tensor]] = {c.node: [] for c in todo}
         start = 0

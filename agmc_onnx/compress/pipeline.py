@@ -24,6 +24,7 @@ from agmc_onnx.graph.counting import count_cost
 from agmc_onnx.io import load_model, save_model
 from agmc_onnx.plan import PruningPlan
 from agmc_onnx.prune import prune_model
+from agmc_onnx.reconstruct.run import reconstruct_pruned
 from agmc_onnx.search import AccuracyReward, DDPGConfig, RewardConfig, SearchConfig, run_search
 from agmc_onnx.search.run import SearchResult
 from agmc_onnx.validate import check_written_model, validate_pruned
@@ -141,7 +142,13 @@ class _Stages:
         self.tell("prune", "pruning with the best policy and checking the oracle")
         result = prune_model(self.model, plan, analysis=self.analysis)
         validate_pruned(self.model, self.analysis, result.selection, result.model)
-        pruned = self.reward.pruned_model(result.selection)
+        if self.config.reconstruct:
+            self.tell("reconstruct", "re-fitting the layers that lost input channels by least squares")
+            pruned = reconstruct_pruned(
+                self.analysis, result.selection, result.model, self.splits.finetune, self.spec
+            ).model
+        else:
+            pruned = self.reward.pruned_model(result.selection)
         check_written_model(self.model, pruned)
         top1 = self.test_top1(pruned)
         save_model(pruned, path)

@@ -12,14 +12,16 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+import onnx
 import torch
 import torch.nn.functional as F
+from onnx import TensorProto, helper
 
 from agmc_onnx.analysis import ModelAnalysis
 from agmc_onnx.groups.flow import SliceConstant
 from agmc_onnx.plan import ChannelSelection
 
-__all__ = ["Consumer", "LayerGeometry", "find_consumers", "layer_geometry"]
+__all__ = ["Consumer", "LayerGeometry", "find_consumers", "layer_geometry", "with_outputs"]
 
 
 @dataclass(frozen=True)
@@ -143,3 +145,12 @@ def find_consumers(analysis: ModelAnalysis, selection: ChannelSelection) -> tupl
             tuple(analysis.shapes.get(node.output[0], ())),
         )
     return tuple(sorted(found.values(), key=lambda c: analysis.layers[c.node].topo_index))
+
+
+def with_outputs(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
+    """A copy of ``model`` whose graph outputs are the (intermediate, float) tensors ``names``."""
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    del probe.graph.output[:]
+    probe.graph.output.extend(helper.make_tensor_value_info(name, TensorProto.FLOAT, None) for name in names)
+    return probe

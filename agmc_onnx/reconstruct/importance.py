@@ -15,14 +15,14 @@ from collections.abc import Sequence
 import numpy as np
 import onnx
 import torch
-from onnx import TensorProto, helper
+from onnx import helper
 
 from agmc_onnx.analysis import ModelAnalysis
 from agmc_onnx.cost.session import create_session
 from agmc_onnx.groups.find import ChannelGroup
 from agmc_onnx.groups.flow import SliceConstant
 from agmc_onnx.importance import Importance
-from agmc_onnx.reconstruct.consumers import LayerGeometry, layer_geometry
+from agmc_onnx.reconstruct.consumers import LayerGeometry, layer_geometry, with_outputs
 
 __all__ = ["ReconstructionImportance"]
 
@@ -80,19 +80,15 @@ def _geometry(analysis: ModelAnalysis, node: onnx.NodeProto) -> LayerGeometry | 
 def _all_reader_rows(analysis, batches, per_image, seed) -> dict[str, torch.Tensor]:
     nodes = [n for n in analysis.model.graph.node if n.op_type in ("Conv", "Gemm", "MatMul")]
     nodes = [n for n in nodes if _geometry(analysis, n) is not None and n.input[0] in analysis.flow.tensors]
-    probe = onnx.ModelProto()
-    probe.CopyFrom(analysis.model)
-    del probe.graph.output[:]
     inputs = list(dict.fromkeys(n.input[0] for n in nodes))
-    graph_inputs = {v.name for v in probe.graph.input}
+    graph_inputs = {v.name for v in analysis.model.graph.input}
     fetch = [name for name in inputs if name not in graph_inputs]
-    probe.graph.output.extend(helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in fetch)
-    session = create_session(probe)
-    input_name = session.get_inputs()[0].name
+    session = create_session(with_outputs(analysis.model, fetch)) if fetch else None
+    input_name = analysis.model.graph.input[0].name
     rng = np.random.default_rng(seed)
     parts: dict[str, list[torch.Tensor]] = {n.name: [] for n in nodes}
     for batch in batches:
-        values = dict(zip(fetch, session.run(fetch, {input_name: batch}))) if fetch else {}
+        values = dict(zip(fetch, session.run(fetch, {input_name: batch}))) if session else {}
         values[input_name] = batch
         for node in nodes:
             geometry = _geometry(analysis, node)
