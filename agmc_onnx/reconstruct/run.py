@@ -58,8 +58,10 @@ def reconstruct_pruned(
     images of ``dataset`` (and, with ``recalibrate_bn``, re-estimate BatchNormalization statistics on
     the same images)."""
     started = time.perf_counter()
-    consumers = find_consumers(analysis, selection)
-    needed = images_needed(gs.import_onnx(pruned), consumers, config.refit)
+    graph = gs.import_onnx(pruned)
+    present = {node.name for node in graph.nodes}
+    consumers = tuple(c for c in find_consumers(analysis, selection) if c.node in present)  # not deleted
+    needed = images_needed(graph, consumers, config.refit)
     available = len(dataset.labels)
     n_images = config.calibration_images or min(available, max(DEFAULT_CALIBRATION_IMAGES, 2 * needed))
     if n_images > available or available < needed:
