@@ -34,7 +34,8 @@ class ReconstructConfig:
     batch_size: int = 128
     # Off by default: the re-fit already makes each layer's output match the original's before its
     # BatchNormalization, so the original statistics fit; re-estimating them on the calibration images
-    # measured 1.5 points worse on ResNet-20 (benchmarks/results/accuracy.md has the grid).
+    # measured 1.5 points worse on ResNet-20 at 67 % MACs (1,000 test images; benchmarks/accuracy.py
+    # reports both columns).
     recalibrate_bn: bool = False
 
 
