@@ -12,6 +12,7 @@ import numpy as np
 from agmc_onnx.errors import PlanError
 from agmc_onnx.groups.depth import DepthAnalysis
 from agmc_onnx.groups.find import ChannelGroup
+from agmc_onnx.importance import IMPORTANCE_NAMES, ChannelScores
 
 __all__ = [
     "PruningPlan",
@@ -19,10 +20,7 @@ __all__ = [
     "select_channels",
     "uniform_plan",
     "kept_unit_count",
-    "IMPORTANCE",
 ]
-
-IMPORTANCE = ("l1", "l2")
 
 
 @dataclass(frozen=True)
@@ -44,8 +42,10 @@ class PruningPlan:
                 raise PlanError(f"keep ratio of group '{key}' is {ratio!r}; it must be in [0, 1]")
         if int(self.round_to) < 1:
             raise PlanError(f"round_to is {self.round_to}; it must be a positive integer")
-        if self.importance not in IMPORTANCE:
-            raise PlanError(f"importance '{self.importance}' is unknown; use one of {', '.join(IMPORTANCE)}")
+        if self.importance not in IMPORTANCE_NAMES:
+            raise PlanError(
+                f"importance '{self.importance}' is unknown; use one of {', '.join(IMPORTANCE_NAMES)}"
+            )
 
     def to_json(self) -> str:
         return json.dumps(
@@ -131,9 +131,13 @@ def _resolve(groups: Sequence[ChannelGroup], key: str) -> ChannelGroup:
 
 
 def select_channels(
-    plan: PruningPlan, groups: Sequence[ChannelGroup], depth: DepthAnalysis | None = None
+    plan: PruningPlan,
+    groups: Sequence[ChannelGroup],
+    scores: ChannelScores,
+    depth: DepthAnalysis | None = None,
 ) -> ChannelSelection:
-    """Keep the most important units of each group; pinned groups may only keep everything.
+    """Keep the highest-scoring units of each group (``scores`` from ``importance.channel_scores``);
+    pinned groups may only keep everything.
 
     A keep ratio of 0 deletes the residual branch of a removable group (``depth`` says which).
     """
@@ -153,9 +157,8 @@ def select_channels(
         n_keep = kept_unit_count(group, float(ratio), plan.round_to)
         if n_keep >= group.n_units:
             continue
-        scores = group.importance_l1 if plan.importance == "l1" else group.importance_l2
         # Stable ordering: equal scores keep the lower index, so selections are reproducible.
-        order = np.argsort(-scores, kind="stable")
+        order = np.argsort(-np.asarray(scores[group.id]), kind="stable")
         keep_units[group.id] = tuple(sorted(int(i) for i in order[:n_keep]))
     return ChannelSelection(keep_units, tuple(removed))
 

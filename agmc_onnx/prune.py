@@ -9,6 +9,7 @@ import onnx
 
 from agmc_onnx.analysis import ModelAnalysis, analyze_model
 from agmc_onnx.graph.counting import ModelCost, count_cost
+from agmc_onnx.importance import Importance, channel_scores
 from agmc_onnx.passes.base import PassManager
 from agmc_onnx.passes.cleanup import CleanupPass
 from agmc_onnx.passes.infer_shapes import InferShapesPass
@@ -43,11 +44,18 @@ def prune_model(
     model: onnx.ModelProto,
     plan: PruningPlan | ChannelSelection,
     analysis: ModelAnalysis | None = None,
+    importance: Importance | None = None,
 ) -> PruneResult:
-    """Prune ``model`` (never modified) by a plan of keep ratios or by explicit kept units."""
+    """Prune ``model`` (never modified) by a plan of keep ratios or by explicit kept units.
+
+    A plan's units are ranked by ``importance`` (default: the criterion the plan names)."""
     start = time.perf_counter()
     analysis = analysis or analyze_model(model)
-    selection = plan if isinstance(plan, ChannelSelection) else select_channels(plan, analysis.groups, analysis.depth)
+    if isinstance(plan, ChannelSelection):
+        selection = plan
+    else:
+        scores = channel_scores(analysis, importance or plan.importance)
+        selection = select_channels(plan, analysis.groups, scores, analysis.depth)
     pruned, stats = apply_selection(analysis, selection)
     return PruneResult(
         model=pruned,

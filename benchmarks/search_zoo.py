@@ -22,7 +22,7 @@ from agmc_onnx.cost import create_session
 from agmc_onnx.data import load_splits, spec_from_model
 from agmc_onnx.evaluate import evaluate_accuracy
 from agmc_onnx.io import load_model
-from agmc_onnx.plan import select_channels, uniform_plan
+from agmc_onnx.plan import uniform_plan
 from agmc_onnx.prune import apply_selection
 from agmc_onnx.search import AccuracyReward, DDPGConfig, RewardConfig, SearchConfig, search_model
 
@@ -37,7 +37,7 @@ def eval_cost(analysis, reward: AccuracyReward) -> dict:
     """Seconds of one uncached reward evaluation (prune + BN re-estimation + 1,000 images), median of 3."""
     times = []
     for keep_ratio in (0.6, 0.7, 0.8):
-        selection = select_channels(uniform_plan(analysis.groups, keep_ratio, 8), analysis.groups)
+        selection = reward.selection_of(uniform_plan(analysis.groups, keep_ratio, 8))
         started = time.perf_counter()
         apply_selection(analysis, selection)
         prune_s = time.perf_counter() - started
@@ -50,7 +50,7 @@ def eval_cost(analysis, reward: AccuracyReward) -> dict:
 
 def test_scores(result, test, spec, with_plain: bool) -> dict:
     reward, plan = result.reward, result.plan
-    selection = select_channels(plan, reward.analysis.groups)
+    selection = reward.selection_of(plan)
     plain, _ = apply_selection(reward.analysis, selection)
     # Scored with re-estimated statistics even when the search's reward went without them.
     recalibrating = AccuracyReward(reward.analysis, reward.dataset, spec, RewardConfig(recalibrate_bn=True))

@@ -11,7 +11,8 @@ from agmc_onnx.analysis import analyze_model
 from agmc_onnx.cli.options import model_argument
 from agmc_onnx.errors import PlanError
 from agmc_onnx.io import load_model, save_model
-from agmc_onnx.plan import IMPORTANCE, PruningPlan, uniform_plan
+from agmc_onnx.importance import DATA_IMPORTANCE, IMPORTANCE_NAMES, Importance, build_importance
+from agmc_onnx.plan import PruningPlan, uniform_plan
 from agmc_onnx.prune import prune_model
 from agmc_onnx.validate import validate_pruned
 
@@ -32,16 +33,48 @@ def _read_plan(path: Path, round_to: int | None, importance: str | None) -> Prun
     )
 
 
-def _recalibrated(original, pruned, data: Path):
-    from agmc_onnx.data import load_split, spec_from_model
+def _training_images(original, data: Path | None):
+    """(dataset, preprocessing) of the training split of ``data``, checked against the model."""
+    if data is None:
+        return None
+    from agmc_onnx.data import check_images_fit, load_split, spec_from_model
+
+    spec = spec_from_model(original)
+    dataset = load_split(data, "train", spec)
+    check_images_fit(dataset.images, spec, str(data))
+    return dataset, spec
+
+
+def _importance(name: str | None, plan: PruningPlan, training) -> Importance | None:
+    """The ranking criterion; ``taylor`` draws its labelled batches from the calibration data."""
+    name = name or plan.importance
+    if name not in DATA_IMPORTANCE:
+        return None
+    if training is None:
+        raise click.UsageError(f"--importance {name} needs images: give --reconstruct DATA or --calibrate DATA")
+    from agmc_onnx.search.recalibrate import calibration_batches
+
+    dataset, spec = training
+    rows, batches = calibration_batches(dataset, spec, n_images=256, batch_size=64)
+    return build_importance(name, batches, [dataset.labels[r] for r in rows])
+
+
+def _finish(original, analysis, result, training, reconstruct: bool, n_images: int | None):
+    """BN re-estimation, or least-squares reconstruction then BN re-estimation; checked like any output."""
     from agmc_onnx.search.recalibrate import calibration_batches, recalibrate_batchnorm
     from agmc_onnx.validate import check_written_model
 
-    spec = spec_from_model(original)
-    _, batches = calibration_batches(load_split(data, "train", spec), spec)
-    recalibrated = recalibrate_batchnorm(pruned, batches)
-    check_written_model(original, recalibrated)
-    return recalibrated
+    dataset, spec = training
+    if reconstruct:
+        from agmc_onnx.reconstruct.run import ReconstructConfig, reconstruct_pruned
+
+        config = ReconstructConfig(calibration_images=n_images)
+        model = reconstruct_pruned(analysis, result.selection, result.model, dataset, spec, config).model
+    else:
+        _, batches = calibration_batches(dataset, spec, n_images or 256)
+        model = recalibrate_batchnorm(result.model, batches)
+    check_written_model(original, model)
+    return model
 
 
 def _fmt(before: float, after: float, unit: str = "") -> str:
@@ -69,7 +102,7 @@ def _fmt(before: float, after: float, unit: str = "") -> str:
     default=None,
     help="Round kept channel counts up to a multiple of this (default 1, or the file's).",
 )
-@click.option("--importance", type=click.Choice(IMPORTANCE), default=None, help="Channel ranking (default l1).")
+@click.option("--importance", type=click.Choice(IMPORTANCE_NAMES), default=None, help="Channel ranking (default l1).")
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="Where to write the model.")
 @click.option(
     "--calibrate",
@@ -78,6 +111,21 @@ def _fmt(before: float, after: float, unit: str = "") -> str:
     default=None,
     help="Re-estimate BatchNormalization statistics on 256 class-balanced training images of this dataset "
     "(without it a pruned model's accuracy collapses until it is fine-tuned).",
+)
+@click.option(
+    "--reconstruct",
+    "reconstruction_data",
+    type=click.Path(exists=True, path_type=Path),
+    default=None,
+    help="Re-fit every layer that lost input channels by least squares so it reproduces the original on "
+    "class-balanced training images of this dataset, then re-estimate BatchNormalization statistics.",
+)
+@click.option(
+    "--calibration-images",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Images for --calibrate (default 256) or --reconstruct (default 256, more when a layer has more "
+    "unknown weights).",
 )
 @click.option("--no-validate", is_flag=True, help="Skip the equivalence oracle (the checker still runs).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
@@ -89,6 +137,8 @@ def command(
     importance: str | None,
     output: Path,
     calibration_data: Path | None,
+    reconstruction_data: Path | None,
+    calibration_images: int | None,
     no_validate: bool,
     as_json: bool,
 ) -> None:
@@ -97,7 +147,10 @@ def command(
         raise click.UsageError("give exactly one of --keep or --ratios")
     if output.exists() and model_path.exists() and output.resolve() == model_path.resolve():
         raise click.UsageError("the output must not overwrite the input model")
+    if calibration_data is not None and reconstruction_data is not None:
+        raise click.UsageError("give one of --calibrate or --reconstruct (reconstruction re-estimates BN too)")
     original = load_model(model_path)
+    training = _training_images(original, reconstruction_data or calibration_data)
     analysis = analyze_model(original)
     if not analysis.prunable_groups:
         raise PlanError(f"{model_path} has no prunable channel group (run `agmc-onnx inspect` to see why)")
@@ -106,12 +159,12 @@ def command(
         plan = PruningPlan(plan.keep_ratios, plan.round_to, importance or "l1")
     else:
         plan = _read_plan(ratios_file, round_to, importance)
-    result = prune_model(original, plan, analysis=analysis)
+    result = prune_model(original, plan, analysis=analysis, importance=_importance(importance, plan, training))
     if not no_validate:
         validate_pruned(original, analysis, result.selection, result.model)
     pruned = result.model
-    if calibration_data is not None:
-        pruned = _recalibrated(original, pruned, calibration_data)
+    if training is not None:
+        pruned = _finish(original, analysis, result, training, reconstruction_data is not None, calibration_images)
     save_model(pruned, output)
     summary = {
         "output": str(output),
@@ -121,7 +174,8 @@ def command(
         "pruned_groups": len(result.selection.keep_units),
         "removed_branches": list(result.selection.removed_branches),
         "validated": not no_validate,
-        "batchnorm_recalibrated": calibration_data is not None,
+        "batchnorm_recalibrated": training is not None,
+        "reconstructed": reconstruction_data is not None,
         "seconds": result.seconds,
     }
     if as_json:

@@ -286,3 +286,9 @@ CATALOGUE: dict[str, Callable[[], onnx.ModelProto]] = {
         unsupported_op,
     )
 }
+
+
+def linear_pair() -> onnx.ModelProto:
+    """Two convolutions with nothing between them: the second is linear in the first's channels."""
+    net = TinyNet("linear_pair")
+    return net.build(net.conv(net.conv("input", 3, 8), 8, 4))

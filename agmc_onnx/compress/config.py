@@ -34,6 +34,8 @@ class CompressConfig:
     reward_size: int = 1000
     test_size: int = 1000  # only used when the data has no separate test split
     distill: bool = True
+    # Least-squares re-fit of the pruned layers before fine-tuning (BN re-estimation only when off).
+    reconstruct: bool = True
     seed: int = 0
 
     def __post_init__(self) -> None:

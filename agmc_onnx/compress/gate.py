@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from agmc_onnx.analysis import ModelAnalysis
 from agmc_onnx.compress.report import GateResult
+from agmc_onnx.importance import channel_scores
 from agmc_onnx.plan import PruningPlan, select_channels
 
 __all__ = ["evaluate_gate", "group_channels"]
@@ -26,7 +27,7 @@ def evaluate_gate(
 
 
 def group_channels(analysis: ModelAnalysis, plan: PruningPlan) -> list[dict]:
-    selection = select_channels(plan, analysis.groups, analysis.depth)
+    selection = select_channels(plan, analysis.groups, channel_scores(analysis, plan.importance), analysis.depth)
     rows = []
     for group in analysis.prunable_groups:
         kept_units = len(selection.keep_units.get(group.id, range(group.n_units)))

@@ -23,6 +23,7 @@ from agmc_onnx.graph.counting import count_cost
 from agmc_onnx.io import load_model, save_model
 from agmc_onnx.progress import ProgressFn, StageEvent, report
 from agmc_onnx.prune import prune_model
+from agmc_onnx.reconstruct.run import reconstruct_pruned
 from agmc_onnx.search import search_model
 from agmc_onnx.search.run import SearchResult
 from agmc_onnx.validate import check_written_model, validate_pruned
@@ -111,7 +112,13 @@ class _Stages:
         self.tell("prune", "pruning with the best policy and checking the oracle")
         result = prune_model(self.model, search.plan, analysis=self.analysis)
         validate_pruned(self.model, self.analysis, result.selection, result.model)
-        pruned = search.reward.recalibrated(result.model)
+        if self.config.reconstruct:
+            self.tell("reconstruct", "re-fitting the layers that lost input channels by least squares")
+            pruned = reconstruct_pruned(
+                self.analysis, result.selection, result.model, self.splits.finetune, self.spec
+            ).model
+        else:
+            pruned = search.reward.recalibrated(result.model)
         check_written_model(self.model, pruned)
         top1 = self.test_top1(pruned)
         save_model(pruned, path)

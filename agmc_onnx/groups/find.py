@@ -22,7 +22,8 @@ class ChannelGroup:
     """Channels that must be pruned together, with what they touch and how much each one matters.
 
     The group's selectable items are *units*: a unit is one channel, or a whole conv group where a
-    grouped convolution forces its channels to go together. ``importance_l1[i]`` belongs to unit i.
+    grouped convolution forces its channels to go together; ``unit_roots[i]`` is unit i's channel root.
+    How much each unit matters is not the group's business: see ``agmc_onnx.importance``.
     """
 
     id: str
@@ -36,8 +37,6 @@ class ChannelGroup:
     macs: int = 0
     params: int = 0
     pin_reason: str | None = None
-    importance_l1: np.ndarray = field(default=None, repr=False, compare=False)
-    importance_l2: np.ndarray = field(default=None, repr=False, compare=False)
     unit_width: int = 1  # positions per unit in the first producer's output
 
     @property
@@ -134,7 +133,6 @@ def build_groups(flow: ChannelFlow, graph: gs.Graph, layers: Mapping[str, LayerI
             for r in np.unique(tensor_roots[edit.tensor]).tolist():
                 if r in root_group:
                     consumers_of[root_group[r]].add(edit.node)
-    l1, l2 = _unit_importance(flow, graph, tensor_roots)
     groups = []
     for index, producers in enumerate(producer_lists):
         primary = tensor_roots[flow.producers[producers[0]]]
@@ -155,32 +153,7 @@ def build_groups(flow: ChannelFlow, graph: gs.Graph, layers: Mapping[str, LayerI
                 macs=sum(layers[n].macs for n in touched if layers[n].op_type in WEIGHTED_OPS),
                 params=sum(layers[n].params for n in touched),
                 pin_reason=reasons[0] if reasons else None,
-                importance_l1=np.array([l1.get(u, 0.0) for u in units]),
-                importance_l2=np.sqrt(np.array([l2.get(u, 0.0) for u in units])),
                 unit_width=max(1, len(primary) // max(1, len(np.unique(primary)))),
             )
         )
     return tuple(groups)
-
-
-def _unit_importance(
-    flow: ChannelFlow, graph: gs.Graph, tensor_roots: Mapping[str, np.ndarray]
-) -> tuple[dict[int, float], dict[int, float]]:
-    """L1 and squared L2 of all weights of each unit, summed over coupled producers and consumers."""
-    nodes = {node.name: node for node in graph.nodes}
-    l1: dict[int, float] = {}
-    l2: dict[int, float] = {}
-    for edit in flow.edits:
-        if not (isinstance(edit, SliceConstant) and edit.is_weight):
-            continue
-        values = np.asarray(nodes[edit.node].inputs[edit.input_index].values, dtype=np.float64)
-        moved = np.moveaxis(values, edit.axis, 0).reshape(values.shape[edit.axis], -1)
-        roots = tensor_roots[edit.tensor]
-        if len(roots) != moved.shape[0]:
-            continue  # grouped conv weight rows follow outputs only; covered by the output edit
-        per_position_l1 = np.abs(moved).sum(axis=1)
-        per_position_l2 = np.square(moved).sum(axis=1)
-        for root, a, b in zip(roots.tolist(), per_position_l1.tolist(), per_position_l2.tolist()):
-            l1[root] = l1.get(root, 0.0) + a
-            l2[root] = l2.get(root, 0.0) + b
-    return l1, l2

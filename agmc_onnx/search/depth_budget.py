@@ -44,7 +44,8 @@ def fit_removal_savings(
     """``fit`` whose cost model credits each deleted branch with its operators' measured overhead."""
     if not removable:
         return fit
-    selection = select_channels(PruningPlan({g: 0.0 for g in removable}), analysis.groups, analysis.depth)
+    # Every ratio is 0: whole branches go, so no channel ranking is needed.
+    selection = select_channels(PruningPlan({g: 0.0 for g in removable}), analysis.groups, {}, analysis.depth)
     shallow, _ = apply_selection(analysis, selection)
     measured_ms = measure_latency(shallow, fit.target, min_seconds=min_seconds).median_ms
     macs = fit.cost_model.macs

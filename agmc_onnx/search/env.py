@@ -16,6 +16,8 @@ import numpy as np
 
 from agmc_onnx.groups.depth import DepthAnalysis
 from agmc_onnx.groups.find import ChannelGroup
+from agmc_onnx.errors import PlanError
+from agmc_onnx.importance import ChannelScores
 from agmc_onnx.plan import ChannelSelection, PruningPlan, select_channels
 from agmc_onnx.search.budget import ActionWall
 
@@ -42,10 +44,12 @@ class PruningEnv:
         center_keep_ratio: float | None = None,
         depth_threshold: float | None = None,
         depth: DepthAnalysis | None = None,
+        scores: ChannelScores | None = None,
     ) -> None:
         self.groups = tuple(groups)
         self.depth_threshold = depth_threshold
         self.depth = depth
+        self.scores = scores  # per-unit scores under ``importance``; needed by ``selection``
         self.center_keep_ratio = center_keep_ratio
         self.wall = wall
         self.importance = importance
@@ -145,4 +149,6 @@ class PruningEnv:
         )
 
     def selection(self, keep_counts: Sequence[int]) -> ChannelSelection:
-        return select_channels(self.plan(keep_counts), self.groups, self.depth)
+        if self.scores is None:
+            raise PlanError("the pruning environment was built without channel scores; it cannot select")
+        return select_channels(self.plan(keep_counts), self.groups, self.scores, self.depth)

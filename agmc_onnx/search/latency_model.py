@@ -17,6 +17,7 @@ from agmc_onnx.analysis import ModelAnalysis
 from agmc_onnx.cost.latency import measure_latency
 from agmc_onnx.groups.find import ChannelGroup
 from agmc_onnx.groups.macs_model import MacsModel
+from agmc_onnx.importance import channel_scores
 from agmc_onnx.plan import kept_unit_count, select_channels, uniform_plan
 from agmc_onnx.prune import apply_selection
 from agmc_onnx.search.budget import CostModel
@@ -64,7 +65,8 @@ def fit_latency_model(
             keep[order[group.id]] = kept_unit_count(group, keep_ratio, round_to) / group.n_units
         model = analysis.model
         if keep_ratio < 1.0:
-            selection = select_channels(uniform_plan(groups, keep_ratio, round_to), analysis.groups)
+            plan = uniform_plan(groups, keep_ratio, round_to)
+            selection = select_channels(plan, analysis.groups, channel_scores(analysis, plan.importance))
             model, _ = apply_selection(analysis, selection)
         measured.append(measure_latency(model, target, min_seconds=min_seconds).median_ms)
         rows.append(_class_macs(unit_cost, keep))

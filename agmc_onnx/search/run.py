@@ -13,6 +13,7 @@ import onnx
 
 from agmc_onnx.analysis import ModelAnalysis
 from agmc_onnx.errors import PreconditionError
+from agmc_onnx.importance import Importance, channel_scores
 from agmc_onnx.plan import PruningPlan
 from agmc_onnx.search.agent import DDPGConfig, scaled_warmup
 from agmc_onnx.search.budget import ActionWall, CostModel, macs_wall, one_budget, uniform_keep_ratio
@@ -148,6 +149,7 @@ def run_search(
     run_dir: str | Path | None = None,
     resume: bool = False,
     progress: ProgressFn | None = None,
+    importance: Importance | None = None,
 ) -> SearchResult:
     """Search keep ratios of the prunable groups under the budget; the best episode becomes the plan."""
     started = time.perf_counter()
@@ -158,7 +160,10 @@ def run_search(
     checkpoint = directory.start(_identity(analysis, config), resume) if directory else None
     wall, fit = _budget(analysis, groups, config, checkpoint)
     center = uniform_keep_ratio(wall)[0] if config.action_center == "uniform" else None
-    env = PruningEnv(groups, wall, config.importance, center, config.depth_threshold, analysis.depth)
+    scores = channel_scores(analysis, importance or config.importance)
+    env = PruningEnv(
+        groups, wall, config.importance, center, config.depth_threshold, analysis.depth, scores=scores
+    )
     policy = make_policy(config.policy, analysis, groups, env, config.seed, config.ddpg, config.encoder)
     encoder_loss = tuple(getattr(policy, "encoder_history", ()))
     state = _Progress()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import graphlib
 import heapq
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import onnx
@@ -25,7 +25,9 @@ from agmc_onnx.torch_exec.initializers import InitializerRole, plan_initializers
 from agmc_onnx.torch_exec.ops import DEFAULT_DOMAINS, build_registry
 from agmc_onnx.torch_exec.registry import OpContext, OpFn, OpRegistry
 
-__all__ = ["OnnxModule"]
+__all__ = ["OnnxModule", "BeforeNode"]
+
+BeforeNode = Callable[[str, list], "list | None"]
 
 
 @dataclass(frozen=True)
@@ -183,6 +185,11 @@ class OnnxModule(nn.Module):
         return tuple(steps)
 
     def forward(self, *inputs: torch.Tensor):
+        return self.run(inputs)
+
+    def run(self, inputs: Sequence[torch.Tensor], before_node: BeforeNode | None = None):
+        """``forward``, with an optional ``before_node(node_name, args) -> args | None`` called before each
+        node; a list it returns replaces the node's arguments (a rewrite of weights mid-forward)."""
         if len(inputs) != len(self.input_names):
             raise ValueError(
                 f"expected {len(self.input_names)} inputs {list(self.input_names)}, got {len(inputs)}"
@@ -192,7 +199,10 @@ class OnnxModule(nn.Module):
         values.update(zip(self.input_names, inputs))
         for step in self._steps:
             args = [values[name] if name else None for name in step.inputs]
-            outputs = step.fn(args, step.attrs, step.train_ctx if self.training else step.eval_ctx)
+            context = step.train_ctx if self.training else step.eval_ctx
+            if before_node is not None:
+                args = before_node(context.node_name, args) or args
+            outputs = step.fn(args, step.attrs, context)
             for name, value in zip(step.outputs, outputs):
                 if name:
                     values[name] = value

@@ -10,6 +10,7 @@ import tiny_models
 
 from agmc_onnx.analysis import analyze_model
 from agmc_onnx.errors import ValidationError
+from agmc_onnx.importance import channel_scores
 from agmc_onnx.plan import ChannelSelection, PruningPlan, select_channels, uniform_plan
 from agmc_onnx.prune import prune_model
 from agmc_onnx.validate import compare_outputs, masked_reference, random_inputs, validate_pruned
@@ -58,7 +59,7 @@ def test_residual_add_shares_keep_indices():
     stream = max(analysis.groups, key=lambda g: len(g.producers))
     assert len(stream.producers) == 5  # the stem conv and the last conv of each of the 4 blocks
     kept = analysis.kept_positions(
-        select_channels(uniform_plan(analysis.groups, 0.5), analysis.groups).dropped_roots(analysis.groups)
+        select_channels(uniform_plan(analysis.groups, 0.5), analysis.groups, channel_scores(analysis)).dropped_roots(analysis.groups)
     )
     outputs = {n.name: n.output[0] for n in analysis.model.graph.node}
     kept_sets = {tuple(kept[outputs[p]].tolist()) for p in stream.producers}
@@ -146,7 +147,7 @@ def test_importance_sums_producer_and_consumer_weights():
     graph = gs.import_onnx(analysis.model)
     w1, w2 = [n.inputs[1].values for n in graph.nodes if n.op == "Conv"]
     expected = np.abs(w1).reshape(8, -1).sum(1) + np.abs(w2).transpose(1, 0, 2, 3).reshape(8, -1).sum(1)
-    np.testing.assert_allclose(analysis.groups[0].importance_l1, expected, rtol=1e-5)
+    np.testing.assert_allclose(channel_scores(analysis, "l1")["g0"], expected, rtol=1e-5)
 
 
 def test_round_to_rounds_kept_channels_up():

@@ -78,7 +78,7 @@ def test_zero_ratio_for_a_group_outside_any_branch_names_why(builder, reason):
     analysis = analyze_model(builder())
     group = analysis.prunable_groups[0]
     with pytest.raises(PlanError, match=f"group '{group.id}' .* cannot have keep ratio 0: {reason}"):
-        select_channels(PruningPlan({group.id: 0.0}), analysis.groups, analysis.depth)
+        select_channels(PruningPlan({group.id: 0.0}), analysis.groups, {}, analysis.depth)
 
 
 def test_removed_branch_equals_original_with_branch_output_zeroed():

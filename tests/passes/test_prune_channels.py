@@ -14,12 +14,13 @@ from agmc_onnx.passes.base import PassManager
 from agmc_onnx.passes.cleanup import CleanupPass
 from agmc_onnx.passes.fold_constants import FoldConstantsPass, NameNodesPass
 from agmc_onnx.passes.prune_channels import PruneChannelsPass
+from agmc_onnx.importance import channel_scores
 from agmc_onnx.plan import select_channels, uniform_plan
 
 
 def _pass_for(model, keep_ratio: float):
     analysis = analyze_model(model)
-    selection = select_channels(uniform_plan(analysis.groups, keep_ratio), analysis.groups)
+    selection = select_channels(uniform_plan(analysis.groups, keep_ratio), analysis.groups, channel_scores(analysis))
     kept = analysis.kept_positions(selection.dropped_roots(analysis.groups))
     lengths = {name: len(analysis.flow.tensors[name]) for name in kept}
     return analysis, PruneChannelsPass(analysis.flow.edits, kept, lengths)

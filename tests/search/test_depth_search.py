@@ -9,6 +9,7 @@ from trained_models import shared_model_path
 
 from agmc_onnx.analysis import analyze_model
 from agmc_onnx.groups.macs_model import MacsModel
+from agmc_onnx.importance import channel_scores
 from agmc_onnx.io import load_model
 from agmc_onnx.prune import prune_model
 from agmc_onnx.search.budget import ActionWall, CostModel
@@ -29,7 +30,8 @@ def _env(analysis, keep_macs: float, savings=None) -> PruningEnv:
     cost = CostModel(macs, np.ones_like(macs.layer_macs), removal_savings=savings)
     removable = frozenset(analysis.depth.removable_groups)
     wall = ActionWall(search_order(analysis), cost, keep_macs * cost.full_cost, 0.2, 1, removable)
-    return PruningEnv(wall.groups, wall, depth_threshold=THRESHOLD, depth=analysis.depth)
+    scores = channel_scores(analysis)
+    return PruningEnv(wall.groups, wall, depth_threshold=THRESHOLD, depth=analysis.depth, scores=scores)
 
 
 def test_action_below_threshold_removes_only_removable_groups(resnet20):

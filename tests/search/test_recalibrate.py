@@ -17,6 +17,7 @@ from agmc_onnx.errors import PreconditionError
 from agmc_onnx.evaluate import evaluate_accuracy
 from agmc_onnx.io import load_model
 from agmc_onnx.models.zoo import demo_data_path
+from agmc_onnx.importance import channel_scores
 from agmc_onnx.plan import select_channels, uniform_plan
 from agmc_onnx.prune import apply_selection
 from agmc_onnx.search.recalibrate import batchnorm_nodes, recalibrate_batchnorm
@@ -66,7 +67,7 @@ def test_recalibration_restores_accuracy_of_a_pruned_trained_model():
     spec = spec_from_model(model)
     dataset = load_splits(demo_data_path(), spec, reward_size=256).reward
     analysis = analyze_model(model)
-    selection = select_channels(uniform_plan(analysis.groups, 0.6), analysis.groups)
+    selection = select_channels(uniform_plan(analysis.groups, 0.6), analysis.groups, channel_scores(analysis))
     pruned, _ = apply_selection(analysis, selection)
     batches = [to_model_input(dataset.images[:128], spec), to_model_input(dataset.images[128:], spec)]
     plain = evaluate_accuracy(pruned, dataset, spec).top1

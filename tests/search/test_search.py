@@ -13,6 +13,7 @@ from agmc_onnx.analysis import analyze_model
 from agmc_onnx.data import load_splits, sample_subset, spec_from_model
 from agmc_onnx.io import load_model
 from agmc_onnx.models.zoo import demo_data_path
+from agmc_onnx.importance import channel_scores
 from agmc_onnx.plan import PruningPlan, select_channels
 from agmc_onnx.prune import apply_selection
 from agmc_onnx.search import AccuracyReward, DDPGConfig, EncoderConfig, RunDirectory, SearchConfig, run_search
@@ -55,7 +56,7 @@ def test_every_policy_meets_the_budget_and_yields_a_valid_pruned_model(resnet20,
     assert result.best_reward == max(r.reward for r in result.records)
     plan = PruningPlan.from_json(result.plan.to_json())  # what `agmc-onnx prune --ratios` reads
     assert plan.keep_ratios == result.plan.keep_ratios and plan.round_to == 8
-    selection = select_channels(plan, analysis.groups)
+    selection = select_channels(plan, analysis.groups, channel_scores(analysis))
     pruned, _ = apply_selection(analysis, selection)
     assert validate_pruned(model, analysis, selection, pruned).passed
     assert all(len(keep) % 8 == 0 for keep in selection.keep_units.values())

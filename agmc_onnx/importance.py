@@ -1,0 +1,219 @@
+"""Channel importance as a plug-in: one method from a channel group to one score per unit.
+
+Selection keeps the highest-scoring units of each group (``plan.select_channels``). Every criterion sees
+the whole group, producers and consumers together: a unit's score sums over every weight slice that
+belongs to it (the producer's output filters, each consumer's input slices), as Torch-Pruning's
+group importance does.
+
+- ``l1`` / ``l2``: magnitude of those weights.
+- ``random``: a seeded draw (the baseline every criterion must beat).
+- ``taylor``: first-order Taylor estimate of the loss change when the unit is removed,
+  ``Σ |w · ∂L/∂w|`` with gradients accumulated through the torch executor on a few labelled batches.
+- ``reconstruction``: greedy, ThiNet-style removal order by what the next layers lose on calibration
+  images (``agmc_onnx.reconstruct.importance``).
+"""
+
+from __future__ import annotations
+
+import abc
+import hashlib
+from collections.abc import Callable, Mapping, Sequence
+
+import numpy as np
+from onnx import numpy_helper
+
+from agmc_onnx.analysis import ModelAnalysis
+from agmc_onnx.errors import PlanError
+from agmc_onnx.groups.find import ChannelGroup
+from agmc_onnx.groups.flow import SliceConstant
+
+__all__ = [
+    "Importance",
+    "MagnitudeImportance",
+    "RandomImportance",
+    "TaylorImportance",
+    "ChannelScores",
+    "IMPORTANCE_NAMES",
+    "DATA_IMPORTANCE",
+    "importance_by_name",
+    "build_importance",
+    "channel_scores",
+    "root_sums",
+]
+
+ChannelScores = Mapping[str, np.ndarray]  # group id -> one score per unit
+
+IMPORTANCE_NAMES = ("l1", "l2", "random", "taylor", "reconstruction")
+DATA_IMPORTANCE = frozenset({"taylor", "reconstruction"})  # criteria that need calibration images
+
+
+class Importance(abc.ABC):
+    """``importance(analysis, group) -> scores``: one non-negative score per unit, higher means keep."""
+
+    name: str = ""
+
+    @abc.abstractmethod
+    def __call__(self, analysis: ModelAnalysis, group: ChannelGroup) -> np.ndarray:
+        """Scores of ``group``'s units (shape ``[group.n_units]``)."""
+
+
+def root_sums(
+    analysis: ModelAnalysis, values_of: Callable[[str], np.ndarray], power: int = 1
+) -> dict[int, float]:
+    """Σ |v|^power over every weight slice of each unit root, where ``values_of(initializer)`` gives v.
+
+    Producer weights are sliced along their output axis, consumer weights along their input axis; a
+    position of the sliced tensor belongs to the unit of its channel's root.
+    """
+    nodes = {node.name: node for node in analysis.model.graph.node}
+    sums: dict[int, float] = {}
+    for edit in analysis.flow.edits:
+        if not (isinstance(edit, SliceConstant) and edit.is_weight):
+            continue
+        values = np.asarray(values_of(nodes[edit.node].input[edit.input_index]), dtype=np.float64)
+        moved = np.moveaxis(values, edit.axis, 0).reshape(values.shape[edit.axis], -1)
+        roots = analysis.flow.roots(analysis.flow.tensors[edit.tensor].atoms)
+        if len(roots) != moved.shape[0]:
+            continue  # grouped conv weight rows follow outputs only; covered by the output edit
+        per_position = np.power(np.abs(moved), power).sum(axis=1)
+        for root, value in zip(roots.tolist(), per_position.tolist()):
+            sums[root] = sums.get(root, 0.0) + value
+    return sums
+
+
+class _PerRootImportance(Importance):
+    """An importance whose unit scores are per-root sums computed once per analysed model."""
+
+    def __init__(self) -> None:
+        self._cache: tuple[ModelAnalysis, dict[int, float]] | None = None
+
+    @abc.abstractmethod
+    def _root_scores(self, analysis: ModelAnalysis) -> dict[int, float]:
+        """Score of every unit root of the model."""
+
+    def __call__(self, analysis: ModelAnalysis, group: ChannelGroup) -> np.ndarray:
+        if self._cache is None or self._cache[0] is not analysis:
+            self._cache = (analysis, self._root_scores(analysis))
+        sums = self._cache[1]
+        return np.array([sums.get(int(root), 0.0) for root in group.unit_roots.tolist()])
+
+
+def _initializers(analysis: ModelAnalysis) -> dict[str, np.ndarray]:
+    return {init.name: numpy_helper.to_array(init) for init in analysis.model.graph.initializer}
+
+
+class MagnitudeImportance(_PerRootImportance):
+    """L1 (``p=1``) or L2 (``p=2``) norm of all weights of each unit."""
+
+    def __init__(self, p: int = 1) -> None:
+        super().__init__()
+        if p not in (1, 2):
+            raise PlanError(f"magnitude importance takes p = 1 or 2, got {p}")
+        self.p = p
+        self.name = f"l{p}"
+
+    def _root_scores(self, analysis: ModelAnalysis) -> dict[int, float]:
+        sums = root_sums(analysis, _initializers(analysis).__getitem__, self.p)
+        return sums if self.p == 1 else {root: float(np.sqrt(v)) for root, v in sums.items()}
+
+
+class RandomImportance(Importance):
+    """Seeded random scores, the same for the same group and seed."""
+
+    name = "random"
+
+    def __init__(self, seed: int = 0) -> None:
+        self.seed = seed
+
+    def __call__(self, analysis: ModelAnalysis, group: ChannelGroup) -> np.ndarray:
+        digest = int(hashlib.sha1(f"{self.seed}:{group.id}".encode()).hexdigest()[:8], 16)
+        return np.random.default_rng(digest).random(group.n_units)
+
+
+class TaylorImportance(_PerRootImportance):
+    """First-order Taylor: Σ |w · ∂L/∂w| over the unit's weights, gradients of the cross-entropy on
+    ``batches`` (model inputs) and ``labels`` through the torch executor, computed once per model."""
+
+    name = "taylor"
+
+    def __init__(
+        self, batches: Sequence[np.ndarray], labels: Sequence[np.ndarray], loss: Callable | None = None
+    ) -> None:
+        super().__init__()
+        self.loss = loss  # (logits, labels) -> scalar tensor; cross-entropy by default
+        if not batches:
+            raise PlanError("taylor importance needs at least one labelled calibration batch")
+        self.batches = tuple(batches)
+        self.labels = tuple(labels)
+
+    def _root_scores(self, analysis: ModelAnalysis) -> dict[int, float]:
+        products = _taylor_products(analysis, self.batches, self.labels, self.loss)
+        return root_sums(analysis, products.__getitem__, 1)
+
+
+def _taylor_products(
+    analysis: ModelAnalysis,
+    batches: Sequence[np.ndarray],
+    labels: Sequence[np.ndarray],
+    loss_fn: Callable | None = None,
+) -> dict[str, np.ndarray]:
+    """w · Σ_batches ∂L/∂w for every trainable initializer, by ONNX name."""
+    import torch
+
+    from agmc_onnx.torch_exec import OnnxModule
+
+    loss_fn = loss_fn or torch.nn.functional.cross_entropy
+    module = OnnxModule(analysis.model).eval()
+    for batch, label in zip(batches, labels):
+        logits = module(torch.from_numpy(np.ascontiguousarray(batch)))
+        loss_fn(logits, torch.from_numpy(np.asarray(label, dtype=np.int64))).backward()
+    products = {}
+    for name, parameter in module.onnx_parameters().items():
+        grad = parameter.grad if parameter.grad is not None else torch.zeros_like(parameter)
+        products[name] = (parameter.detach() * grad).numpy()
+    return products
+
+
+def importance_by_name(name: str, seed: int = 0) -> Importance:
+    """The data-free criteria by name; ``taylor`` and ``reconstruction`` must be built with data."""
+    if name == "l1":
+        return MagnitudeImportance(1)
+    if name == "l2":
+        return MagnitudeImportance(2)
+    if name == "random":
+        return RandomImportance(seed)
+    if name in DATA_IMPORTANCE:
+        raise PlanError(
+            f"importance '{name}' needs calibration images; give a dataset (e.g. --reconstruct DATA or "
+            "--calibrate DATA) so it can be computed"
+        )
+    raise PlanError(f"importance '{name}' is unknown; use one of {', '.join(IMPORTANCE_NAMES)}")
+
+
+def build_importance(
+    name: str, batches: Sequence[np.ndarray] = (), labels: Sequence[np.ndarray] = (), seed: int = 0
+) -> Importance:
+    """Any criterion by name; ``batches`` (model inputs) and ``labels`` feed those that need data."""
+    if name == "taylor" and batches:
+        return TaylorImportance(batches, labels)
+    if name == "reconstruction" and batches:
+        from agmc_onnx.reconstruct.importance import ReconstructionImportance
+
+        return ReconstructionImportance(batches, seed=seed)
+    return importance_by_name(name, seed)
+
+
+def channel_scores(analysis: ModelAnalysis, importance: Importance | str = "l1") -> dict[str, np.ndarray]:
+    """Scores of every prunable group's units under ``importance``."""
+    if isinstance(importance, str):
+        importance = importance_by_name(importance)
+    scores = {}
+    for group in analysis.prunable_groups:
+        values = np.asarray(importance(analysis, group), dtype=np.float64)
+        if values.shape != (group.n_units,) or not np.all(np.isfinite(values)):
+            raise PlanError(
+                f"importance '{importance.name}' gave group {group.id} scores of shape {values.shape} "
+                f"(expected ({group.n_units},), all finite)"
+            )
+        scores[group.id] = values
+    return scores

@@ -1,0 +1,1 @@
+"""Least-squares reconstruction of pruned layers: ``agmc_onnx.reconstruct.run.reconstruct_pruned``."""

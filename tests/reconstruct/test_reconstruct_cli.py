@@ -1,0 +1,69 @@
+"""``agmc-onnx prune --reconstruct``: a better pruned model, and one clear message for each bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+from click.testing import CliRunner
+from search.search_fixtures import SPEC, labelled_by_model, one_torch_thread, tiny_classifier  # noqa: F401
+
+from agmc_onnx.cli.main import cli
+from agmc_onnx.evaluate import evaluate_accuracy
+from agmc_onnx.io import load_model
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    model = tiny_classifier()
+    path = tmp_path / "tiny.onnx"
+    onnx.save(model, path)  # noqa: TID251 - test fixture
+    data = labelled_by_model(model, n_images=400)
+    npz = tmp_path / "tiny.npz"
+    np.savez(npz, x=data.images, y=data.labels)
+    return path, npz, data
+
+
+def _prune(path, out, *extra):
+    return CliRunner().invoke(cli, ["prune", str(path), "--keep", "0.5", "-o", str(out), "--json", *extra])
+
+
+def test_reconstruction_beats_batchnorm_re_estimation_alone(tiny, tmp_path):
+    path, npz, data = tiny
+    calibrated, reconstructed = tmp_path / "calibrated.onnx", tmp_path / "reconstructed.onnx"
+    assert _prune(path, calibrated, "--calibrate", str(npz)).exit_code == 0
+    result = _prune(path, reconstructed, "--reconstruct", str(npz))
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["reconstructed"] is True
+    top1 = {p.stem: evaluate_accuracy(load_model(p), data, SPEC).top1 for p in (calibrated, reconstructed)}
+    assert top1["reconstructed"] > top1["calibrated"]
+
+
+def test_taylor_importance_takes_its_batches_from_the_data(tiny, tmp_path):
+    path, npz, _ = tiny
+    result = _prune(path, tmp_path / "out.onnx", "--importance", "taylor", "--calibrate", str(npz))
+    assert result.exit_code == 0, result.output
+    missing = _prune(path, tmp_path / "none.onnx", "--importance", "taylor")
+    assert missing.exit_code == 2 and "needs images" in missing.output
+    assert not (tmp_path / "none.onnx").exists()
+
+
+def test_too_few_calibration_images_says_how_many(tiny, tmp_path):
+    path, npz, _ = tiny
+    result = _prune(path, tmp_path / "out.onnx", "--reconstruct", str(npz), "--calibration-images", "1")
+    assert result.exit_code == 1
+    assert "needs at least" in result.output and "calibration images" in result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "out.onnx").exists()
+
+
+def test_data_that_does_not_fit_the_model_is_refused(tiny, tmp_path):
+    path, _, data = tiny
+    wrong = tmp_path / "wrong.npz"
+    np.savez(wrong, x=np.zeros((40, 16, 16, 3), np.uint8), y=np.zeros(40, np.int64))
+    result = _prune(path, tmp_path / "out.onnx", "--reconstruct", str(wrong))
+    assert result.exit_code == 1
+    assert "16×16" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "out.onnx").exists()
