@@ -20,7 +20,14 @@ from google.protobuf.message import Message
 
 from agmc_onnx.errors import ModelLoadError
 
-__all__ = ["external_tensors", "read_external_data", "write_external_data", "copy_fields", "MIN_EXTERNAL_BYTES"]
+__all__ = [
+    "external_tensors",
+    "read_external_data",
+    "write_external_data",
+    "copy_fields",
+    "tensor_bytes",
+    "MIN_EXTERNAL_BYTES",
+]
 
 MIN_EXTERNAL_BYTES = 1024  # smaller tensors stay inside the model file (onnx's own default)
 _ALIGN = 4096  # page-aligned offsets let onnxruntime map the data instead of reading it
@@ -52,7 +59,8 @@ def external_tensors(model: onnx.ModelProto) -> list[onnx.TensorProto]:
     return [t for t in _graph_tensors(model.graph) if t.data_location == onnx.TensorProto.EXTERNAL]
 
 
-def _expected_bytes(tensor: onnx.TensorProto) -> int | None:
+def tensor_bytes(tensor: onnx.TensorProto) -> int | None:
+    """Bytes of the tensor's data from its type and shape (None for strings and unknown types)."""
     if tensor.data_type == onnx.TensorProto.STRING:
         return None
     try:
@@ -88,7 +96,7 @@ def _reference(tensor: onnx.TensorProto, folder: Path, source: str) -> _Referenc
         length = int(entries["length"]) if "length" in entries else size - offset
     except ValueError:
         raise ModelLoadError(f"{where} has a malformed external data offset or length") from None
-    expected = _expected_bytes(tensor)
+    expected = tensor_bytes(tensor)
     if offset < 0 or length < 0 or offset + length > size:
         raise ModelLoadError(
             f"{where}: external data file {location} is truncated "

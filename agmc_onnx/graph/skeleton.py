@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import onnx
 
-from agmc_onnx.external_data import MIN_EXTERNAL_BYTES, copy_fields
+from agmc_onnx.external_data import MIN_EXTERNAL_BYTES, copy_fields, tensor_bytes
 
 __all__ = ["weightless_copy"]
 
@@ -26,7 +26,7 @@ def weightless_copy(model: onnx.ModelProto, min_bytes: int = MIN_EXTERNAL_BYTES)
     declared = {value.name for value in model.graph.input}
     moved: set[str] = set()
     for tensor in model.graph.initializer:
-        if tensor.ByteSize() < min_bytes:  # ByteSize reads no bytes: no copy
+        if (tensor_bytes(tensor) or 0) < min_bytes:  # from the header: no byte is read or serialised
             skeleton.graph.initializer.append(tensor)
             continue
         moved.add(tensor.name)
