@@ -9,6 +9,7 @@ import onnx
 
 from agmc_onnx.analysis import ModelAnalysis, analyze_model
 from agmc_onnx.graph.counting import ModelCost, count_cost
+from agmc_onnx.graph.skeleton import weightless_copy
 from agmc_onnx.importance import Importance, channel_scores
 from agmc_onnx.io import model_file_size
 from agmc_onnx.passes.base import PassManager
@@ -38,8 +39,18 @@ def apply_selection(analysis: ModelAnalysis, selection: ChannelSelection) -> tup
     depth_passes = [RemoveBranchesPass(removed)] if removed else []
     manager = PassManager([PruneChannelsPass(analysis.flow.edits, kept, lengths), *depth_passes, CleanupPass()])
     pruned, stats = manager.run(analysis.model)
-    pruned = onnx.shape_inference.infer_shapes(pruned, strict_mode=False)
+    _store_inferred_shapes(pruned)
     return pruned, stats
+
+
+def _store_inferred_shapes(model: onnx.ModelProto) -> None:
+    """Fill the model's value_info and output shapes by inference on its skeleton (no copy of the weights)."""
+    skeleton, moved = weightless_copy(model)
+    inferred = onnx.shape_inference.infer_shapes(skeleton, strict_mode=False)
+    del model.graph.value_info[:]
+    model.graph.value_info.extend(v for v in inferred.graph.value_info if v.name not in moved)
+    for declared, found in zip(model.graph.output, inferred.graph.output):
+        declared.CopyFrom(found)
 
 
 def prune_model(
