@@ -41,8 +41,12 @@ def _load() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
-def _timed(command: list[str], env: dict | None = None, cwd: Path = ROOT) -> dict:
-    """Wall seconds and peak RSS (MB) of one process, with the 1-minute load average before it."""
+def _timed(command: list[str], env: dict | None = None, cwd: Path = Path(tempfile.gettempdir())) -> dict:
+    """Wall seconds and peak RSS (MB) of one process, with the 1-minute load average before it.
+
+    The process runs outside the repository: ``python -c`` puts its working folder first on the import
+    path, which would shadow the baseline's ``PYTHONPATH``.
+    """
     load = _load()
     with tempfile.NamedTemporaryFile("r", suffix=".time") as report:
         result = subprocess.run(
@@ -216,6 +220,9 @@ def main() -> None:
     parser.add_argument("--skip-big", action="store_true")
     parser.add_argument("--models", nargs="*", default=[name for name, _ in MODELS])
     parser.add_argument("--cache", type=Path, default=ROOT / ".cache" / "corpus", help="Corpus export cache.")
+    parser.add_argument(
+        "--merge", action="store_true", help="Keep the rows of the existing results that this run does not measure."
+    )
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     python = sys.executable
@@ -228,6 +235,10 @@ def main() -> None:
         "rows": [],
     }
     cache = args.cache
+    measured = {(n, c) for n in args.models for c in ("now", "baseline")}
+    if args.merge and (args.out / "engine_scale.json").exists():
+        earlier = json.loads((args.out / "engine_scale.json").read_text())["rows"]
+        results["rows"] = [r for r in earlier if (r["model"].split()[0], r["code"]) not in measured]
 
     def record(row: dict) -> None:  # results are rewritten after every row, so a cut-short run keeps its rows
         results["rows"].append(row)
