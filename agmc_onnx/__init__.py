@@ -1,26 +1,32 @@
 """agmc-onnx: channel pruning of ONNX models, searched by a GNN + DDPG agent, fine-tuned and measured.
 
 The small public API; everything else lives in the submodules named in docs/architecture.md.
+Attributes load on first use (PEP 562), so importing a light submodule (``agmc_onnx.errors``, the CLI)
+does not pull in onnx, onnxruntime or networkx.
 """
 
-from agmc_onnx.analysis import ModelAnalysis, analyze_model
-from agmc_onnx.errors import AgmcError
-from agmc_onnx.io import load_model, save_model
-from agmc_onnx.plan import ChannelSelection, PruningPlan, select_channels, uniform_plan
-from agmc_onnx.prune import PruneResult, prune_model
-from agmc_onnx.validate import validate_pruned
+from importlib import import_module
 
-__all__ = [
-    "AgmcError",
-    "ChannelSelection",
-    "ModelAnalysis",
-    "PruneResult",
-    "PruningPlan",
-    "analyze_model",
-    "load_model",
-    "prune_model",
-    "save_model",
-    "select_channels",
-    "uniform_plan",
-    "validate_pruned",
-]
+_EXPORTS = {
+    "AgmcError": "errors",
+    "ChannelSelection": "plan",
+    "ModelAnalysis": "analysis",
+    "PruneResult": "prune",
+    "PruningPlan": "plan",
+    "analyze_model": "analysis",
+    "load_model": "io",
+    "prune_model": "prune",
+    "save_model": "io",
+    "select_channels": "plan",
+    "uniform_plan": "plan",
+    "validate_pruned": "validate",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> object:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'agmc_onnx' has no attribute '{name}'")
+    return getattr(import_module(f"agmc_onnx.{module}"), name)

@@ -10,6 +10,7 @@ import onnx
 from agmc_onnx.analysis import ModelAnalysis, analyze_model
 from agmc_onnx.graph.counting import ModelCost, count_cost
 from agmc_onnx.importance import Importance, channel_scores
+from agmc_onnx.io import model_file_size
 from agmc_onnx.passes.base import PassManager
 from agmc_onnx.passes.cleanup import CleanupPass
 from agmc_onnx.passes.infer_shapes import InferShapesPass
@@ -60,7 +61,7 @@ def prune_model(
     return PruneResult(
         model=pruned,
         selection=selection,
-        before=count_cost(analysis.model),
+        before=ModelCost(analysis.total_macs, analysis.total_params, model_file_size(analysis.model)),
         after=count_cost(pruned),
         seconds=time.perf_counter() - start,
         pass_stats=stats,

@@ -10,7 +10,7 @@ import click
 from agmc_onnx.analysis import analyze_model
 from agmc_onnx.cli.options import model_argument
 from agmc_onnx.errors import PlanError
-from agmc_onnx.io import load_model, save_model
+from agmc_onnx.io import load_model, save_model, stored_size
 from agmc_onnx.importance import DATA_IMPORTANCE, IMPORTANCE_NAMES, Importance, build_importance
 from agmc_onnx.plan import PruningPlan, uniform_plan
 from agmc_onnx.prune import prune_model
@@ -170,7 +170,7 @@ def command(
         "output": str(output),
         "macs": [result.before.macs, result.after.macs],
         "params": [result.before.params, result.after.params],
-        "file_bytes": [model_path.stat().st_size, output.stat().st_size],
+        "file_bytes": [stored_size(model_path), stored_size(output)],
         "pruned_groups": len(result.selection.keep_units),
         "removed_branches": list(result.selection.removed_branches),
         "validated": not no_validate,

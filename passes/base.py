@@ -15,10 +15,12 @@ from dataclasses import dataclass, field
 
 import onnx
 import onnx_graphsurgeon as gs
+from onnx_graphsurgeon.exporters.onnx_exporter import OnnxExporter
+from onnx_graphsurgeon.ir.tensor import SparseValues
 
 from agmc_onnx.errors import AgmcError, PostconditionError, PreconditionError
 
-__all__ = ["GraphPass", "ModelPass", "PassResult", "ModelPassResult", "PassManager", "run_passes"]
+__all__ = ["GraphPass", "ModelPass", "PassResult", "ModelPassResult", "PassManager", "run_passes", "export_model"]
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +82,8 @@ class GraphPass(_Pass):
 
 
 class ModelPass(_Pass):
-    """A pass over a whole model: ``call(model)`` returns a ``ModelPassResult`` and never changes ``model``."""
+    """A pass over a whole model: ``call(model)`` returns a ``ModelPassResult``; it may change ``model`` in
+    place (``PassManager`` never hands it the caller's model)."""
 
     @staticmethod
     def _output(result: ModelPassResult) -> onnx.ModelProto:
@@ -102,6 +105,9 @@ class PassManager:
                 current = gs.import_onnx(current)
             elif isinstance(each, ModelPass) and isinstance(current, gs.Graph):
                 current = _export(current, model)
+            elif isinstance(each, ModelPass) and current is model:  # a model pass may edit what it is given
+                current = onnx.ModelProto()
+                current.CopyFrom(model)
             try:
                 result = each(current)
             except (PreconditionError, PostconditionError) as exc:
@@ -119,10 +125,36 @@ class PassManager:
         return current, stats
 
 
+def export_model(graph: gs.Graph, source: onnx.ModelProto) -> onnx.ModelProto:
+    """``graph`` as a new model with ``source``'s opsets and metadata, each weight copied once.
+
+    ``gs.export_onnx`` builds a GraphProto and then copies it into a ModelProto: two copies of every
+    weight at the peak. This writes graphsurgeon's exported pieces straight into the model's graph.
+    """
+    model = onnx.ModelProto()
+    target = model.graph
+    target.name = graph.name or ""
+    if graph.doc_string:
+        target.doc_string = graph.doc_string
+    target.node.extend(OnnxExporter.export_node(node) for node in graph.nodes)
+    target.input.extend(OnnxExporter.export_value_info_proto(t, do_type_check=False) for t in graph.inputs)
+    target.output.extend(OnnxExporter.export_value_info_proto(t, do_type_check=False) for t in graph.outputs)
+    boundary = {t.name for t in [*graph.inputs, *graph.outputs]}
+    for tensor in graph.tensors().values():
+        if isinstance(tensor, gs.Constant):
+            if isinstance(tensor._values, SparseValues):
+                target.sparse_initializer.append(OnnxExporter.export_sparse_tensor_proto(tensor))
+            else:
+                target.initializer.append(OnnxExporter.export_tensor_proto(tensor))
+        elif tensor.name not in boundary and (tensor.dtype is not None or tensor.shape is not None):
+            target.value_info.append(OnnxExporter.export_value_info_proto(tensor, do_type_check=False))
+    model.functions.extend(OnnxExporter.export_function(function) for function in graph.functions)
+    _copy_model_fields(source, model)
+    return model
+
+
 def _export(graph: gs.Graph, source: onnx.ModelProto) -> onnx.ModelProto:
-    exported = gs.export_onnx(graph, do_type_check=False)
-    _copy_model_fields(source, exported)
-    return exported
+    return export_model(graph, source)
 
 
 def run_passes(model: onnx.ModelProto, passes: Sequence[GraphPass | ModelPass]) -> onnx.ModelProto:

@@ -8,6 +8,7 @@ import numpy as np
 import onnx_graphsurgeon as gs
 
 from agmc_onnx.errors import PostconditionError, PreconditionError
+from agmc_onnx.graph.constants import constant_values
 from agmc_onnx.groups.flow import Edit, RewriteAttribute, SliceConstant
 from agmc_onnx.passes.base import GraphPass, PassResult
 
@@ -53,7 +54,7 @@ class PruneChannelsPass(GraphPass):
             node = nodes[edit.node]
             if isinstance(edit, SliceConstant):
                 values = np.take(
-                    np.asarray(node.inputs[edit.input_index].values), self.kept[edit.tensor], axis=edit.axis
+                    constant_values(node.inputs[edit.input_index]), self.kept[edit.tensor], axis=edit.axis
                 )
                 _replace_constant(node, edit.input_index, values)
                 n_sliced += 1
@@ -76,14 +77,14 @@ class PruneChannelsPass(GraphPass):
         for edit in self._active():
             node = nodes[edit.node]
             if isinstance(edit, SliceConstant):
-                length = node.inputs[edit.input_index].values.shape[edit.axis]
+                length = node.inputs[edit.input_index].shape[edit.axis]
                 if length != len(self.kept[edit.tensor]):
                     raise PostconditionError(
                         f"{node.op} '{node.name}': input {edit.input_index} has {length} channels on axis "
                         f"{edit.axis}, expected {len(self.kept[edit.tensor])}"
                     )
             elif edit.kind == "conv_group":
-                weight = node.inputs[1].values
+                weight = node.inputs[1]
                 group = int(node.attrs.get("group", 1))
                 n_out = weight.shape[0] if node.op == "Conv" else weight.shape[1] * group
                 if group < 1 or n_out % group:

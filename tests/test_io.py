@@ -8,7 +8,9 @@ import tiny_models
 
 from agmc_onnx.analysis import analyze_model
 from agmc_onnx.errors import ModelLoadError
-from agmc_onnx.io import load_model, save_model
+from agmc_onnx.graph.prepare import infer_static_shapes
+from agmc_onnx.graph.skeleton import weightless_copy
+from agmc_onnx.io import load_model, model_file_size, save_model
 
 
 def test_external_data_is_read(tmp_path):
@@ -43,3 +45,22 @@ def test_old_opset_is_refused_with_a_next_step(tmp_path):
 def test_directory_is_not_a_model(tmp_path):
     with pytest.raises(ModelLoadError, match="got a directory"):
         load_model(tmp_path)
+
+
+@pytest.mark.parametrize("build", [tiny_models.residual_chain, tiny_models.gemm_chain, onnx.ModelProto])
+def test_model_file_size_is_the_serialized_size_without_serialising(build):
+    model = build()
+    assert model_file_size(model) == len(model.SerializeToString())
+
+
+def test_shape_inference_and_checker_never_see_the_weights_bytes():
+    model = tiny_models.residual_chain()
+    skeleton, moved = weightless_copy(model)
+    assert moved and all(t.name not in moved for t in skeleton.graph.initializer)
+    assert {t.name for t in model.graph.initializer} - moved == {t.name for t in skeleton.graph.initializer}
+    assert len(skeleton.SerializeToString()) < len(model.SerializeToString()) / 4
+    shapes = infer_static_shapes(model, batch_size=2)
+    assert all(out in shapes for node in model.graph.node for out in node.output)
+    assert shapes[model.graph.output[0].name] == (2, 4, 8, 8)
+    assert all(shapes[t.name] == tuple(t.dims) for t in model.graph.initializer)
+    onnx.checker.check_model(skeleton, full_check=True)

@@ -9,6 +9,7 @@ import onnx_graphsurgeon as gs
 
 from agmc_onnx.graph.layers import describe_layers
 from agmc_onnx.graph.prepare import infer_static_shapes
+from agmc_onnx.io import model_file_size
 
 __all__ = ["ModelCost", "count_cost"]
 
@@ -26,5 +27,5 @@ def count_cost(model: onnx.ModelProto) -> ModelCost:
     return ModelCost(
         macs=sum(layer.macs for layer in layers.values()),
         params=sum(layer.params for layer in layers.values()),
-        file_bytes=model.ByteSize(),
+        file_bytes=model_file_size(model),
     )

@@ -50,12 +50,16 @@ def _plain(value: object) -> object:
     return str(value)
 
 
+def _is_float(tensor: gs.Constant) -> bool:
+    try:
+        return np.dtype(tensor.dtype).kind == "f"
+    except TypeError:  # an ONNX type numpy lacks (bfloat16...): graphsurgeon converts the values to judge
+        return np.issubdtype(np.asarray(tensor.values).dtype, np.floating)
+
+
 def _float_param_count(node: gs.Node) -> int:
-    return sum(
-        int(t.values.size)
-        for t in node.inputs
-        if isinstance(t, gs.Constant) and np.issubdtype(np.asarray(t.values).dtype, np.floating)
-    )
+    # Constant.shape and .dtype read the ONNX tensor's header: the weights' bytes are never loaded here.
+    return sum(math.prod(t.shape) for t in node.inputs if isinstance(t, gs.Constant) and _is_float(t))
 
 
 def _macs(node: gs.Node, shapes: Mapping[str, tuple[int, ...]]) -> int:
@@ -63,7 +67,7 @@ def _macs(node: gs.Node, shapes: Mapping[str, tuple[int, ...]]) -> int:
     weight = node.inputs[1] if len(node.inputs) > 1 else None
     if not isinstance(weight, gs.Constant) or out_shape is None:
         return 0
-    w = weight.values.shape
+    w = weight.shape
     if node.op == "Conv":
         return int(math.prod(w) * math.prod(out_shape[2:]) * out_shape[0])
     if node.op == "ConvTranspose":
@@ -87,19 +91,19 @@ def describe_layers(graph: gs.Graph, shapes: Mapping[str, tuple[int, ...]]) -> d
         groups = int(node.attrs.get("group", 1))
         in_channels = out_channels = 0
         if node.op == "Conv" and weight is not None:
-            out_channels, in_channels = weight.values.shape[0], weight.values.shape[1] * groups
+            out_channels, in_channels = weight.shape[0], weight.shape[1] * groups
         elif node.op == "ConvTranspose" and weight is not None:
-            in_channels, out_channels = weight.values.shape[0], weight.values.shape[1] * groups
+            in_channels, out_channels = weight.shape[0], weight.shape[1] * groups
         elif node.op == "Gemm" and weight is not None:
-            k, n = weight.values.shape
+            k, n = weight.shape
             in_channels, out_channels = (n, k) if node.attrs.get("transB", 0) else (k, n)
-        elif node.op == "MatMul" and weight is not None and weight.values.ndim == 2:
-            in_channels, out_channels = weight.values.shape
+        elif node.op == "MatMul" and weight is not None and len(weight.shape) == 2:
+            in_channels, out_channels = weight.shape
         else:
             in_channels = in_shape[1] if in_shape and len(in_shape) > 1 else 0
             out_channels = out_shape[1] if out_shape and len(out_shape) > 1 else 0
         kernel = (
-            tuple(weight.values.shape[2:])
+            tuple(weight.shape[2:])
             if node.op in ("Conv", "ConvTranspose") and weight is not None
             else ()
         )

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 import onnx
 
 from agmc_onnx.errors import ModelLoadError
+from agmc_onnx.graph.skeleton import weightless_copy
 from agmc_onnx.passes.base import run_passes
 from agmc_onnx.passes.fold_constants import FoldConstantsPass, NameNodesPass
 
@@ -26,21 +27,11 @@ def prepare_model(model: onnx.ModelProto) -> onnx.ModelProto:
 def infer_static_shapes(model: onnx.ModelProto, batch_size: int = 1) -> dict[str, tuple[int, ...]]:
     """Shapes of every tensor with dynamic input dimensions fixed to ``batch_size``.
 
-    Tensors whose shape stays unknown or symbolic are left out.
+    Tensors whose shape stays unknown or symbolic are left out. Inference runs on a copy without the
+    weights' bytes (their shapes are all it needs).
     """
-    fixed = onnx.ModelProto()
-    fixed.CopyFrom(model)
-    initializer_names = {init.name for init in fixed.graph.initializer}
-    for graph_input in fixed.graph.input:
-        if graph_input.name in initializer_names:
-            continue
-        for dim in graph_input.type.tensor_type.shape.dim:
-            if not dim.HasField("dim_value") or dim.dim_value <= 0:
-                dim.Clear()
-                dim.dim_value = batch_size
-    del fixed.graph.value_info[:]
-    for graph_output in fixed.graph.output:
-        graph_output.type.tensor_type.ClearField("shape")
+    fixed, weights = weightless_copy(model)
+    _fix_batch(fixed, batch_size, skip=weights)
     try:
         inferred = onnx.shape_inference.infer_shapes(
             fixed, check_type=False, strict_mode=False, data_prop=True
@@ -55,12 +46,30 @@ def infer_static_shapes(model: onnx.ModelProto, batch_size: int = 1) -> dict[str
         dims = tensor_type.shape.dim
         if all(d.HasField("dim_value") for d in dims):
             shapes[value.name] = tuple(int(d.dim_value) for d in dims)
-    for init in inferred.graph.initializer:
+    for init in model.graph.initializer:
         shapes[init.name] = tuple(int(d) for d in init.dims)
     missing = [out for node in inferred.graph.node for out in node.output if out and out not in shapes]
     if missing:
-        shapes.update(_shapes_by_running(fixed, missing))
+        with_weights = onnx.ModelProto()
+        with_weights.CopyFrom(model)
+        _fix_batch(with_weights, batch_size, skip=set())
+        shapes.update(_shapes_by_running(with_weights, missing))
     return shapes
+
+
+def _fix_batch(model: onnx.ModelProto, batch_size: int, skip: set[str]) -> None:
+    """Set dynamic input dimensions to ``batch_size`` and forget every stored intermediate shape."""
+    initializer_names = skip | {init.name for init in model.graph.initializer}
+    for graph_input in model.graph.input:
+        if graph_input.name in initializer_names:
+            continue
+        for dim in graph_input.type.tensor_type.shape.dim:
+            if not dim.HasField("dim_value") or dim.dim_value <= 0:
+                dim.Clear()
+                dim.dim_value = batch_size
+    del model.graph.value_info[:]
+    for graph_output in model.graph.output:
+        graph_output.type.tensor_type.ClearField("shape")
 
 
 def _shapes_by_running(model: onnx.ModelProto, names: list[str]) -> dict[str, tuple[int, ...]]:

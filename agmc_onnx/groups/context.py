@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import onnx_graphsurgeon as gs
 
+from agmc_onnx.graph.constants import constant_values
 from agmc_onnx.groups.flow import ChannelFlow, ChannelTensor
 
 __all__ = ["RuleContext"]
@@ -26,18 +27,18 @@ class RuleContext:
 
     def shape(self, tensor: gs.Tensor) -> tuple[int, ...] | None:
         if isinstance(tensor, gs.Constant):
-            return tuple(tensor.values.shape)
+            return tuple(tensor.shape)
         return self.shapes.get(tensor.name)
 
     def shape_alt(self, tensor: gs.Tensor) -> tuple[int, ...] | None:
         if isinstance(tensor, gs.Constant):
-            return tuple(tensor.values.shape)
+            return tuple(tensor.shape)
         return self.shapes_alt.get(tensor.name, self.shapes.get(tensor.name))
 
     @staticmethod
     def const(tensor: gs.Tensor | None) -> np.ndarray | None:
         if isinstance(tensor, gs.Constant):
-            return np.asarray(tensor.values)
+            return constant_values(tensor)
         return None
 
     def set(self, tensor: gs.Tensor, axis: int, atoms: np.ndarray) -> None:
