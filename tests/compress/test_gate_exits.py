@@ -90,6 +90,7 @@ def test_budget_gate_exits_4_on_a_measured_latency_and_writes_the_report(self_la
     assert (out / "report.md").exists()
 
 
+@pytest.mark.slow  # the same branch is covered through `prune` in tests/cli/test_validation_exits.py
 def test_wrongly_wired_model_exits_1_before_anything_is_written(self_labelled, monkeypatch):
     tmp_path, model, data, config = self_labelled
     real = pipeline.prune_model

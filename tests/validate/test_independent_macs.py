@@ -108,7 +108,7 @@ def _check(model: onnx.ModelProto) -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["resnet20", pytest.param("resnet56", marks=pytest.mark.slow), "mobilenetv2"]
+    "name", ["resnet20", *(pytest.param(n, marks=pytest.mark.slow) for n in ("resnet56", "mobilenetv2"))]
 )
 def test_macs_model_matches_an_independent_count_on_pruned_zoo_networks(name):
     _check(load_model(shared_model_path(name)))
