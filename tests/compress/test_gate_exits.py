@@ -19,7 +19,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 from click.testing import CliRunner
-from tiny_models import TinyNet
+from tiny_models import tiny_classifier
 
 from agmc_onnx.cli.main import cli
 from agmc_onnx.compress import pipeline
@@ -28,18 +28,10 @@ from agmc_onnx.graph.counting import count_cost
 from agmc_onnx.search import latency_model
 
 
-def _classifier():
-    net = TinyNet("self_labelled", (3, 8, 8), seed=5)  # a seed whose predictions spread over 3 classes
-    x = net.node("Relu", [net.bn(net.conv("input", 3, 16), 16)])
-    x = net.node("Relu", [net.bn(net.conv(x, 16, 16), 16)])
-    x = net.node("Flatten", [net.node("GlobalAveragePool", [x])])
-    return net.build(net.gemm(x, 16, 4))
-
-
 @pytest.fixture()
 def self_labelled(tmp_path):
     """A tiny classifier and 96 images labelled by its own predictions (1/255 scaling, as compress reads them)."""
-    model = _classifier()
+    model = tiny_classifier(seed=5)  # a seed whose predictions spread over 3 classes
     path = tmp_path / "tiny.onnx"
     path.write_bytes(model.SerializeToString())
     rng = np.random.default_rng(0)
