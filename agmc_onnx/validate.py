@@ -17,6 +17,8 @@ from agmc_onnx.analysis import ModelAnalysis
 from agmc_onnx.errors import ValidationError
 from agmc_onnx.groups.flow import SliceConstant
 from agmc_onnx.passes.base import run_passes
+from agmc_onnx.passes.fold_constants import NameNodesPass
+from agmc_onnx.passes.mask_consumers import MaskConsumersPass, consumer_masks
 from agmc_onnx.passes.remove_branches import ZeroBranchesPass
 from agmc_onnx.plan import ChannelSelection
 
@@ -78,28 +80,25 @@ def check_written_model(original: onnx.ModelProto, written: onnx.ModelProto) -> 
         raise ValidationError(f"outputs changed: {_io_signature(original)} became {_io_signature(written)}")
 
 
-def masked_reference(analysis: ModelAnalysis, selection: ChannelSelection) -> onnx.ModelProto:
-    """The analysed model with the removed channels' input weights zeroed in every consumer."""
+def masked_reference(
+    model: onnx.ModelProto, analysis: ModelAnalysis, selection: ChannelSelection
+) -> onnx.ModelProto:
+    """``model`` as the user gave it, with the removed channels' input weights zeroed in every consumer.
+
+    ``analysis`` must be the analysis of ``model``; its edits name nodes that ``NameNodesPass`` names
+    the same way in ``model``, so no constant folding stands between the file and the reference.
+    """
     kept = analysis.kept_positions(selection.dropped_roots(analysis.groups))
-    graph = gs.import_onnx(analysis.model)
-    nodes = {node.name: node for node in graph.nodes}
-    for edit in analysis.flow.edits:
-        if not (isinstance(edit, SliceConstant) and edit.consumes and edit.tensor in kept):
-            continue
-        node = nodes[edit.node]
-        values = np.array(node.inputs[edit.input_index].values, copy=True)
-        mask = np.ones(values.shape[edit.axis], dtype=bool)
-        mask[kept[edit.tensor]] = False
-        index = [slice(None)] * values.ndim
-        index[edit.axis] = mask
-        values[tuple(index)] = 0
-        old = node.inputs[edit.input_index]
-        node.inputs[edit.input_index] = gs.Constant(f"{old.name}__masked_{node.name}", values)
-    masked = gs.export_onnx(graph, do_type_check=False)
-    del masked.opset_import[:]
-    masked.opset_import.extend(analysis.model.opset_import)
-    masked.ir_version = analysis.model.ir_version
-    return masked
+    lengths = {name: len(analysis.flow.tensors[name]) for name in kept}
+    inputs = {node.name: list(node.input) for node in analysis.model.graph.node}
+    constants = {init.name: tuple(init.dims) for init in analysis.model.graph.initializer}
+    weight_shapes = {
+        (edit.node, edit.input_index): constants[inputs[edit.node][edit.input_index]]
+        for edit in analysis.flow.edits
+        if isinstance(edit, SliceConstant) and edit.consumes and edit.tensor in kept
+    }
+    masks = consumer_masks(analysis.flow.edits, kept, lengths, weight_shapes)
+    return run_passes(model, [NameNodesPass(), MaskConsumersPass(masks)])
 
 
 def zero_removed_branches(
@@ -138,10 +137,14 @@ NOISE_FACTOR = 64.0  # tolerance = NOISE_FACTOR x the measured rounding noise (+
 OUTPUT_ULPS = 4.0
 
 
-def _run(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    session = _session(model)
-    names = [o.name for o in session.get_outputs()]
-    return {n: np.asarray(v, dtype=np.float64) for n, v in zip(names, session.run(names, feeds))}
+def _run(model: onnx.ModelProto, feeds: dict[str, np.ndarray], role: str) -> dict[str, np.ndarray]:
+    try:
+        session = _session(model)
+        names = [o.name for o in session.get_outputs()]
+        values = session.run(names, feeds)
+    except Exception as exc:  # onnxruntime raises several unrelated exception types
+        raise ValidationError(f"onnxruntime cannot run the {role}: {str(exc).splitlines()[0]}") from None
+    return {n: np.asarray(v, dtype=np.float64) for n, v in zip(names, values)}
 
 
 def ulp_perturbed(model: onnx.ModelProto, seed: int = 0) -> onnx.ModelProto:
@@ -175,8 +178,8 @@ def rounding_noise(
     reference: onnx.ModelProto, feeds: dict[str, np.ndarray], outputs: dict[str, np.ndarray] | None = None
 ) -> dict[str, float]:
     """Per output, the largest change one-ulp perturbations of every arithmetic constant cause."""
-    outputs = outputs if outputs is not None else _run(reference, feeds)
-    moved = _run(ulp_perturbed(reference), feeds)
+    outputs = outputs if outputs is not None else _run(reference, feeds, "reference model")
+    moved = _run(ulp_perturbed(reference), feeds, "perturbed reference model")
     return {
         name: float(np.max(np.abs(value - moved[name]))) if value.size else 0.0 for name, value in outputs.items()
     }
@@ -192,7 +195,7 @@ def compare_outputs(
     cancellations and saturations included) plus ``OUTPUT_ULPS`` ulps of the output's own magnitude.
     With ``exact`` the tolerance is zero. The report names the output with the largest diff/tolerance.
     """
-    ref_out, cand_out = _run(reference, feeds), _run(candidate, feeds)
+    ref_out, cand_out = _run(reference, feeds, "reference model"), _run(candidate, feeds, "written model")
     noise = {name: 0.0 for name in ref_out} if exact else rounding_noise(reference, feeds, ref_out)
     worst = ValidationReport(0.0, 0.0, 0.0, "")
     worst_ratio = -1.0
@@ -209,13 +212,31 @@ def compare_outputs(
     return worst
 
 
+def check_folding(original: onnx.ModelProto, analysis: ModelAnalysis, feeds: dict[str, np.ndarray]) -> None:
+    """The prepared (constant-folded) model computes exactly what the loaded model computes."""
+    report = compare_outputs(original, analysis.model, feeds, exact=True)
+    if not report.passed:
+        raise ValidationError(
+            f"constant folding changed output '{report.worst_output}' of the loaded model: "
+            f"max |diff| {report.max_abs_diff:.3g}",
+            report.worst_output,
+            report.max_abs_diff,
+        )
+
+
 def validate_pruned(
     original: onnx.ModelProto, analysis: ModelAnalysis, selection: ChannelSelection, pruned: onnx.ModelProto
 ) -> ValidationReport:
-    """Every check a written pruned model must pass; raises ``ValidationError`` on the first failure."""
+    """Every check a written pruned model must pass; raises ``ValidationError`` on the first failure.
+
+    ``original`` is the model as loaded and ``analysis`` its analysis. The folded copy the pruning
+    rewrote must equal ``original`` exactly, and the pruned model must equal ``original`` with the
+    removed channels' consumer weights zeroed, on the same random inputs.
+    """
     check_written_model(original, pruned)
-    feeds = random_inputs(analysis.model)
-    reference = zero_removed_branches(masked_reference(analysis, selection), analysis, selection)
+    feeds = random_inputs(original)
+    check_folding(original, analysis, feeds)
+    reference = zero_removed_branches(masked_reference(original, analysis, selection), analysis, selection)
     report = compare_outputs(reference, pruned, feeds)
     if not report.passed:
         raise ValidationError(
@@ -227,4 +248,4 @@ def validate_pruned(
     return report
 
 
-__all__ += ["random_inputs"]
+__all__ += ["random_inputs", "check_folding", "rounding_noise", "ulp_perturbed"]

@@ -254,6 +254,15 @@ def unsupported_op() -> onnx.ModelProto:
     return net.build(y)
 
 
+def tiny_classifier(seed: int = 0) -> onnx.ModelProto:
+    """Two conv-BN-ReLU blocks, global pooling and a 4-class Gemm head on 8x8 images."""
+    net = TinyNet("tiny_classifier", (3, 8, 8), seed=seed)
+    x = net.node("Relu", [net.bn(net.conv("input", 3, 16), 16)])
+    x = net.node("Relu", [net.bn(net.conv(x, 16, 16), 16)])
+    x = net.node("Flatten", [net.node("GlobalAveragePool", [x])])
+    return net.build(net.gemm(x, 16, 4))
+
+
 def no_prunable_group() -> onnx.ModelProto:
     net = TinyNet("no_prunable_group")
     return net.build(net.conv("input", 3, 4))

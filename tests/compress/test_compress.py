@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from tiny_models import TinyNet
+from tiny_models import tiny_classifier
 
 from agmc_onnx.cli.main import cli
 from agmc_onnx.compress import pipeline
@@ -18,18 +18,10 @@ from agmc_onnx.compress.gate import evaluate_gate
 from agmc_onnx.compress.report import GateResult
 
 
-def _tiny_classifier():
-    net = TinyNet("tiny_classifier", (3, 8, 8))
-    x = net.node("Relu", [net.bn(net.conv("input", 3, 16), 16)])
-    x = net.node("Relu", [net.bn(net.conv(x, 16, 16), 16)])
-    x = net.node("Flatten", [net.node("GlobalAveragePool", [x])])
-    return net.build(net.gemm(x, 16, 4))
-
-
 @pytest.fixture()
 def workspace(tmp_path):
     model = tmp_path / "tiny.onnx"
-    model.write_bytes(_tiny_classifier().SerializeToString())
+    model.write_bytes(tiny_classifier().SerializeToString())
     rng = np.random.default_rng(0)
     data = tmp_path / "tiny.npz"
     np.savez(data, x=rng.integers(0, 256, (96, 8, 8, 3), dtype=np.uint8), y=rng.integers(0, 4, 96))

@@ -163,7 +163,7 @@ def test_oracle_detects_wrong_channels():
     with pytest.raises(ValidationError, match="differs from the masked original"):
         validate_pruned(model, analysis, ChannelSelection({"g0": (4, 5, 6, 7)}), pruned)
     assert compare_outputs(
-        masked_reference(analysis, ChannelSelection({"g0": (0, 1, 2, 3)})), pruned, random_inputs(model)
+        masked_reference(model, analysis, ChannelSelection({"g0": (0, 1, 2, 3)})), pruned, random_inputs(model)
     ).passed
 
 

@@ -98,7 +98,7 @@ def test_oracle_rejects_the_wrong_branch_removed():
     removed = analysis.depth.branches[1]
     result = prune_model(model, PruningPlan({removed.groups[0]: 0}), analysis)
     wrong = type(result.selection)(result.selection.keep_units, (analysis.depth.branches[2].id,))
-    reference = zero_removed_branches(masked_reference(analysis, wrong), analysis, wrong)
+    reference = zero_removed_branches(masked_reference(model, analysis, wrong), analysis, wrong)
     report = compare_outputs(reference, result.model, random_inputs(analysis.model))
     assert not report.passed
 

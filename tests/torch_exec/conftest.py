@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from exec_testing import CORPUS_CACHE, SHARED_MODELS
+from exec_testing import CORPUS_CACHE
+from trained_models import shared_model_path
 
 from agmc_onnx.io import load_model
 from agmc_onnx.models.corpus import export_corpus_model
@@ -26,7 +27,4 @@ def corpus_model_path():
 
 @pytest.fixture(scope="session")
 def resnet20_model():
-    path = SHARED_MODELS / "cifar10_resnet20.onnx"
-    if not path.exists():
-        pytest.skip(f"shared model missing: {path}")
-    return load_model(path)
+    return load_model(shared_model_path("resnet20"))  # models/zoo first, then ../shared/models

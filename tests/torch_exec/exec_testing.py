@@ -12,7 +12,6 @@ from agmc_onnx.models.corpus import CORPUS, corpus_names
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CORPUS_CACHE = REPO_ROOT / ".cache" / "corpus"
-SHARED_MODELS = REPO_ROOT.parent / "shared" / "models"
 
 
 def corpus_params() -> list:

@@ -6,7 +6,8 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from exec_testing import SHARED_MODELS, corpus_params, relative_error, run_onnxruntime
+from exec_testing import corpus_params, relative_error, run_onnxruntime
+from trained_models import shared_model_path
 
 from agmc_onnx.io import load_model
 from agmc_onnx.torch_exec import OnnxModule
@@ -37,9 +38,7 @@ def test_corpus_model_matches_onnxruntime(corpus_model_path, name, fused_bn):
 
 @pytest.mark.parametrize("name", ["resnet20", "resnet56", "mobilenetv2"])
 def test_shared_model_matches_onnxruntime(name):
-    path = SHARED_MODELS / f"cifar10_{name}.onnx"
-    if not path.exists():
-        pytest.skip(f"shared model missing: {path}")
+    path = shared_model_path(name)  # models/zoo first, then ../shared/models
     _assert_matches_onnxruntime(load_model(path), path, batch=2)
 
 

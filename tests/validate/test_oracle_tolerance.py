@@ -71,11 +71,11 @@ def test_zoo_model_one_wrong_channel_is_far_above_tolerance():
     analysis = analyze_model(model)
     result = prune_model(model, uniform_plan(analysis.groups, 0.5), analysis=analysis)
     feeds = random_inputs(analysis.model)
-    good = compare_outputs(masked_reference(analysis, result.selection), result.model, feeds)
+    good = compare_outputs(masked_reference(model, analysis, result.selection), result.model, feeds)
     assert good.passed and good.max_abs_diff < good.tolerance / 4
     for group in (analysis.prunable_groups[0], analysis.prunable_groups[-1]):
         wrong = _one_channel_off(result.selection, group.id, group.n_units)
-        report = compare_outputs(masked_reference(analysis, wrong), result.model, feeds)
+        report = compare_outputs(masked_reference(model, analysis, wrong), result.model, feeds)
         assert not report.passed and report.max_abs_diff > 10 * report.tolerance
 
 
