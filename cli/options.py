@@ -6,7 +6,15 @@ from pathlib import Path
 
 import click
 
-__all__ = ["model_argument", "data_option", "depth_option", "DATA_FORMS", "DEFAULT_DEPTH_THRESHOLD"]
+__all__ = [
+    "model_argument",
+    "data_option",
+    "depth_option",
+    "target_option",
+    "output_option",
+    "DATA_FORMS",
+    "DEFAULT_DEPTH_THRESHOLD",
+]
 
 DATA_FORMS = "class folder, zip/tar(.gz/.xz) archive, .npz, or a folder with NAME_train/NAME_test files"
 
@@ -39,3 +47,21 @@ depth_option = click.option(
     f"[{DEFAULT_DEPTH_THRESHOLD} when given alone] for a removable group deletes its branch "
     "(see `agmc-onnx inspect`).",
 )
+
+
+def target_option(help_text: str = "Latency target profile (execution provider, threads, batch size).", default="mobile-cpu"):
+    """``--target`` as ``target``, one of the cost module's profiles."""
+    from agmc_onnx.cost import profile_names
+
+    return click.option(
+        "--target",
+        type=click.Choice(profile_names()),
+        default=default,
+        show_default=default is not None,
+        help=help_text,
+    )
+
+
+def output_option(help_text: str = "Where to write the model."):
+    """``-o/--output`` as ``output``, a file path (written atomically, never half-written)."""
+    return click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True, help=help_text)
