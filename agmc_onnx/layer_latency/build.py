@@ -3,6 +3,7 @@ per-layer grid on the fast steps, and measure the whole model once for the overh
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -13,16 +14,18 @@ import numpy as np
 import onnx
 
 from agmc_onnx.analysis import ModelAnalysis
-from agmc_onnx.cost import get_profile, measure_latency
+from agmc_onnx.cost import get_profile, measure_paired
 from agmc_onnx.cost.session import check_target_available
+from agmc_onnx.errors import PreconditionError
 from agmc_onnx.groups.macs_model import MacsModel
 from agmc_onnx.layer_latency.micro import PRECISIONS, measure_point
 from agmc_onnx.layer_latency.predictor import GroupStaircase, LayerLatencyModel
 from agmc_onnx.layer_latency.signature import LayerSlot, layer_slots
 from agmc_onnx.layer_latency.table import TableCache, current_identity
-from agmc_onnx.errors import PreconditionError
+from agmc_onnx.plan import PruningPlan, select_channels
+from agmc_onnx.prune import apply_selection
 
-__all__ = ["TableConfig", "build_latency_model", "profile_model", "ProgressCallback"]
+__all__ = ["TableConfig", "build_latency_model", "profile_model", "shipping_form", "ProgressCallback"]
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +41,7 @@ class TableConfig:
     max_fast_steps: int = 10  # grid points per axis at most
     step_tolerance: float = 0.03  # a count is a fast step if it beats every larger count by this fraction
     runs: int = 25  # timed runs per table point
+    calibration_rounds: int = 10  # A-B-B-A rounds timing the full and the half-width model
     cache_dir: str | os.PathLike | None = None
 
     def __post_init__(self) -> None:
@@ -47,12 +51,14 @@ class TableConfig:
 
 def build_latency_model(
     analysis: ModelAnalysis,
-    reference_model: onnx.ModelProto,
     config: TableConfig = TableConfig(),
     progress: ProgressCallback | None = None,
+    ship: Callable[[onnx.ModelProto], onnx.ModelProto] | None = None,
 ) -> LayerLatencyModel:
-    """Tables for every tabulated layer of ``analysis`` (cached), staircases, and the overhead measured on
-    ``reference_model`` (the model in the form it ships: fp32, or its INT8 quantization)."""
+    """Tables for every tabulated layer of ``analysis`` (cached), staircases, and the overhead and scale
+    measured on whole models in the form they ship (``ship`` turns a pruned fp32 model into it, e.g. its
+    INT8 quantization; default: as is)."""
+    ship = ship or (lambda model: model)
     profile = get_profile(config.target)
     check_target_available(profile)
     identity = current_identity(profile, config.precision)
@@ -83,14 +89,30 @@ def build_latency_model(
             if s.signature.per_group is None or ci == co}
     measure(grid, "grid")
     tables = {s.signature.digest: cache.table(s.signature) for s in slots}
-    partial = LayerLatencyModel(macs, slots, tables, axes, 0.0, 0.0, identity, untabulated, staircases)
+    raw = LayerLatencyModel(macs, slots, tables, axes, 0.0, 0.0, identity, untabulated, staircases)
     report(0, 1, "whole model")
-    measured = measure_latency(reference_model, profile, min_seconds=1.0).median_ms
+    overhead, scale, measured = _calibrate(analysis, raw, ship, profile, config)
     report(1, 1, "whole model")
-    overhead = measured - partial.full_cost
-    log.info("latency table: %d layers, %d signatures, overhead %.3f ms of %.3f ms", len(slots), len(tables),
-             overhead, measured)
-    return LayerLatencyModel(macs, slots, tables, axes, overhead, measured, identity, untabulated, staircases)
+    log.info("latency table: %d layers, %d signatures, overhead %.3f ms, scale %.2f", len(slots), len(tables),
+             overhead, scale)
+    return dataclasses.replace(raw, overhead_ms=overhead, measured_full_ms=measured[0], scale=scale,
+                               calibration_ms=measured)
+
+
+def _calibrate(analysis, raw: LayerLatencyModel, ship, profile, config: TableConfig):
+    """Overhead and scale from the full model and one at about half width (fast steps), timed paired."""
+    keep = {}
+    for staircase in raw.staircases:
+        n_units = staircase.counts[-1]
+        keep[staircase.group_id] = min(c for c in staircase.fast_counts if c >= 0.5 * n_units) / n_units
+    half, _ = apply_selection(analysis, select_channels(PruningPlan(keep), analysis.groups))
+    paired = measure_paired(ship(analysis.model), ship(half), profile, n_rounds=config.calibration_rounds)
+    measured = (paired.a.median_ms, paired.b.median_ms)
+    sums = (raw.full_cost, raw.predict(keep))
+    scale = 1.0
+    if sums[0] - sums[1] > 0.05 * sums[0]:
+        scale = float(np.clip((measured[0] - measured[1]) / (sums[0] - sums[1]), 0.25, 4.0))
+    return measured[0] - scale * sums[0], scale, measured
 
 
 def _sweep_counts(n_units: int, unit_width: int, config: TableConfig) -> tuple[int, ...]:
@@ -167,21 +189,28 @@ def _grid_axes(macs, slots, staircases) -> dict[str, tuple[tuple[int, ...], tupl
 def profile_model(
     model: onnx.ModelProto, config: TableConfig = TableConfig(), progress: ProgressCallback | None = None
 ) -> LayerLatencyModel:
-    """Analyse ``model`` and build its latency predictor; for an INT8 precision the overhead is measured on
-    the model quantized in that form (calibrated on random inputs: ranges do not change latency)."""
+    """Analyse ``model`` and build its latency predictor in ``config.precision``."""
     from agmc_onnx.analysis import analyze_model
-    from agmc_onnx.quantize import quantize_model
 
     analysis = analyze_model(model)
-    reference = analysis.model
-    if config.precision != "fp32":
-        shape = [1, *analysis.shapes[_graph_input(reference)][1:]]
-        rng = np.random.default_rng(0)
-        calibration = [rng.standard_normal(shape).astype(np.float32) for _ in range(2)]
-        reference = quantize_model(reference, calibration, config.precision.removeprefix("int8-")).model
-    return build_latency_model(analysis, reference, config, progress)
+    return build_latency_model(analysis, config, progress, shipping_form(analysis, config.precision))
 
 
-def _graph_input(model: onnx.ModelProto) -> str:
-    initializers = {init.name for init in model.graph.initializer}
-    return next(value.name for value in model.graph.input if value.name not in initializers)
+def shipping_form(
+    analysis: ModelAnalysis, precision: str
+) -> Callable[[onnx.ModelProto], onnx.ModelProto] | None:
+    """For an INT8 precision, the function that quantizes a (pruned) model in that form, calibrated on random
+    inputs (ranges do not change latency); None for fp32."""
+    if precision == "fp32":
+        return None
+    from agmc_onnx.quantize import quantize_model
+
+    initializers = {init.name for init in analysis.model.graph.initializer}
+    name = next(v.name for v in analysis.model.graph.input if v.name not in initializers)
+    calibration = [np.random.default_rng(0).standard_normal([1, *analysis.shapes[name][1:]]).astype(np.float32)]
+    quant_format = precision.removeprefix("int8-")
+
+    def ship(pruned: onnx.ModelProto) -> onnx.ModelProto:
+        return quantize_model(pruned, calibration, quant_format).model
+
+    return ship

@@ -1,6 +1,8 @@
-"""Whole-model latency from the per-operator tables: Σ table entries at each layer's kept widths +
-a measured per-model overhead (everything the tables do not hold: element-wise operators, pooling,
-layout reorders, session dispatch), fixed at the full model's measured median."""
+"""Whole-model latency from the per-operator tables: overhead + scale · Σ table entries at each layer's
+kept widths. Overhead and scale are measured per model: the full model and one pruned to about half
+width, timed paired; the overhead holds what the tables do not (element-wise operators, pooling, session
+dispatch), the scale how much of a lone operator's gain survives inside the network (layout reorders
+shared between neighbours, cache effects). With scale 1 it is the plain sum + overhead."""
 
 from __future__ import annotations
 
@@ -65,6 +67,8 @@ class LayerLatencyModel:
     identity: TableIdentity
     untabulated: tuple[str, ...] = ()
     staircases: tuple[GroupStaircase, ...] = ()
+    scale: float = 1.0
+    calibration_ms: tuple[float, float] = (0.0, 0.0)  # measured (full, about half width), paired
     unit: str = "ms (table)"
 
     def layer_ms(self, keep_fractions: np.ndarray) -> np.ndarray:
@@ -77,7 +81,7 @@ class LayerLatencyModel:
         return np.asarray(values)
 
     def cost(self, keep_fractions: np.ndarray) -> float:
-        return float(self.overhead_ms + self.layer_ms(keep_fractions).sum())
+        return float(self.overhead_ms + self.scale * self.layer_ms(keep_fractions).sum())
 
     def predict(self, keep_fractions: np.ndarray | Mapping[str, float]) -> float:
         if isinstance(keep_fractions, Mapping):
@@ -99,6 +103,8 @@ class LayerLatencyModel:
             "identity": asdict(self.identity),
             "measured_full_ms": self.measured_full_ms,
             "overhead_ms": self.overhead_ms,
+            "scale": self.scale,
+            "calibration_ms": list(self.calibration_ms),
             "predicted_full_ms": self.full_cost,
             "untabulated_layers": list(self.untabulated),
             "layers": [

@@ -26,6 +26,7 @@ from agmc_onnx.search.latency_model import LatencyFit, fit_latency_model
 from agmc_onnx.search.log import EpisodeRecord, RunDirectory
 from agmc_onnx.search.policies import SearchPolicy, Transition, make_policy
 from agmc_onnx.search.reward import RewardFn
+from agmc_onnx.search.table_budget import table_budget
 
 __all__ = ["SearchConfig", "SearchResult", "ProgressFn", "run_search"]
 
@@ -53,6 +54,11 @@ class SearchConfig:
     seed: int = 0
     ddpg: DDPGConfig = field(default_factory=DDPGConfig)
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    # Latency budgets: "table" predicts from per-layer tables measured on the target (kept counts on each
+    # group's fast steps); "fit" from a MACs-weighted fit of a few uniformly pruned variants.
+    latency_model: str = "table"
+    latency_precision: str = "fp32"  # the form that ships: "fp32", "int8-qoperator" or "int8-qdq" (table only)
+    table_cache_dir: str | None = None
 
     def __post_init__(self) -> None:
         if (self.flops_keep_ratio is None) == (self.latency_keep_ratio is None):
@@ -77,6 +83,10 @@ class SearchConfig:
             )
         if self.n_episodes < 1:
             raise PreconditionError(f"the search needs at least 1 episode, got {self.n_episodes}")
+        if self.latency_model not in ("table", "fit"):
+            raise PreconditionError(f"latency model '{self.latency_model}' is unknown; use 'table' or 'fit'")
+        if self.latency_precision != "fp32" and self.latency_model != "table":
+            raise PreconditionError("an INT8 latency budget needs the measured tables (latency_model 'table')")
 
 
 @dataclass(frozen=True)
@@ -105,6 +115,17 @@ def _budget(analysis, groups, config, checkpoint) -> tuple[ActionWall, LatencyFi
         cost = CostModel.of_macs(macs)
         target = config.flops_keep_ratio * cost.full_cost
         return ActionWall(groups, cost, target, config.lower_bound, config.round_to, removable), None
+    if config.latency_model == "table":
+        if checkpoint:  # a resumed run reuses the stored tables: re-measuring would move the budget
+            fit = checkpoint["latency_fit"]
+            steps = {s.group_id: s.fast_counts for s in fit.cost_model.staircases}
+            target_ms = config.latency_keep_ratio * fit.original_ms
+            wall = ActionWall(
+                groups, fit.cost_model, target_ms, config.lower_bound, config.round_to, removable, step_counts=steps
+            )
+            return wall, fit
+        return table_budget(analysis, groups, config.latency_keep_ratio, config.target, config.latency_precision,
+                            config.lower_bound, config.round_to, config.table_cache_dir, removable)
     # A resumed run reuses the stored fit: re-measuring would change the budget mid-search.
     if checkpoint:
         fit = checkpoint["latency_fit"]

@@ -15,14 +15,14 @@ from agmc_onnx.layer_latency import LayerSignature, TableConfig, build_latency_m
 from agmc_onnx.layer_latency.predictor import lookup
 from agmc_onnx.layer_latency.table import SignatureTable, TableCache
 
-_QUICK = {"runs": 3, "max_sweep": 6, "max_fast_steps": 3}
+_QUICK = {"runs": 3, "max_sweep": 6, "max_fast_steps": 3, "calibration_rounds": 2}
 
 
 def _build(tmp_path, model=None, progress=None, **overrides):
     model = model or tiny_models.residual_chain()
     analysis = analyze_model(model)
     config = TableConfig(cache_dir=tmp_path, **{**_QUICK, **overrides})
-    return build_latency_model(analysis, analysis.model, config, progress)
+    return build_latency_model(analysis, config, progress)
 
 
 def test_prediction_at_full_width_is_the_measured_model(tmp_path) -> None:
@@ -67,3 +67,15 @@ def test_lookup_interpolates_between_measured_grid_points() -> None:
     assert lookup(table, 8, 4, (4, 8), (4, 8)) == 3.0
     assert lookup(table, 6, 6, (4, 8), (4, 8)) == pytest.approx(2.5)
     assert lookup(table, 4, 6, (4, 8), (4, 8)) == pytest.approx(1.5)
+
+
+@pytest.mark.skipif(
+    "CUDAExecutionProvider" not in __import__("onnxruntime").get_available_providers(),
+    reason="needs onnxruntime-gpu and a CUDA device",
+)
+def test_gpu_target_measures_on_the_cuda_provider() -> None:
+    from agmc_onnx.cost import get_profile
+    from agmc_onnx.layer_latency import measure_point
+
+    signature = LayerSignature("Conv", (1, -1, 8, 8), 1, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1))
+    assert measure_point(signature, 8, 8, get_profile("gpu"), "fp32", runs=3) > 0

@@ -81,3 +81,21 @@ def test_unreachable_budget_raises_a_clear_error():
     analysis = analyze_model(tiny_classifier())
     with pytest.raises(BudgetUnreachableError, match=r"lower bound 0\.5.*keeps .*%"):
         _wall(analysis, 0.05, round_to=1, lower_bound=0.5)
+
+
+def test_step_counts_replace_round_to_per_group(resnet20):
+    groups = search_order(resnet20)
+    steps = {groups[0].id: (4, 10, 16), groups[1].id: (2, 12)}  # 2 is under the lower bound: dropped
+    cost = CostModel.of_macs(MacsModel.from_analysis(resnet20))
+    wall = ActionWall(groups, cost, 0.6 * cost.full_cost, 0.2, 8, step_counts=steps)
+    assert wall.choices[0].tolist() == [4, 10, 16]
+    assert wall.choices[1].tolist() == [12, groups[1].n_units]
+    assert wall.count_for(0, 0.5) == 10  # the smallest step keeping at least half
+    env = PruningEnv(wall.groups, wall)
+    rng = np.random.default_rng(0)
+    for _ in range(10):
+        env.reset()
+        for _ in range(env.n_steps):
+            env.step(float(rng.uniform()))
+        outcome = env.finish()
+        assert outcome.keep_counts[0] in (4, 10, 16) and outcome.keep_counts[1] in (12, groups[1].n_units)
