@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from search_fixtures import one_torch_thread, tiny_classifier  # noqa: F401  (autouse fixture)
+from search_fixtures import one_torch_thread, random_episodes, tiny_classifier  # noqa: F401  (autouse fixture)
 from trained_models import shared_model_path
 
 from agmc_onnx.analysis import analyze_model
@@ -91,11 +91,5 @@ def test_step_counts_replace_round_to_per_group(resnet20):
     assert wall.choices[0].tolist() == [4, 10, 16]
     assert wall.choices[1].tolist() == [12, groups[1].n_units]
     assert wall.count_for(0, 0.5) == 10  # the smallest step keeping at least half
-    env = PruningEnv(wall.groups, wall)
-    rng = np.random.default_rng(0)
-    for _ in range(10):
-        env.reset()
-        for _ in range(env.n_steps):
-            env.step(float(rng.uniform()))
-        outcome = env.finish()
+    for outcome in random_episodes(wall, 10):
         assert outcome.keep_counts[0] in (4, 10, 16) and outcome.keep_counts[1] in (12, groups[1].n_units)
