@@ -20,6 +20,7 @@ import numpy as np
 
 from agmc_onnx.analysis import analyze_model
 from agmc_onnx.cost import measure_latency, measure_paired
+from agmc_onnx.importance import channel_scores
 from agmc_onnx.io import load_model
 from agmc_onnx.layer_latency import TableConfig, build_latency_model
 from agmc_onnx.models.zoo import zoo_model_path
@@ -56,7 +57,8 @@ def evaluate_predictor(name: str, precision: str, args) -> dict:
         keep = {}
         for group in analysis.prunable_groups:
             keep[group.id] = int(rng.choice(latency_model.fast_counts(group.id))) / group.n_units
-        pruned, _ = apply_selection(analysis, select_channels(PruningPlan(keep), analysis.groups))
+        selection = select_channels(PruningPlan(keep), analysis.groups, channel_scores(analysis))
+        pruned, _ = apply_selection(analysis, selection)
         shipped = _shipped(pruned, precision, calibration)
         measured = measure_latency(shipped, args.target, min_seconds=args.seconds).median_ms
         predicted = latency_model.predict(keep)
@@ -128,10 +130,12 @@ def speedup_table(name: str, latency_models: dict, args) -> list[dict]:
     spec = spec_from_model(model)
     _, batches = calibration_batches(load_split(args.data, "train", spec), spec, 256, 32)
     test = sample_subset(load_split(args.data, "test", spec), args.test_images)
-    variants = {"original": (analysis.model, None), "INT8 only": (quantize_model(analysis.model, batches, "qoperator").model, None)}
+    int8_only = quantize_model(analysis.model, batches, "qoperator").model
+    variants = {"original": (analysis.model, None), "INT8 only": (int8_only, None)}
     plans = _budget_plans(analysis, latency_models["fp32"], latency_models["int8-qoperator"], args.int8_latency)
     for label, (keep, predicted) in plans.items():
-        pruned, _ = apply_selection(analysis, select_channels(PruningPlan(keep), analysis.groups))
+        selection = select_channels(PruningPlan(keep), analysis.groups, channel_scores(analysis))
+        pruned, _ = apply_selection(analysis, selection)
         pruned = recalibrate_batchnorm(pruned, batches)
         if "INT8" in label:
             pruned = quantize_model(pruned, batches, "qoperator").model
@@ -175,7 +179,9 @@ def write_markdown(result: dict, path: Path) -> None:
     lines += ["", "INT8 (no pruning), paired A-B-B-A against the fp32 original in one process:", "",
               "| model | QOperator speed-up (95 % CI) | QDQ speed-up (95 % CI) |", "|---|---|---|"]
     for row in result["int8"]:
-        cells = [f"{row[f]['speedup']:.2f}× ({row[f]['low']:.2f}–{row[f]['high']:.2f})" for f in ("qoperator", "qdq")]
+        cells = [
+            f"{row[f]['speedup']:.2f}× ({row[f]['low']:.2f}–{row[f]['high']:.2f})" for f in ("qoperator", "qdq")
+        ]
         lines.append(f"| {row['model']} | {cells[0]} | {cells[1]} |")
     if result.get("speedups"):
         lines += ["", f"Speed-ups (paired against the fp32 original) of uniform plans at each budget: one keep ratio "

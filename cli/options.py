@@ -49,7 +49,9 @@ depth_option = click.option(
 )
 
 
-def target_option(help_text: str = "Latency target profile (execution provider, threads, batch size).", default="mobile-cpu"):
+def target_option(
+    help_text: str = "Latency target profile (execution provider, threads, batch size).", default="mobile-cpu"
+):
     """``--target`` as ``target``, one of the cost module's profiles."""
     from agmc_onnx.cost import profile_names
 
@@ -64,4 +66,5 @@ def target_option(help_text: str = "Latency target profile (execution provider, 
 
 def output_option(help_text: str = "Where to write the model."):
     """``-o/--output`` as ``output``, a file path (written atomically, never half-written)."""
-    return click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True, help=help_text)
+    path = click.Path(dir_okay=False, path_type=Path)
+    return click.option("-o", "--output", type=path, required=True, help=help_text)

@@ -21,6 +21,7 @@ from agmc_onnx.groups.macs_model import MacsModel
 from agmc_onnx.layer_latency.micro import PRECISIONS, measure_point
 from agmc_onnx.layer_latency.predictor import GroupStaircase, LayerLatencyModel
 from agmc_onnx.layer_latency.signature import LayerSlot, layer_slots
+from agmc_onnx.importance import channel_scores
 from agmc_onnx.layer_latency.table import TableCache, current_identity
 from agmc_onnx.plan import PruningPlan, select_channels
 from agmc_onnx.prune import apply_selection
@@ -105,7 +106,9 @@ def _calibrate(analysis, raw: LayerLatencyModel, ship, profile, config: TableCon
     for staircase in raw.staircases:
         n_units = staircase.counts[-1]
         keep[staircase.group_id] = min(c for c in staircase.fast_counts if c >= 0.5 * n_units) / n_units
-    half, _ = apply_selection(analysis, select_channels(PruningPlan(keep), analysis.groups))
+    plan = PruningPlan(keep)
+    selection = select_channels(plan, analysis.groups, channel_scores(analysis, plan.importance))
+    half, _ = apply_selection(analysis, selection)
     paired = measure_paired(ship(analysis.model), ship(half), profile, n_rounds=config.calibration_rounds)
     # The half-width time from the median per-round ratio: robust to drift that moves both medians.
     measured = (paired.a.median_ms, paired.a.median_ms / paired.speedup)

@@ -110,7 +110,8 @@ def _strip_quantize_io(model: onnx.ModelProto) -> onnx.ModelProto:
         [helper.make_tensor_value_info(core.output[0], TensorProto.UINT8, None)], list(model.graph.initializer),
     )
     shape = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
-    graph.input[0].type.tensor_type.shape.CopyFrom(helper.make_tensor_type_proto(TensorProto.UINT8, shape).tensor_type.shape)
+    uint8_shape = helper.make_tensor_type_proto(TensorProto.UINT8, shape).tensor_type.shape
+    graph.input[0].type.tensor_type.shape.CopyFrom(uint8_shape)
     stripped = helper.make_model(graph, opset_imports=list(model.opset_import))
     stripped.ir_version = model.ir_version
     return stripped

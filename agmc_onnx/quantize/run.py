@@ -45,7 +45,9 @@ class QuantizeConfig:
 
     def __post_init__(self) -> None:
         if self.quant_format not in FORMAT_CHOICES:
-            raise PreconditionError(f"unknown quantization format {self.quant_format!r}; choose one of {FORMAT_CHOICES}")
+            raise PreconditionError(
+                f"unknown quantization format {self.quant_format!r}; choose one of {FORMAT_CHOICES}"
+            )
         if self.calibration_images < 1:
             raise PreconditionError(f"calibration needs at least 1 image, got {self.calibration_images}")
 
