@@ -13,6 +13,7 @@ __all__ = [
     "PlanError",
     "DataError",
     "TargetUnavailableError",
+    "StaleTableError",
 ]
 
 
@@ -65,3 +66,7 @@ class DataError(AgmcError):
 
 class TargetUnavailableError(AgmcError):
     """A latency target needs hardware or an execution provider that is not present."""
+
+
+class StaleTableError(AgmcError):
+    """A latency table was measured on another CPU, onnxruntime version or target setting."""

@@ -39,17 +39,26 @@ def _summary(report, paths: dict) -> dict:
             "original": report.original.test_top1,
             "searched": report.searched.test_top1,
             "final": report.final.test_top1,
+            "int8": report.quantized.test_top1 if report.quantized else None,
         },
         "accuracy_drop_points": report.accuracy_drop_points,
         "macs_kept_fraction": report.final.macs / report.original.macs,
         "achieved_keep_fraction": report.achieved_keep_fraction,
         "speedup": report.speedup,
         "speedup_interval": [report.speedup_low, report.speedup_high],
+        "quantized_format": report.quantized_format,
     }
 
 
 def _echo_result(report, paths: dict) -> None:
     click.echo(f"wrote {paths['model']} and {paths['report_md']}", err=True)
+    if report.quantized is not None:
+        from agmc_onnx.cli.quantize_cmd import describe_format
+
+        click.echo(
+            f"shipped INT8, {describe_format(report.quantized_format)}: test top-1 {report.quantized.test_top1:.2%}",
+            err=True,
+        )
     click.echo(
         f"test top-1: original {report.original.test_top1:.2%}, after search {report.searched.test_top1:.2%}, "
         f"after fine-tuning {report.final.test_top1:.2%} ({report.accuracy_drop_points:+.2f} points drop)",
@@ -79,6 +88,13 @@ def _echo_result(report, paths: dict) -> None:
 )
 @round_to_option(from_config=True)
 @depth_option
+@click.option(
+    "--quantize",
+    type=click.Choice(["none", "int8"]),
+    default=None,
+    help="int8: quantize the fine-tuned model (static, per channel; the ONNX form measured faster on --target); "
+    "the gate and a --latency budget then judge the INT8 model [none].",
+)
 @click.option(
     "--config",
     "config_file",

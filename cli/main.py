@@ -37,6 +37,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "agmc_onnx.cli.bench_cmd",
         "Latency of MODEL through onnxruntime on a target profile (with --vs: paired speed-up).",
     ),
+    "profile": (
+        "agmc_onnx.cli.profile_cmd",
+        "Measure MODEL's per-layer latency tables on a target and print each group's latency staircase.",
+    ),
+    "quantize": (
+        "agmc_onnx.cli.quantize_cmd",
+        "Static INT8 quantization of MODEL (per channel), with test top-1 before and after.",
+    ),
     "compress": (
         "agmc_onnx.cli.compress_cmd",
         "Search, prune, fine-tune and measure MODEL; write OUTPUT/model.onnx and a report.",

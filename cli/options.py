@@ -15,9 +15,6 @@ from pathlib import Path
 
 import click
 
-from agmc_onnx.cost import profile_names
-from agmc_onnx.search import POLICY_NAMES
-
 __all__ = [
     "DATA_FORMS",
     "Preprocessing",
@@ -46,20 +43,22 @@ def model_argument(checked_by_loader: bool = False):
 
 def data_option(purpose: str = "Dataset", must_exist: bool = False, required: bool = True):
     """``--data`` as ``data_path``; without ``must_exist`` the data loader reports a missing path itself."""
+    # An explicit default (even None) would satisfy click's ``required``, so only optional --data gets one.
+    default = {} if required else {"default": None}
     return click.option(
         "--data",
         "data_path",
         required=required,
-        default=None,
         type=click.Path(exists=must_exist, path_type=Path),
         help=f"{purpose}: {DATA_FORMS}.",
+        **default,
     )
 
 
-def output_option(help: str):
+def output_option(help_text: str = "Where to write the model."):
     """``-o/--output``: a file the command writes atomically."""
     return click.option(
-        "-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path), help=help
+        "-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path), help=help_text
     )
 
 
@@ -100,16 +99,19 @@ depth_option = click.option(
 )
 
 
-def target_option(from_config: bool = False):
-    return click.option(
-        "--target",
-        type=click.Choice(profile_names()),
-        **_default("mobile-cpu", from_config, "Latency target profile (execution provider, threads, batch size)."),
-    )
+def target_option(
+    help_text: str = "Latency target profile (execution provider, threads, batch size).", from_config: bool = False
+):
+    """``--target`` as ``target``, one of the cost module's profiles."""
+    from agmc_onnx.cost import profile_names
+
+    return click.option("--target", type=click.Choice(profile_names()), **_default("mobile-cpu", from_config, help_text))
 
 
 def policy_option(from_config: bool = False):
     """``--policy``: the choices are the search's policy registry."""
+    from agmc_onnx.search import POLICY_NAMES
+
     return click.option(
         "--policy", type=click.Choice(POLICY_NAMES), **_default("agmc", from_config, "Search policy.")
     )

@@ -10,8 +10,8 @@ import click
 from agmc_onnx.analysis import analyze_model
 from agmc_onnx.cli.options import model_argument
 from agmc_onnx.errors import PlanError
-from agmc_onnx.io import load_model, save_model, stored_size
 from agmc_onnx.importance import DATA_IMPORTANCE, IMPORTANCE_NAMES, Importance, build_importance
+from agmc_onnx.io import load_model, save_model, stored_size
 from agmc_onnx.plan import PruningPlan, uniform_plan
 from agmc_onnx.prune import prune_model
 from agmc_onnx.validate import validate_pruned

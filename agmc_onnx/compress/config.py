@@ -37,6 +37,7 @@ class CompressConfig:
     # Least-squares re-fit of the pruned layers before fine-tuning (BN re-estimation only when off).
     reconstruct: bool = True
     seed: int = 0
+    quantize: str | None = None  # "int8": quantize after fine-tuning; budgets and the gate see the INT8 model
 
     def __post_init__(self) -> None:
         if self.flops is not None or self.latency is not None:
@@ -45,6 +46,8 @@ class CompressConfig:
             raise ConfigError("episodes, reward_size and round_to must be positive and finetune_epochs ≥ 0")
         if self.depth is not None and not 0.0 < float(self.depth) < 1.0:
             raise ConfigError(f"depth threshold is {self.depth}; it must lie in (0, 1), e.g. 0.1")
+        if self.quantize not in (None, "none", "int8"):
+            raise ConfigError(f"quantize is {self.quantize!r}; it is \"int8\" or \"none\"")
         if self.max_accuracy_drop is not None and self.max_accuracy_drop < 0:
             raise ConfigError(f"max_accuracy_drop is {self.max_accuracy_drop}; it must be ≥ 0 percentage points")
 
@@ -57,6 +60,7 @@ class CompressConfig:
 
     def search_config(self):
         """The search this configuration asks for (its warm-up scaled to the episodes, as the CLI's)."""
+        from agmc_onnx.compress.quantize_stage import search_precision
         from agmc_onnx.search import SearchConfig
 
         kind, keep = self.budget
@@ -69,6 +73,7 @@ class CompressConfig:
             round_to=self.round_to,
             depth_threshold=self.depth,
             seed=self.seed,
+            latency_precision=search_precision(self.quantize) if kind == "latency" else "fp32",
         )
 
     def as_dict(self) -> dict:

@@ -25,11 +25,12 @@ def write_outputs(run: CompressRun, out_dir: Path) -> dict[str, Path]:
         ),
         "channels": plot_channels(report.groups, out_dir / "channels.png"),
     }
-    if report.original.latency_median_ms is not None and report.final.latency_median_ms is not None:
+    shipped = report.quantized or report.final
+    if report.original.latency_median_ms is not None and shipped.latency_median_ms is not None:
         plots["latency"] = plot_latency(
-            ["original", "compressed"],
-            [report.original.latency_median_ms, report.final.latency_median_ms],
-            [report.original.latency_p90_ms, report.final.latency_p90_ms],
+            ["original", "compressed + INT8" if report.quantized else "compressed"],
+            [report.original.latency_median_ms, shipped.latency_median_ms],
+            [report.original.latency_p90_ms, shipped.latency_p90_ms],
             report.target,
             out_dir / "latency.png",
         )

@@ -12,6 +12,7 @@ import onnx
 from agmc_onnx.analysis import ModelAnalysis, analyze_model
 from agmc_onnx.compress.config import CompressConfig
 from agmc_onnx.compress.gate import evaluate_gate, group_channels
+from agmc_onnx.compress.quantize_stage import quantize_stage
 from agmc_onnx.compress.report import CompressionReport, ModelFigures
 from agmc_onnx.compress.workdir import WorkDirectory, stage_identities
 from agmc_onnx.cost import measure_paired
@@ -191,8 +192,13 @@ def run_compress(
     timings["finetune"], clock = time.perf_counter() - clock, time.perf_counter()
     stages.tell("evaluate", "test accuracy of the compressed model")
     final_top1 = stages.test_top1(final)
-    stages.tell("latency", f"paired latency on {config.target}, original against compressed")
-    paired = measure_paired(stages.model, final, config.target)
+    shipped, quantized = final, None
+    if config.quantize == "int8":
+        stages.tell("quantize", "INT8 on the fine-tuned model; format measured on the target")
+        quantized = quantize_stage(final, stages.splits.finetune, stages.spec, config.target).quantized
+        shipped = quantized.model
+    stages.tell("latency", f"paired latency on {config.target}, original against the model that ships")
+    paired = measure_paired(stages.model, shipped, config.target)
     timings["evaluate+latency"] = time.perf_counter() - clock
     timings["total"] = time.perf_counter() - started
     original = ModelFigures(
@@ -208,12 +214,27 @@ def run_compress(
         search,
         original,
         _figures(searched, searched_top1),
-        _figures(final, final_top1, paired.b),
+        _figures(final, final_top1, paired.b if quantized is None else None),
         paired,
         timings,
         str(model_path),
     )
-    return CompressRun(report, final, search, work.resumed)
+    if quantized is not None:
+        report = _with_int8(report, _figures(shipped, stages.test_top1(shipped), paired.b), quantized.quant_format)
+    return CompressRun(report, shipped, search, work.resumed)
+
+
+def _with_int8(report: CompressionReport, int8: ModelFigures, quant_format: str) -> CompressionReport:
+    """The INT8 model ships: it gets its row, and the gate judges it."""
+    config = report.config
+    kind, keep = report.budget_kind, report.budget_keep_fraction
+    achieved = int8.macs / report.original.macs if kind == "flops" else 1.0 / report.speedup
+    drop = 100.0 * (report.original.test_top1 - int8.test_top1)
+    gate = evaluate_gate(kind, keep, achieved, drop, config.get("max_accuracy_drop"))
+    return dataclasses.replace(
+        report, quantized=int8, quantized_format=quant_format, achieved_keep_fraction=achieved,
+        accuracy_drop_points=drop, gate=gate,
+    )
 
 
 def _build_report(

@@ -63,6 +63,8 @@ class CompressionReport:
     data: dict
     timings_s: dict
     groups: list = field(default_factory=list)  # per group: id, name, channels before and after
+    quantized: ModelFigures | None = None  # the INT8 model that ships, when quantization was asked for
+    quantized_format: str | None = None  # "qoperator" | "qdq"
     config: dict = field(default_factory=dict)
     schema_version: int = REPORT_SCHEMA_VERSION
 
@@ -83,6 +85,19 @@ def _row(label: str, figures: ModelFigures, original: ModelFigures) -> str:
         f"| {label} | {_pct(figures.test_top1)} | {figures.macs / 1e6:.2f} M ({figures.macs / original.macs:.0%}) "
         f"| {figures.params / 1e6:.3f} M | {figures.file_bytes / 1e6:.2f} MB | {_ms(figures.latency_median_ms)} |"
     )
+
+
+_FORMAT_NOTE = {
+    "qoperator": "QOperator form: onnxruntime's fast CPU form; other runtimes such as OpenVINO do not load it",
+    "qdq": "QDQ form: portable to OpenVINO, TensorRT and other runtimes",
+}
+
+
+def _int8_rows(report: CompressionReport) -> list[str]:
+    if report.quantized is None:
+        return []
+    label = f"INT8 ({report.quantized_format}), shipped"
+    return [_row(label, report.quantized, report.original), "", f"INT8 {_FORMAT_NOTE[report.quantized_format]}."]
 
 
 def render_markdown(report: CompressionReport, plots: dict[str, str]) -> str:
@@ -112,6 +127,7 @@ def render_markdown(report: CompressionReport, plots: dict[str, str]) -> str:
         _row("original", report.original, report.original),
         _row("after search (no fine-tuning)", report.searched, report.original),
         _row("after fine-tuning", report.final, report.original),
+        *_int8_rows(report),
         "",
         f"Test set: {report.data.get('test_images')} images; fine-tuning: {report.data.get('finetune_images')} "
         f"images × {report.config.get('finetune_epochs')} epoch(s). "

@@ -6,7 +6,7 @@ exactly what the final ``PruningPlan`` will produce.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -92,7 +92,10 @@ class ActionWall:
         lower_bound: float = 0.2,
         round_to: int = 1,
         removable: frozenset[str] = frozenset(),
+        step_counts: Mapping[str, Sequence[int]] | None = None,
     ) -> None:
+        """``step_counts``: per group id, the only kept counts allowed (a latency staircase's fast steps),
+        replacing ``round_to`` for that group; counts under the lower bound are dropped."""
         if {g.id for g in groups} != set(cost_model.macs.group_ids):
             raise PreconditionError("the action wall's groups differ from the cost model's prunable groups")
         self.groups = tuple(groups)
@@ -103,7 +106,12 @@ class ActionWall:
         order = {gid: i for i, gid in enumerate(cost_model.macs.group_ids)}
         self._columns = np.array([order[g.id] for g in self.groups])
         self.n_units = np.array([g.n_units for g in self.groups], dtype=np.int64)
-        self.choices = tuple(allowed_counts(g, lower_bound, round_to, g.id in removable) for g in self.groups)
+        self.choices = tuple(
+            _step_choices(g, step_counts[g.id], lower_bound, g.id in removable)
+            if step_counts and g.id in step_counts
+            else allowed_counts(g, lower_bound, round_to, g.id in removable)
+            for g in self.groups
+        )
         self.min_counts = np.array([c[0] for c in self.choices], dtype=np.int64)
         self.full_cost = cost_model.full_cost
         self.min_cost = self.cost(self.min_counts)
@@ -140,8 +148,9 @@ class ActionWall:
 
     def count_for(self, step: int, keep_ratio: float) -> int:
         """Kept count of group ``step`` for a desired keep ratio, under round_to and the lower bound."""
-        desired = kept_unit_count(self.groups[step], max(keep_ratio, self.lower_bound), self.round_to)
-        return int(max(desired, self.min_counts[step]))
+        desired = kept_unit_count(self.groups[step], max(keep_ratio, self.lower_bound), 1)
+        choices = self.choices[step]  # the smallest allowed count that keeps at least the desired ratio
+        return int(choices[min(np.searchsorted(choices, desired), len(choices) - 1)])
 
     def enforce(self, counts: np.ndarray) -> np.ndarray:
         """Shrink the largest-keep-ratio groups, one allowed step at a time, until the target is met."""
@@ -159,6 +168,12 @@ class ActionWall:
 
     def meets(self, counts: np.ndarray) -> bool:
         return self.cost(counts) <= self.target_cost
+
+
+def _step_choices(group: ChannelGroup, counts: Sequence[int], lower_bound: float, removable: bool) -> np.ndarray:
+    lowest = kept_unit_count(group, lower_bound, 1)
+    kept = sorted({int(c) for c in counts if lowest <= c <= group.n_units} | {group.n_units})
+    return np.array(([0] if removable else []) + kept, dtype=np.int64)
 
 
 def uniform_keep_ratio(wall: ActionWall, tolerance: float = 1e-4) -> tuple[float, np.ndarray]:

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from agmc_onnx.errors import PlanError
 from agmc_onnx.groups.depth import DepthAnalysis
 from agmc_onnx.groups.find import ChannelGroup
-from agmc_onnx.errors import PlanError
 from agmc_onnx.importance import ChannelScores
 from agmc_onnx.plan import ChannelSelection, PruningPlan, select_channels
 from agmc_onnx.search.budget import ActionWall

@@ -14,8 +14,8 @@ import onnx
 from agmc_onnx.analysis import ModelAnalysis, analyze_model
 from agmc_onnx.cost import measure_latency
 from agmc_onnx.data import ImageDataset, PreprocessSpec, load_splits, spec_from_model
-from agmc_onnx.search.reward import AccuracyReward, RewardConfig
 from agmc_onnx.progress import ProgressFn
+from agmc_onnx.search.reward import AccuracyReward, RewardConfig
 from agmc_onnx.search.run import SearchConfig, SearchResult, run_search
 
 __all__ = ["search_model"]

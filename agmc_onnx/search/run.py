@@ -15,6 +15,7 @@ from agmc_onnx.analysis import ModelAnalysis
 from agmc_onnx.errors import PreconditionError
 from agmc_onnx.importance import Importance, channel_scores
 from agmc_onnx.plan import PruningPlan
+from agmc_onnx.progress import ProgressFn, report
 from agmc_onnx.search.agent import DDPGConfig, scaled_warmup
 from agmc_onnx.search.budget import ActionWall, CostModel, macs_wall, one_budget, uniform_keep_ratio
 from agmc_onnx.search.depth_budget import fit_removal_savings, searchable_removals
@@ -22,10 +23,10 @@ from agmc_onnx.search.encoder import EncoderConfig
 from agmc_onnx.search.env import PruningEnv
 from agmc_onnx.search.features import search_order
 from agmc_onnx.search.latency_model import LatencyFit, fit_latency_model
-from agmc_onnx.progress import ProgressFn, report
 from agmc_onnx.search.log import EpisodeProgress, EpisodeRecord, RunDirectory
 from agmc_onnx.search.policies import SearchPolicy, Transition, make_policy
 from agmc_onnx.search.reward import AccuracyReward, RewardFn
+from agmc_onnx.search.table_budget import table_budget
 
 __all__ = ["SearchConfig", "SearchResult", "run_search"]
 
@@ -51,6 +52,11 @@ class SearchConfig:
     seed: int = 0
     ddpg: DDPGConfig = field(default_factory=DDPGConfig)
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    # Latency budgets: "table" predicts from per-layer tables measured on the target (kept counts on each
+    # group's fast steps); "fit" from a MACs-weighted fit of a few uniformly pruned variants.
+    latency_model: str = "table"
+    latency_precision: str = "fp32"  # the form that ships: "fp32", "int8-qoperator" or "int8-qdq" (table only)
+    table_cache_dir: str | None = None
 
     def __post_init__(self) -> None:
         one_budget(self.flops_keep_ratio, self.latency_keep_ratio)
@@ -70,6 +76,10 @@ class SearchConfig:
             )
         if self.n_episodes < 1:
             raise PreconditionError(f"the search needs at least 1 episode, got {self.n_episodes}")
+        if self.latency_model not in ("table", "fit"):
+            raise PreconditionError(f"latency model '{self.latency_model}' is unknown; use 'table' or 'fit'")
+        if self.latency_precision != "fp32" and self.latency_model != "table":
+            raise PreconditionError("an INT8 latency budget needs the measured tables (latency_model 'table')")
 
     @property
     def budget(self) -> tuple[str, float]:
@@ -109,6 +119,17 @@ def _budget(analysis, groups, config, checkpoint) -> tuple[ActionWall, LatencyFi
     if config.flops_keep_ratio is not None:
         wall = macs_wall(analysis, groups, config.flops_keep_ratio, config.lower_bound, config.round_to, removable)
         return wall, None
+    if config.latency_model == "table":
+        if checkpoint:  # a resumed run reuses the stored tables: re-measuring would move the budget
+            fit = checkpoint["latency_fit"]
+            steps = {s.group_id: s.fast_counts for s in fit.cost_model.staircases}
+            target_ms = config.latency_keep_ratio * fit.original_ms
+            wall = ActionWall(
+                groups, fit.cost_model, target_ms, config.lower_bound, config.round_to, removable, step_counts=steps
+            )
+            return wall, fit
+        return table_budget(analysis, groups, config.latency_keep_ratio, config.target, config.latency_precision,
+                            config.lower_bound, config.round_to, config.table_cache_dir, removable)
     # A resumed run reuses the stored fit: re-measuring would change the budget mid-search.
     if checkpoint:
         fit = checkpoint["latency_fit"]

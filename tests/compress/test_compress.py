@@ -177,3 +177,19 @@ def test_changed_finetune_settings_keep_the_finished_search(workspace):
     assert "(resuming)" in again.output and "2 epoch(s)" in again.output
     restarted = _run([*args, "--restart"])
     assert restarted.exit_code == 0 and "(resuming)" not in restarted.output
+
+
+def test_compress_quantize_int8_ships_the_int8_model_and_gates_it(workspace):
+    tmp_path, model, data, config = workspace
+    config.write_text(config.read_text() + 'quantize = "int8"\n')
+    out = tmp_path / "out-int8"
+    result = _run([str(model), "--data", str(data), "--config", str(config), "-o", str(out), "--json"])
+    assert result.exit_code in (0, 3), result.output  # random labels: the accuracy gate is not the point
+    report = json.loads((out / "report.json").read_text())
+    assert report["quantized_format"] in ("qoperator", "qdq")
+    int8 = report["quantized"]
+    assert int8["file_bytes"] < report["final"]["file_bytes"]  # 8-bit weights
+    assert report["accuracy_drop_points"] == pytest.approx(100 * (report["original"]["test_top1"] - int8["test_top1"]))
+    ops = {node.op_type for node in __import__("onnx").load(str(out / "model.onnx")).graph.node}  # noqa: TID251
+    assert ops & {"QLinearConv", "QuantizeLinear"}
+    assert "INT8" in (out / "report.md").read_text()

@@ -50,3 +50,18 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+def random_episodes(wall, n_episodes: int, seed: int = 0):
+    """Outcomes of ``n_episodes`` episodes whose actions are uniform random (the wall corrects them)."""
+    from agmc_onnx.search.env import PruningEnv
+
+    env = PruningEnv(wall.groups, wall)
+    rng = np.random.default_rng(seed)
+    outcomes = []
+    for _ in range(n_episodes):
+        env.reset()
+        for _ in range(env.n_steps):
+            env.step(float(rng.uniform()))
+        outcomes.append(env.finish())
+    return outcomes

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from search_fixtures import one_torch_thread, tiny_classifier  # noqa: F401  (autouse fixture)
+from search_fixtures import one_torch_thread, random_episodes, tiny_classifier  # noqa: F401  (autouse fixture)
 from trained_models import shared_model_path
 
 from agmc_onnx.analysis import analyze_model
@@ -81,3 +81,15 @@ def test_unreachable_budget_raises_a_clear_error():
     analysis = analyze_model(tiny_classifier())
     with pytest.raises(BudgetUnreachableError, match=r"lower bound 0\.5.*keeps .*%"):
         _wall(analysis, 0.05, round_to=1, lower_bound=0.5)
+
+
+def test_step_counts_replace_round_to_per_group(resnet20):
+    groups = search_order(resnet20)
+    steps = {groups[0].id: (4, 10, 16), groups[1].id: (2, 12)}  # 2 is under the lower bound: dropped
+    cost = CostModel.of_macs(MacsModel.from_analysis(resnet20))
+    wall = ActionWall(groups, cost, 0.6 * cost.full_cost, 0.2, 8, step_counts=steps)
+    assert wall.choices[0].tolist() == [4, 10, 16]
+    assert wall.choices[1].tolist() == [12, groups[1].n_units]
+    assert wall.count_for(0, 0.5) == 10  # the smallest step keeping at least half
+    for outcome in random_episodes(wall, 10):
+        assert outcome.keep_counts[0] in (4, 10, 16) and outcome.keep_counts[1] in (12, groups[1].n_units)

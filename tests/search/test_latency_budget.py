@@ -56,7 +56,12 @@ def test_latency_search_on_a_measured_model_reports_predictions():
     spec = spec_from_model(model)
     reward_set = sample_subset(load_splits(demo_data_path(), spec, reward_size=200).reward, 64)
     config = SearchConfig(
-        policy="random", n_episodes=3, flops_keep_ratio=None, latency_keep_ratio=0.9, latency_seconds=0.3
+        policy="random",
+        n_episodes=3,
+        flops_keep_ratio=None,
+        latency_keep_ratio=0.9,
+        latency_seconds=0.3,
+        latency_model="fit",
     )
     result = run_search(analysis, AccuracyReward(analysis, reward_set, spec), config)
     fit = result.latency_fit

@@ -1,0 +1,223 @@
+"""Build a model's latency predictor: sweep each group's kept count to find its staircase, measure the
+per-layer grid on the fast steps, and measure the whole model once for the overhead."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+
+from agmc_onnx.analysis import ModelAnalysis
+from agmc_onnx.cost import get_profile, measure_paired
+from agmc_onnx.cost.session import check_target_available
+from agmc_onnx.errors import PreconditionError
+from agmc_onnx.groups.macs_model import MacsModel
+from agmc_onnx.importance import channel_scores
+from agmc_onnx.layer_latency.micro import PRECISIONS, measure_point
+from agmc_onnx.layer_latency.predictor import GroupStaircase, LayerLatencyModel
+from agmc_onnx.layer_latency.signature import LayerSlot, layer_slots
+from agmc_onnx.layer_latency.table import TableCache, current_identity
+from agmc_onnx.plan import PruningPlan, select_channels
+from agmc_onnx.prune import apply_selection
+
+__all__ = ["TableConfig", "build_latency_model", "profile_model", "shipping_form", "ProgressCallback"]
+
+log = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[int, int, str], None]  # (points done, points to measure, phase)
+
+
+@dataclass(frozen=True)
+class TableConfig:
+    target: str = "mobile-cpu"
+    precision: str = "fp32"  # one of micro.PRECISIONS
+    lower_bound: float = 0.2  # smallest keep ratio the staircase sweeps
+    max_sweep: int = 64  # kept counts swept per group at most (evenly spaced, plus multiples of 8)
+    max_fast_steps: int = 10  # grid points per axis at most
+    step_tolerance: float = 0.03  # a count is a fast step if it beats every larger count by this fraction
+    runs: int = 25  # timed runs per table point
+    calibration_rounds: int = 10  # A-B-B-A rounds timing the full and the half-width model
+    cache_dir: str | os.PathLike | None = None
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise PreconditionError(f"unknown table precision {self.precision!r}; choose one of {PRECISIONS}")
+
+
+def build_latency_model(
+    analysis: ModelAnalysis,
+    config: TableConfig = TableConfig(),
+    progress: ProgressCallback | None = None,
+    ship: Callable[[onnx.ModelProto], onnx.ModelProto] | None = None,
+) -> LayerLatencyModel:
+    """Tables for every tabulated layer of ``analysis`` (cached), staircases, and the overhead and scale
+    measured on whole models in the form they ship (``ship`` turns a pruned fp32 model into it, e.g. its
+    INT8 quantization; default: as is)."""
+    ship = ship or (lambda model: model)
+    profile = get_profile(config.target)
+    check_target_available(profile)
+    identity = current_identity(profile, config.precision)
+    cache = TableCache(identity, config.cache_dir)
+    macs = MacsModel.from_analysis(analysis)
+    slots, untabulated = layer_slots(analysis, macs)
+    if not slots:
+        raise PreconditionError("the model has no Conv, Gemm or MatMul layer whose latency can be tabulated")
+    groups = {g.id: g for g in analysis.prunable_groups}
+    sweeps = {gid: _sweep_counts(groups[gid].n_units, groups[gid].unit_width, config) for gid in macs.group_ids}
+    report = progress or (lambda done, total, phase: None)
+
+    def measure(points: set[tuple[LayerSlot, int, int]], phase: str) -> None:
+        todo = sorted({(s.signature, ci, co) for s, ci, co in points
+                       if (ci, co) not in cache.table(s.signature).entries}, key=lambda p: (p[0].digest, p[1], p[2]))
+        for done, (signature, ci, co) in enumerate(todo):
+            report(done, len(todo), phase)
+            cache.table(signature).entries[(ci, co)] = measure_point(
+                signature, ci, co, profile, config.precision, runs=config.runs
+            )
+        report(len(todo), len(todo), phase)
+        cache.save()
+
+    measure(set(_sweep_points(macs, slots, sweeps)), "staircases")
+    staircases = tuple(_staircase(macs, slots, cache, gid, counts, config) for gid, counts in sweeps.items())
+    axes = _grid_axes(macs, slots, staircases)
+    grid = {(s, ci, co) for s in slots for ci in axes[s.name][0] for co in axes[s.name][1]
+            if s.signature.per_group is None or ci == co}
+    measure(grid, "grid")
+    tables = {s.signature.digest: cache.table(s.signature) for s in slots}
+    raw = LayerLatencyModel(macs, slots, tables, axes, 0.0, 0.0, identity, untabulated, staircases)
+    report(0, 1, "whole model")
+    overhead, scale, measured = _calibrate(analysis, raw, ship, profile, config)
+    report(1, 1, "whole model")
+    log.info("latency table: %d layers, %d signatures, overhead %.3f ms, scale %.2f", len(slots), len(tables),
+             overhead, scale)
+    return dataclasses.replace(raw, overhead_ms=overhead, measured_full_ms=measured[0], scale=scale,
+                               calibration_ms=measured)
+
+
+def _calibrate(analysis, raw: LayerLatencyModel, ship, profile, config: TableConfig):
+    """Overhead and scale from the full model and one at about half width (fast steps), timed paired."""
+    keep = {}
+    for staircase in raw.staircases:
+        n_units = staircase.counts[-1]
+        keep[staircase.group_id] = min(c for c in staircase.fast_counts if c >= 0.5 * n_units) / n_units
+    plan = PruningPlan(keep)
+    selection = select_channels(plan, analysis.groups, channel_scores(analysis, plan.importance))
+    half, _ = apply_selection(analysis, selection)
+    paired = measure_paired(ship(analysis.model), ship(half), profile, n_rounds=config.calibration_rounds)
+    # The half-width time from the median per-round ratio: robust to drift that moves both medians.
+    measured = (paired.a.median_ms, paired.a.median_ms / paired.speedup)
+    sums = (raw.full_cost, raw.predict(keep))
+    scale = 1.0
+    if sums[0] - sums[1] > 0.05 * sums[0]:
+        fitted = (measured[0] - measured[1]) / (sums[0] - sums[1])
+        scale = float(np.clip(fitted, 0.5, 2.0))
+        if scale != fitted:
+            log.warning("latency calibration: scale %.2f clipped to %.2f (noisy timing?)", fitted, scale)
+    return measured[0] - scale * sums[0], scale, measured
+
+
+def _sweep_counts(n_units: int, unit_width: int, config: TableConfig) -> tuple[int, ...]:
+    lowest = max(1, math.ceil(config.lower_bound * n_units - 1e-9))
+    counts = set(range(lowest, n_units + 1))
+    if len(counts) > config.max_sweep:
+        even = np.linspace(lowest, n_units, config.max_sweep // 2).round().astype(int)
+        step = max(1, 8 // math.gcd(8, unit_width))
+        aligned = range(math.ceil(lowest / step) * step, n_units + 1, step)
+        counts = set(even.tolist()) | set(list(aligned)[-(config.max_sweep // 2):]) | {n_units}
+    return tuple(sorted(counts))
+
+
+def _keep_with(macs: MacsModel, group_id: str, fraction: float) -> np.ndarray:
+    keep = np.ones(len(macs.group_ids))
+    keep[macs.group_ids.index(group_id)] = fraction
+    return keep
+
+
+def _touching(macs: MacsModel, slots: Iterable[LayerSlot], group_id: str) -> list[LayerSlot]:
+    col = macs.group_ids.index(group_id)
+    return [s for s in slots if macs.in_share[s.row, col] > 0 or macs.out_share[s.row, col] > 0]
+
+
+def _sweep_points(macs: MacsModel, slots, sweeps) -> Iterable[tuple[LayerSlot, int, int]]:
+    for slot in slots:
+        yield (slot, *slot.counts(macs, np.ones(len(macs.group_ids))))
+    for group_id, counts in sweeps.items():
+        touched = _touching(macs, slots, group_id)
+        for count in counts:
+            keep = _keep_with(macs, group_id, count / counts[-1])
+            for slot in touched:
+                yield (slot, *slot.counts(macs, keep))
+
+
+def _staircase(macs, slots, cache: TableCache, group_id: str, counts, config: TableConfig) -> GroupStaircase:
+    touched = _touching(macs, slots, group_id)
+    latency = []
+    for count in counts:
+        keep = _keep_with(macs, group_id, count / counts[-1])
+        latency.append(sum(cache.table(s.signature).entries[s.counts(macs, keep)] for s in touched))
+    fast, best = [], math.inf
+    for count, ms in sorted(zip(counts, latency), reverse=True):
+        if ms < best * (1.0 - config.step_tolerance) or count == counts[-1]:
+            fast.append(count)
+            best = min(best, ms)
+    fast = sorted(fast)
+    if len(fast) > config.max_fast_steps:
+        picks = np.linspace(0, len(fast) - 1, config.max_fast_steps).round().astype(int)
+        fast = sorted({fast[i] for i in picks})
+    return GroupStaircase(group_id, tuple(counts), tuple(float(v) for v in latency), tuple(fast))
+
+
+def _grid_axes(macs, slots, staircases) -> dict[str, tuple[tuple[int, ...], tuple[int, ...]]]:
+    full = np.ones(len(macs.group_ids))
+    axes: dict[str, tuple[set[int], set[int]]] = {}
+    for slot in slots:
+        ci, co = slot.counts(macs, full)
+        axes[slot.name] = ({ci}, {co})
+    for staircase in staircases:
+        for slot in _touching(macs, slots, staircase.group_id):
+            for count in staircase.fast_counts:
+                ci, co = slot.counts(macs, _keep_with(macs, staircase.group_id, count / staircase.counts[-1]))
+                axes[slot.name][0].add(ci)
+                axes[slot.name][1].add(co)
+    result = {}
+    for name, (ins, outs) in axes.items():
+        both = tuple(sorted(ins | outs))
+        grouped = next(s for s in slots if s.name == name).signature.per_group is not None
+        result[name] = (both, both) if grouped else (tuple(sorted(ins)), tuple(sorted(outs)))
+    return result
+
+
+def profile_model(
+    model: onnx.ModelProto, config: TableConfig = TableConfig(), progress: ProgressCallback | None = None
+) -> LayerLatencyModel:
+    """Analyse ``model`` and build its latency predictor in ``config.precision``."""
+    from agmc_onnx.analysis import analyze_model
+
+    analysis = analyze_model(model)
+    return build_latency_model(analysis, config, progress, shipping_form(analysis, config.precision))
+
+
+def shipping_form(
+    analysis: ModelAnalysis, precision: str
+) -> Callable[[onnx.ModelProto], onnx.ModelProto] | None:
+    """For an INT8 precision, the function that quantizes a (pruned) model in that form, calibrated on random
+    inputs (ranges do not change latency); None for fp32."""
+    if precision == "fp32":
+        return None
+    from agmc_onnx.quantize import quantize_model
+
+    initializers = {init.name for init in analysis.model.graph.initializer}
+    name = next(v.name for v in analysis.model.graph.input if v.name not in initializers)
+    calibration = [np.random.default_rng(0).standard_normal([1, *analysis.shapes[name][1:]]).astype(np.float32)]
+    quant_format = precision.removeprefix("int8-")
+
+    def ship(pruned: onnx.ModelProto) -> onnx.ModelProto:
+        return quantize_model(pruned, calibration, quant_format).model
+
+    return ship

@@ -1,0 +1,125 @@
+"""Whole-model latency from the per-operator tables: overhead + scale · Σ table entries at each layer's
+kept widths. Overhead and scale are measured per model: the full model and one pruned to about half
+width, timed paired; the overhead holds what the tables do not (element-wise operators, pooling, session
+dispatch), the scale how much of a lone operator's gain survives inside the network (layout reorders
+shared between neighbours, cache effects). With scale 1 it is the plain sum + overhead."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from agmc_onnx.groups.macs_model import MacsModel
+from agmc_onnx.layer_latency.signature import LayerSlot
+from agmc_onnx.layer_latency.table import SignatureTable, TableIdentity
+
+__all__ = ["LayerLatencyModel", "GroupStaircase", "lookup"]
+
+
+@dataclass(frozen=True)
+class GroupStaircase:
+    """A group's predicted latency at each kept unit count (the others at full width); ``fast_counts``
+    are the counts no larger count beats, the steps worth stopping on."""
+
+    group_id: str
+    counts: tuple[int, ...]
+    latency_ms: tuple[float, ...]
+    fast_counts: tuple[int, ...]
+
+
+def lookup(table: SignatureTable, c_in: int, c_out: int, in_axis: Sequence[int], out_axis: Sequence[int]) -> float:
+    """The measured entry, else bilinear interpolation on the measured grid ``in_axis × out_axis``."""
+    exact = table.entries.get((c_in, c_out))
+    if exact is not None:
+        return exact
+    if table.signature.per_group is not None:  # grouped: one axis, kept conv groups (c_in == c_out)
+        g0, g1, w = _bracket(in_axis, c_in)
+        return float((1 - w) * table.entries[(g0, g0)] + w * table.entries[(g1, g1)])
+    i0, i1, wi = _bracket(in_axis, c_in)
+    o0, o1, wo = _bracket(out_axis, c_out)
+    e = table.entries
+    low = (1 - wo) * e[(i0, o0)] + wo * e[(i0, o1)]
+    high = (1 - wo) * e[(i1, o0)] + wo * e[(i1, o1)]
+    return float((1 - wi) * low + wi * high)
+
+
+def _bracket(axis: Sequence[int], value: int) -> tuple[int, int, float]:
+    axis = list(axis)
+    if len(axis) == 1:
+        return axis[0], axis[0], 0.0
+    position = int(np.clip(np.searchsorted(axis, value), 1, len(axis) - 1))
+    low, high = axis[position - 1], axis[position]
+    return low, high, (value - low) / (high - low)  # outside the grid: linear extrapolation
+
+
+@dataclass(frozen=True)
+class LayerLatencyModel:
+    """A cost model for the action wall: same interface as ``search.budget.CostModel``."""
+
+    macs: MacsModel
+    slots: tuple[LayerSlot, ...]
+    tables: Mapping[str, SignatureTable]  # signature digest -> table
+    axes: Mapping[str, tuple[tuple[int, ...], tuple[int, ...]]]  # layer name -> (in axis, out axis)
+    overhead_ms: float
+    measured_full_ms: float
+    identity: TableIdentity
+    untabulated: tuple[str, ...] = ()
+    staircases: tuple[GroupStaircase, ...] = ()
+    scale: float = 1.0
+    calibration_ms: tuple[float, float] = (0.0, 0.0)  # measured (full, about half width), paired
+    unit: str = "ms (table)"
+
+    def layer_ms(self, keep_fractions: np.ndarray) -> np.ndarray:
+        keep = np.asarray(keep_fractions, dtype=np.float64)
+        values = []
+        for slot in self.slots:
+            c_in, c_out = slot.counts(self.macs, keep)
+            in_axis, out_axis = self.axes[slot.name]
+            values.append(lookup(self.tables[slot.signature.digest], c_in, c_out, in_axis, out_axis))
+        return np.asarray(values)
+
+    def cost(self, keep_fractions: np.ndarray) -> float:
+        return float(self.overhead_ms + self.scale * self.layer_ms(keep_fractions).sum())
+
+    def predict(self, keep_fractions: np.ndarray | Mapping[str, float]) -> float:
+        if isinstance(keep_fractions, Mapping):
+            keep_fractions = np.array([keep_fractions.get(g, 1.0) for g in self.macs.group_ids])
+        return self.cost(keep_fractions)
+
+    @property
+    def full_cost(self) -> float:
+        return self.cost(np.ones(len(self.macs.group_ids)))
+
+    def fast_counts(self, group_id: str) -> tuple[int, ...] | None:
+        for staircase in self.staircases:
+            if staircase.group_id == group_id:
+                return staircase.fast_counts
+        return None
+
+    def as_json(self) -> dict:
+        return {
+            "identity": asdict(self.identity),
+            "measured_full_ms": self.measured_full_ms,
+            "overhead_ms": self.overhead_ms,
+            "scale": self.scale,
+            "calibration_ms": list(self.calibration_ms),
+            "predicted_full_ms": self.full_cost,
+            "untabulated_layers": list(self.untabulated),
+            "layers": [
+                {"name": s.name, "signature": s.signature.describe(), "digest": s.signature.digest,
+                 "in_channels": s.in_channels, "out_channels": s.out_channels}
+                for s in self.slots
+            ],
+            "groups": [
+                {"group": s.group_id, "counts": list(s.counts), "latency_ms": list(s.latency_ms),
+                 "fast_counts": list(s.fast_counts)}
+                for s in self.staircases
+            ],
+            "tables": {
+                digest: {"signature": t.signature.describe(),
+                         "entries": [[ci, co, ms] for (ci, co), ms in sorted(t.entries.items())]}
+                for digest, t in self.tables.items()
+            },
+        }

@@ -1,0 +1,48 @@
+"""The latency budget from measured per-layer tables: the action wall enforces the predicted latency of
+the model as it ships (fp32 or INT8), and each group's kept counts are its staircase's fast steps."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from agmc_onnx.analysis import ModelAnalysis
+from agmc_onnx.cost import measure_latency
+from agmc_onnx.groups.find import ChannelGroup
+from agmc_onnx.layer_latency import TableConfig, build_latency_model, shipping_form
+from agmc_onnx.search.budget import ActionWall
+from agmc_onnx.search.latency_model import LatencyFit
+
+__all__ = ["table_budget"]
+
+log = logging.getLogger(__name__)
+
+
+def table_budget(
+    analysis: ModelAnalysis,
+    groups: Sequence[ChannelGroup],
+    latency_keep_ratio: float,
+    target: str,
+    precision: str = "fp32",
+    lower_bound: float = 0.2,
+    round_to: int = 8,
+    cache_dir=None,
+    removable: frozenset[str] = frozenset(),
+) -> tuple[ActionWall, LatencyFit]:
+    """Wall at ``latency_keep_ratio`` × the original fp32 model's median latency on ``target``.
+
+    With an INT8 precision the predicted latency is the quantized candidate's, so the budget counts what
+    quantization gives as well as what pruning gives."""
+    config = TableConfig(target=target, precision=precision, lower_bound=lower_bound, cache_dir=cache_dir)
+    latency_model = build_latency_model(analysis, config, ship=shipping_form(analysis, precision))
+    original_ms = latency_model.measured_full_ms
+    if precision != "fp32":
+        original_ms = measure_latency(analysis.model, target).median_ms
+    steps = {s.group_id: s.fast_counts for s in latency_model.staircases}
+    target_ms = latency_keep_ratio * original_ms
+    log.info("latency budget %.3f ms (%.0f %% of %.3f ms fp32); %s model at full width predicts %.3f ms",
+             target_ms, 100 * latency_keep_ratio, original_ms, precision, latency_model.full_cost)
+    wall = ActionWall(groups, latency_model, target_ms, lower_bound, round_to, removable, step_counts=steps)
+    fit = LatencyFit(latency_model, original_ms, (1.0,), (latency_model.measured_full_ms,),
+                     (latency_model.full_cost,), target)
+    return wall, fit

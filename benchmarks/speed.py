@@ -1,0 +1,253 @@
+"""Predictor accuracy of the per-layer latency tables, fp32 and INT8, on random plans of the zoo models.
+
+    flock /tmp/agmc-heavy.lock python benchmarks/speed.py --plans 10 -o benchmarks/results
+
+For each model and precision: build the tables (cached under the output folder), draw random plans
+whose every group sits on one of its staircase's fast steps (the search's action space), prune (and
+quantize, for INT8), measure the median latency on the target and compare with the prediction.
+Writes ``speed.json`` and ``speed.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from agmc_onnx.analysis import analyze_model
+from agmc_onnx.cost import measure_latency, measure_paired
+from agmc_onnx.importance import channel_scores
+from agmc_onnx.io import load_model
+from agmc_onnx.layer_latency import TableConfig, build_latency_model
+from agmc_onnx.models.zoo import zoo_model_path
+from agmc_onnx.plan import PruningPlan, select_channels
+from agmc_onnx.prune import apply_selection
+from agmc_onnx.quantize import quantize_model
+from measure_zoo import machine  # benchmarks/ is on sys.path when run as a script
+
+
+def _calibration(analysis) -> list[np.ndarray]:
+    name = next(v.name for v in analysis.model.graph.input)
+    shape = [1, *analysis.shapes[name][1:]]
+    return [np.random.default_rng(0).standard_normal(shape).astype(np.float32)]
+
+
+def _shipped(model, precision: str, calibration):
+    return model if precision == "fp32" else quantize_model(model, calibration, precision[5:]).model
+
+
+def evaluate_predictor(name: str, precision: str, args) -> dict:
+    model = load_model(zoo_model_path(name))
+    analysis = analyze_model(model)
+    calibration = _calibration(analysis)
+    config = TableConfig(target=args.target, precision=precision, cache_dir=args.cache_dir or args.output / "tables")
+    started = time.perf_counter()
+    latency_model = build_latency_model(
+        analysis, config, ship=lambda pruned: _shipped(pruned, precision, calibration)
+    )
+    args.latency_models.setdefault(name, {})[precision] = latency_model
+    build_seconds = time.perf_counter() - started
+    rng = np.random.default_rng(args.seed)
+    rows = []
+    for _ in range(args.plans):
+        keep = {}
+        for group in analysis.prunable_groups:
+            keep[group.id] = int(rng.choice(latency_model.fast_counts(group.id))) / group.n_units
+        selection = select_channels(PruningPlan(keep), analysis.groups, channel_scores(analysis))
+        pruned, _ = apply_selection(analysis, selection)
+        shipped = _shipped(pruned, precision, calibration)
+        measured = measure_latency(shipped, args.target, min_seconds=args.seconds).median_ms
+        predicted = latency_model.predict(keep)
+        # The plain sum + overhead (scale 1, overhead from the full model alone), for comparison.
+        plain = latency_model.measured_full_ms + (predicted - latency_model.full_cost) / latency_model.scale
+        rows.append({"predicted_ms": predicted, "plain_sum_ms": plain, "measured_ms": measured, "keep": keep})
+    errors = np.array([abs(r["predicted_ms"] - r["measured_ms"]) / r["measured_ms"] for r in rows])
+    plain_errors = np.array([abs(r["plain_sum_ms"] - r["measured_ms"]) / r["measured_ms"] for r in rows])
+    return {
+        "model": name,
+        "precision": precision,
+        "plans": rows,
+        "median_error": float(np.median(errors)),
+        "p90_error": float(np.percentile(errors, 90)),
+        "plain_median_error": float(np.median(plain_errors)),
+        "plain_p90_error": float(np.percentile(plain_errors, 90)),
+        "scale": latency_model.scale,
+        "build_seconds": build_seconds,
+        "full_measured_ms": latency_model.measured_full_ms,
+        "overhead_ms": latency_model.overhead_ms,
+        "table_points": sum(len(t.entries) for t in latency_model.tables.values()),
+    }
+
+
+def int8_speedup(name: str, args) -> dict:
+    model = load_model(zoo_model_path(name))
+    analysis = analyze_model(model)
+    row = {"model": name}
+    for fmt in ("qoperator", "qdq"):
+        quantized = quantize_model(analysis.model, _calibration(analysis), fmt).model
+        paired = measure_paired(model, quantized, args.target, n_rounds=args.rounds)
+        row[fmt] = {"speedup": paired.speedup, "low": paired.speedup_low, "high": paired.speedup_high,
+                    "fp32_ms": paired.a.median_ms, "int8_ms": paired.b.median_ms}
+    return row
+
+
+def _budget_plans(analysis, latency_fp32, latency_int8, latency_int8_keep: float) -> dict:
+    """Uniform plans (one keep ratio for every group, the largest that meets the budget) per budget."""
+    from agmc_onnx.search.budget import ActionWall, CostModel, uniform_keep_ratio
+    from agmc_onnx.search.features import search_order
+    from agmc_onnx.groups.macs_model import MacsModel
+
+    groups = search_order(analysis)
+    macs = CostModel.of_macs(MacsModel.from_analysis(analysis))
+    walls = {
+        "--flops 0.5": ActionWall(groups, macs, 0.5 * macs.full_cost, 0.2, 8),
+        "--latency 0.5": ActionWall(groups, latency_fp32, 0.5 * latency_fp32.measured_full_ms, 0.2, 8,
+                                    step_counts={s.group_id: s.fast_counts for s in latency_fp32.staircases}),
+        f"--latency {latency_int8_keep} + INT8": ActionWall(
+            groups, latency_int8, latency_int8_keep * latency_fp32.measured_full_ms, 0.2, 8,
+            step_counts={s.group_id: s.fast_counts for s in latency_int8.staircases}),
+    }
+    plans = {}
+    for name, wall in walls.items():
+        _, counts = uniform_keep_ratio(wall)
+        plans[name] = ({g.id: int(c) / g.n_units for g, c in zip(groups, counts)}, wall.cost(counts))
+    return plans
+
+
+def speedup_table(name: str, latency_models: dict, args) -> list[dict]:
+    """Original, INT8 only, and uniform plans under each budget: paired speed-up and test top-1 after
+    BatchNormalization re-estimation (no fine-tuning)."""
+    from agmc_onnx.data import load_split, sample_subset, spec_from_model
+    from agmc_onnx.evaluate import evaluate_accuracy
+    from agmc_onnx.search.recalibrate import calibration_batches, recalibrate_batchnorm
+
+    model = load_model(zoo_model_path(name))
+    analysis = analyze_model(model)
+    spec = spec_from_model(model)
+    _, batches = calibration_batches(load_split(args.data, "train", spec), spec, 256, 32)
+    test = sample_subset(load_split(args.data, "test", spec), args.test_images)
+    int8_only = quantize_model(analysis.model, batches, "qoperator").model
+    variants = {"original": (analysis.model, None), "INT8 only": (int8_only, None)}
+    plans = _budget_plans(analysis, latency_models["fp32"], latency_models["int8-qoperator"], args.int8_latency)
+    for label, (keep, predicted) in plans.items():
+        selection = select_channels(PruningPlan(keep), analysis.groups, channel_scores(analysis))
+        pruned, _ = apply_selection(analysis, selection)
+        pruned = recalibrate_batchnorm(pruned, batches)
+        if "INT8" in label:
+            pruned = quantize_model(pruned, batches, "qoperator").model
+        variants[label] = (pruned, predicted)
+    rows = []
+    for label, (variant, predicted) in variants.items():
+        paired = measure_paired(analysis.model, variant, args.target, n_rounds=args.rounds)
+        rows.append({"model": name, "variant": label, "speedup": paired.speedup, "low": paired.speedup_low,
+                     "high": paired.speedup_high, "ms": paired.b.median_ms, "predicted_ms": predicted,
+                     "top1": evaluate_accuracy(variant, test, spec).top1})
+    return rows
+
+
+def write_markdown(result: dict, path: Path) -> None:
+    lines = [
+        "# Latency tables: predictor accuracy and INT8 speed-up",
+        "",
+        f"Command: `{result['command']}`  ",
+        f"Machine: {result['machine']['cpu_model']}, {result['machine']['cpu_cores']} cores, onnxruntime "
+        f"{result['machine']['onnxruntime']}, load average at start {result['machine']['load_average_at_start']}; "
+        f"target {result['target']}. Run under the shared heavy-work lock.",
+        "",
+        f"Random plans: every group on one of its staircase's fast steps (the search's action space), "
+        f"{result['n_plans']} plans per row; latency = median over ≥ {result['seconds']} s of runs. "
+        "INT8 plans are pruned, then quantized (QOperator, per channel).",
+        "",
+        "Error = |predicted − measured| / measured. *calibrated*: overhead + scale · Σ table (overhead and scale "
+        "from the full and a half-width model, timed paired); *plain*: Σ table + overhead from the full model.",
+        "",
+        "| model | precision | plans | median error (calibrated) | p90 (calibrated) | median (plain) | p90 (plain) "
+        "| scale | full model ms | table points | build s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in result["predictor"]:
+        lines.append(
+            f"| {row['model']} | {row['precision']} | {len(row['plans'])} | {100 * row['median_error']:.1f} % | "
+            f"{100 * row['p90_error']:.1f} % | {100 * row['plain_median_error']:.1f} % | "
+            f"{100 * row['plain_p90_error']:.1f} % | {row['scale']:.2f} | {row['full_measured_ms']:.3f} | "
+            f"{row['table_points']} | {row['build_seconds']:.0f} |"
+        )
+    lines += ["", "INT8 (no pruning), paired A-B-B-A against the fp32 original in one process:", "",
+              "| model | QOperator speed-up (95 % CI) | QDQ speed-up (95 % CI) |", "|---|---|---|"]
+    for row in result["int8"]:
+        cells = [
+            f"{row[f]['speedup']:.2f}× ({row[f]['low']:.2f}–{row[f]['high']:.2f})" for f in ("qoperator", "qdq")
+        ]
+        lines.append(f"| {row['model']} | {cells[0]} | {cells[1]} |")
+    if result.get("speedups"):
+        lines += ["", f"Speed-ups (paired against the fp32 original) of uniform plans at each budget: one keep ratio "
+                  "for all groups, the largest the budget allows (the search's feasible starting point, not a "
+                  "searched policy); test top-1 on "
+                  f"{result['test_images']} test images after BatchNormalization re-estimation, **no fine-tuning**.",
+                  "", "| model | variant | speed-up (95 % CI) | median ms | predicted ms | test top-1 |",
+                  "|---|---|---|---|---|---|"]
+        for row in result["speedups"]:
+            predicted = "—" if row["predicted_ms"] is None else f"{row['predicted_ms']:.3f}"
+            if row["variant"] == "--flops 0.5":
+                predicted = "—"
+            lines.append(f"| {row['model']} | {row['variant']} | {row['speedup']:.2f}× ({row['low']:.2f}–"
+                         f"{row['high']:.2f}) | {row['ms']:.3f} | {predicted} | {100 * row['top1']:.2f} % |")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def merge(paths: list[Path], output: Path) -> None:
+    """One table from per-model runs (each run short enough to hold the shared timing lock briefly)."""
+    parts = [json.loads(Path(p).read_text()) for p in paths]
+    result = dict(parts[0])
+    result["command"] = "; ".join(p["command"] for p in parts)
+    for key in ("predictor", "int8", "speedups"):
+        result[key] = [row for p in parts for row in p.get(key, [])]
+    output.mkdir(parents=True, exist_ok=True)
+    (output / "speed.json").write_text(json.dumps(result, indent=1))
+    write_markdown(result, output / "speed.md")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default="resnet20,resnet56,mobilenetv2")
+    parser.add_argument("--precisions", default="fp32,int8-qoperator")
+    parser.add_argument("--plans", type=int, default=10)
+    parser.add_argument("--seconds", type=float, default=0.5)
+    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--target", default="mobile-cpu")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("-o", "--output", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--data", type=Path, default=None, help="CIFAR-10 folder; with it, the speed-up table")
+    parser.add_argument("--test-images", type=int, default=1000)
+    parser.add_argument("--cache-dir", type=Path, default=None, help="Latency-table cache shared by the runs")
+    parser.add_argument("--int8-latency", type=float, default=0.4)
+    parser.add_argument("--merge", type=Path, nargs="*", default=None,
+                        help="Only combine the speed.json files of earlier runs (one per model) into -o")
+    args = parser.parse_args()
+    args.latency_models = {}
+    if args.merge:
+        merge(args.merge, args.output)
+        return
+    result = {"command": "python benchmarks/speed.py " + " ".join(os.sys.argv[1:]), "machine": machine(),
+              "target": args.target, "n_plans": args.plans, "seconds": args.seconds, "predictor": [], "int8": []}
+    for name in args.models.split(","):
+        result["int8"].append(int8_speedup(name, args))
+        for precision in args.precisions.split(","):
+            row = evaluate_predictor(name, precision, args)
+            print(f"{name} {precision}: median {row['median_error']:.3f} p90 {row['p90_error']:.3f} "
+                  f"build {row['build_seconds']:.0f} s", flush=True)
+            result["predictor"].append(row)
+        if args.data is not None:
+            result["speedups"] = result.get("speedups", []) + speedup_table(name, args.latency_models[name], args)
+            result["test_images"] = args.test_images
+    args.output.mkdir(parents=True, exist_ok=True)
+    (args.output / "speed.json").write_text(json.dumps(result, indent=1))
+    write_markdown(result, args.output / "speed.md")
+
+
+if __name__ == "__main__":
+    main()
