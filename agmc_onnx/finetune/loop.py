@@ -8,11 +8,8 @@ checkpoint ends exactly where an uninterrupted run ends.
 
 from __future__ import annotations
 
-import copy
-import logging
 import math
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,24 +17,22 @@ import numpy as np
 import onnx
 import torch
 
-from agmc_onnx.errors import DataError, TargetUnavailableError
+from agmc_onnx.errors import DataError
 from agmc_onnx.finetune.augment import normalize, random_crop_flip
-from agmc_onnx.finetune.checkpoint import TrainingState, load_checkpoint, run_fingerprint, save_checkpoint
-from agmc_onnx.finetune.config import (
-    EpochRecord,
-    FinetuneConfig,
-    FinetuneProgress,
-    FinetuneResult,
-    Normalization,
-)
+from agmc_onnx.finetune.checkpoint import run_fingerprint
+from agmc_onnx.finetune.config import EpochRecord, FinetuneConfig, FinetuneProgress, FinetuneResult, Normalization
 from agmc_onnx.finetune.losses import training_loss
-from agmc_onnx.torch_exec import InitializerRole, OnnxModule, write_back
+from agmc_onnx.finetune.training import (
+    ProgressCallback,
+    TrainerBase,
+    autocast,
+    epoch_seed,
+    resolve_device,
+    train_epochs,
+)
 
-__all__ = ["finetune", "evaluate_module", "resolve_device"]
+__all__ = ["finetune", "evaluate_module"]
 
-log = logging.getLogger(__name__)
-
-ProgressCallback = Callable[[FinetuneProgress], None]
 
 
 @dataclass(frozen=True, eq=False)
@@ -56,26 +51,8 @@ class _Images:
         return len(self.labels)
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise TargetUnavailableError(
-            f"device {name} was requested but torch sees no CUDA GPU; use --device cpu"
-        )
-    return device
-
-
 def _first_output(outputs) -> torch.Tensor:
     return outputs[0] if isinstance(outputs, tuple) else outputs
-
-
-def _autocast(device: torch.device, enabled: bool):
-    # bf16 autocast only on CUDA: CPU bf16 convolutions are slower than fp32 on most CPUs.
-    return torch.autocast(
-        device_type=device.type, dtype=torch.bfloat16, enabled=enabled and device.type == "cuda"
-    )
 
 
 @torch.no_grad()
@@ -91,7 +68,7 @@ def _evaluate(
     for start in range(0, len(data), batch_size):
         x = normalize(data.images[start : start + batch_size], normalization)
         y = data.labels[start : start + batch_size]
-        with _autocast(device, mixed_precision):
+        with autocast(device, mixed_precision):
             logits = _first_output(module(x)).float()
         loss_sum += torch.nn.functional.cross_entropy(logits, y, reduction="sum").item()
         correct += (logits.argmax(dim=1) == y).sum().item()
@@ -136,57 +113,13 @@ def _split(images, labels, val_images, val_labels, config: FinetuneConfig):
     return images[train_idx], labels[train_idx], images[val_idx], labels[val_idx]
 
 
-def _optimizer(module: OnnxModule, config: FinetuneConfig) -> torch.optim.Optimizer:
-    """SGD; weight decay only on conv/linear weights, never on normalisation parameters or biases."""
-    roles = module.initializer_roles
-    decay, no_decay = [], []
-    for name, param in module.onnx_parameters().items():
-        (decay if roles[name] is InitializerRole.WEIGHT else no_decay).append(param)
-    groups = [
-        {"params": decay, "weight_decay": config.weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
-    return torch.optim.SGD(
-        [g for g in groups if g["params"]],
-        lr=config.lr,
-        momentum=config.momentum,
-        nesterov=config.nesterov and config.momentum > 0,
-    )
-
-
-def _epoch_seed(seed: int, epoch: int) -> int:
-    return seed * 1_000_003 + epoch
-
-
-def _better(record: EpochRecord, best: EpochRecord) -> bool:
-    """Higher validation top-1 wins, lower validation loss breaks ties; without validation, the last epoch."""
-    if math.isnan(record.val_top1) or math.isnan(best.val_top1):
-        return True
-    return (record.val_top1, -record.val_loss) > (best.val_top1, -best.val_loss)
-
-
-def _cpu_state(module: torch.nn.Module) -> dict:
-    return {key: value.detach().to("cpu", copy=True) for key, value in module.state_dict().items()}
-
-
-class _Trainer:
+class _Trainer(TrainerBase):
     """Holds one run's module, optimizer and data; ``run_epoch`` trains and validates one epoch."""
 
     def __init__(self, model, teacher, train: _Images, val: _Images, normalization, config, progress):
-        self.device = train.images.device
-        self.module = OnnxModule(model).to(self.device)
-        self.teacher = None
-        if teacher is not None:
-            self.teacher = OnnxModule(teacher).to(self.device).eval().requires_grad_(False)
-        self.train, self.val, self.normalization, self.config = train, val, normalization, config
+        super().__init__(model, teacher, len(train), train.images.device, config)
+        self.train, self.val, self.normalization = train, val, normalization
         self.progress = progress
-        self.batch_size = min(config.batch_size, len(train))
-        # Full batches only: a trailing batch of one sample would break BatchNormalization in training.
-        self.steps_per_epoch = len(train) // self.batch_size
-        self.optimizer = _optimizer(self.module, config)
-        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
-            self.optimizer, T_max=config.epochs * self.steps_per_epoch
-        )
 
     def validate(self) -> tuple[float, float]:
         return _evaluate(
@@ -200,13 +133,13 @@ class _Trainer:
     def run_epoch(self, epoch: int) -> EpochRecord:
         started = time.perf_counter()
         config = self.config
-        generator = torch.Generator().manual_seed(_epoch_seed(config.seed, epoch))
+        generator = torch.Generator().manual_seed(epoch_seed(config.seed, epoch))
         order = torch.randperm(len(self.train), generator=generator)
         devices = [self.device.index or 0] if self.device.type == "cuda" else []
         loss_sum, correct, seen = 0.0, 0, 0
         self.module.train()
         with torch.random.fork_rng(devices=devices):  # dropout draws from the global RNG: seed it per epoch
-            torch.manual_seed(_epoch_seed(config.seed, epoch))
+            torch.manual_seed(epoch_seed(config.seed, epoch))
             for step in range(self.steps_per_epoch):
                 index = order[step * self.batch_size : (step + 1) * self.batch_size].to(self.device)
                 pixels = random_crop_flip(
@@ -235,7 +168,7 @@ class _Trainer:
 
     def _step(self, x: torch.Tensor, labels: torch.Tensor) -> tuple[float, int]:
         config = self.config
-        with _autocast(self.device, config.mixed_precision):
+        with autocast(self.device, config.mixed_precision):
             logits = _first_output(self.module(x)).float()
             teacher_logits = None
             if self.teacher is not None:
@@ -249,29 +182,8 @@ class _Trainer:
             distill_weight=config.distill_weight,
             temperature=config.distill_temperature,
         )
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
-        self.scheduler.step()
+        self.apply_gradients(loss)
         return loss.item(), int((logits.argmax(dim=1) == labels).sum().item())
-
-    def state(self, epoch, best_epoch, best_val_top1, best_module, history, seconds) -> TrainingState:
-        return TrainingState(
-            epoch,
-            _cpu_state(self.module),
-            copy.deepcopy(self.optimizer.state_dict()),
-            self.scheduler.state_dict(),
-            best_epoch,
-            best_val_top1,
-            best_module,
-            tuple(history),
-            seconds,
-        )
-
-    def restore(self, state: TrainingState) -> None:
-        self.module.load_state_dict(state.module)
-        self.optimizer.load_state_dict(state.optimizer)
-        self.scheduler.load_state_dict(state.scheduler)
 
 
 def finetune(
@@ -309,45 +221,12 @@ def finetune(
         config,
         progress,
     )
-    fingerprint = run_fingerprint(model, train_y, teacher)
-    checkpoint = Path(checkpoint_path) if checkpoint_path is not None else None
-    started = time.perf_counter()
-    if resume and checkpoint is not None and checkpoint.exists():
-        state = load_checkpoint(checkpoint, config, fingerprint)
-        trainer.restore(state)
-        log.info("resuming after epoch %d from %s", state.epoch, checkpoint)
-        first_epoch, history, previous_seconds = state.epoch + 1, list(state.history), state.seconds
-        best_epoch, best_val_top1, best_module = state.best_epoch, state.best_val_top1, state.best_module
-    else:
-        val_loss, val_top1 = trainer.validate()
-        history = [EpochRecord(0, math.nan, math.nan, val_loss, val_top1, config.lr, 0.0)]
-        first_epoch, previous_seconds = 1, 0.0
-        best_epoch, best_val_top1, best_module = 0, val_top1, _cpu_state(trainer.module)
-    for epoch in range(first_epoch, config.epochs + 1):
-        record = trainer.run_epoch(epoch)
-        history.append(record)
-        if _better(record, history[best_epoch]):
-            best_epoch, best_val_top1, best_module = epoch, record.val_top1, _cpu_state(trainer.module)
-        if checkpoint is not None:
-            elapsed = previous_seconds + time.perf_counter() - started
-            save_checkpoint(
-                checkpoint,
-                trainer.state(epoch, best_epoch, best_val_top1, best_module, history, elapsed),
-                config,
-                fingerprint,
-            )
-        if progress is not None:
-            progress(
-                FinetuneProgress(
-                    epoch,
-                    config.epochs,
-                    trainer.steps_per_epoch,
-                    trainer.steps_per_epoch,
-                    record.train_loss,
-                    record,
-                )
-            )
-    trainer.module.load_state_dict(best_module)
-    trained = write_back(model, trainer.module.to("cpu"))
-    seconds = previous_seconds + time.perf_counter() - started
-    return FinetuneResult(trained, tuple(history), best_epoch, best_val_top1, seconds)
+    return train_epochs(
+        trainer,
+        model,
+        config,
+        fingerprint=run_fingerprint(model, train_y, teacher),
+        checkpoint_path=checkpoint_path,
+        resume=resume,
+        progress=progress,
+    )

@@ -19,9 +19,10 @@ from onnx import TensorProto, helper, numpy_helper
 from agmc_onnx.cost.profiles import TargetProfile
 from agmc_onnx.cost.session import create_session
 from agmc_onnx.data import ImageDataset, PreprocessSpec, balanced_order, to_model_input
+from agmc_onnx.data.feeds import Feeder
 from agmc_onnx.errors import PreconditionError
 
-__all__ = ["recalibrate_batchnorm", "batchnorm_nodes", "calibration_batches"]
+__all__ = ["recalibrate_batchnorm", "batchnorm_nodes", "calibration_batches", "calibration_feeds"]
 
 _MIN_OPSET = 14  # training_mode on BatchNormalization
 
@@ -37,6 +38,12 @@ def calibration_batches(
     order = balanced_order(dataset.labels, seed=0)[:n_images]
     rows = tuple(order[i : i + batch_size] for i in range(0, len(order), batch_size))
     return rows, [to_model_input(dataset.images[r], spec) for r in rows]
+
+
+def calibration_feeds(feeder: Feeder, n_samples: int = 256, batch_size: int = 128) -> list[dict[str, np.ndarray]]:
+    """Feeds of seeded, shuffled calibration batches from any dataset bound to a model (``Feeder``)."""
+    order = balanced_order(feeder.dataset.labels, seed=0)[:n_samples]
+    return [feeder.feeds(np.sort(order[i : i + batch_size])) for i in range(0, len(order), batch_size)]
 
 
 def batchnorm_nodes(model: onnx.ModelProto) -> list[onnx.NodeProto]:
@@ -70,9 +77,10 @@ def _calibration_copy(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[tup
 
 
 def recalibrate_batchnorm(
-    model: onnx.ModelProto, batches: Iterable[np.ndarray], profile: TargetProfile | None = None
+    model: onnx.ModelProto, batches: Iterable[np.ndarray | dict[str, np.ndarray]], profile: TargetProfile | None = None
 ) -> onnx.ModelProto:
-    """A copy of ``model`` whose BatchNormalization mean/var are the averages measured on ``batches``.
+    """A copy of ``model`` whose BatchNormalization mean/var are the averages measured on ``batches``
+    (arrays for the first input, or feeds keyed by input name).
 
     Each BatchNormalization gets fresh, uniquely named mean/var initializers, so statistics shared
     (aliased) between nodes in the original are never overwritten for another node.
@@ -92,7 +100,7 @@ def recalibrate_batchnorm(
     sums: list[np.ndarray] | None = None
     n_batches = 0
     for batch in batches:
-        values = session.run(output_names, {input_name: batch})
+        values = session.run(output_names, batch if isinstance(batch, dict) else {input_name: batch})
         sums = (
             [v.astype(np.float64) for v in values] if sums is None else [s + v for s, v in zip(sums, values)]
         )
