@@ -9,6 +9,7 @@ import click
 
 from agmc_onnx.analysis import analyze_model
 from agmc_onnx.errors import PlanError
+from agmc_onnx.graph.versions import converted_from_opset, default_opset
 from agmc_onnx.io import load_model, save_model, stored_size
 from agmc_onnx.importance import DATA_IMPORTANCE, IMPORTANCE_NAMES, Importance, build_importance
 from agmc_onnx.plan import PruningPlan, uniform_plan
@@ -176,6 +177,7 @@ def command(
         "batchnorm_recalibrated": training is not None,
         "reconstructed": reconstruction_data is not None,
         "seconds": result.seconds,
+        "converted_from_opset": converted_from_opset(original),
     }
     if as_json:
         click.echo(json.dumps(summary, indent=2))
@@ -186,6 +188,8 @@ def command(
         f"{f', {removed} residual branches removed' if removed else ''}"
         f"{', oracle passed' if not no_validate else ''})"
     )
+    if summary["converted_from_opset"] is not None:
+        click.echo(f"the input's opset {summary['converted_from_opset']} was converted to {default_opset(pruned)} on load")
     click.echo(f"MACs       {_fmt(*summary['macs'])}")
     click.echo(f"params     {_fmt(*summary['params'])}")
     click.echo(f"file size  {_fmt(*summary['file_bytes'], ' B')}")

@@ -18,6 +18,7 @@ from onnx_graphsurgeon.exporters.onnx_exporter import OnnxExporter
 from onnx_graphsurgeon.ir.tensor import SparseValues
 
 from agmc_onnx.errors import AgmcError, PostconditionError, PreconditionError
+from agmc_onnx.graph.versions import list_initializers_as_inputs
 
 __all__ = ["GraphPass", "PassResult", "PassManager", "run_passes", "export_model"]
 
@@ -80,7 +81,7 @@ class PassManager:
             stats[graph_pass.name] = dict(result.stats)
             done.append(graph_pass.name)
             log.debug("%s: modified=%s %s", graph_pass.name, result.modified, dict(result.stats))
-        return export_model(graph, model), stats
+        return list_initializers_as_inputs(export_model(graph, model)), stats
 
 
 def export_model(graph: gs.Graph, source: onnx.ModelProto) -> onnx.ModelProto:

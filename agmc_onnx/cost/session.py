@@ -57,7 +57,7 @@ def session_options(profile: TargetProfile) -> ort.SessionOptions:
     options.add_session_config_entry(
         "session.intra_op.allow_spinning", "1" if profile.allow_spinning else "0"
     )
-    options.log_severity_level = 3  # onnxruntime's own warnings would bypass logging and reach the terminal
+    options.log_severity_level = 4  # onnxruntime would print warnings and errors itself; errors raise anyway
     return options
 
 

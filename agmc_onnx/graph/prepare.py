@@ -84,7 +84,7 @@ def _shapes_by_running(model: onnx.ModelProto, names: list[str]) -> dict[str, tu
         if name not in known:
             probe.graph.output.append(onnx.ValueInfoProto(name=name))
     options = ort.SessionOptions()
-    options.log_severity_level = 3
+    options.log_severity_level = 4  # onnxruntime prints its errors itself; they come back as exceptions
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     try:
         session = ort.InferenceSession(probe.SerializeToString(), options, providers=["CPUExecutionProvider"])

@@ -109,6 +109,27 @@ def _write_ratios(tmp_path, content: dict):
     return path
 
 
+def _missing_external_data(folder):
+    path = folder / "external.onnx"
+    onnx.save(  # noqa: TID251 - the test writes external data the way other tools do
+        tiny_models.residual_chain(),
+        str(path),
+        save_as_external_data=True,  # noqa: TID251
+        all_tensors_to_one_file=True,
+        location="weights.bin",
+        size_threshold=0,
+    )
+    (folder / "weights.bin").unlink()
+    return path
+
+
+def _opset_6(folder):
+    model = tiny_models.conv_bn_relu()
+    model.opset_import[0].version = 6
+    (folder / "opset6.onnx").write_bytes(model.SerializeToString())
+    return folder / "opset6.onnx"
+
+
 @pytest.mark.parametrize(
     "make_model, extra_args, message",
     [
@@ -131,6 +152,8 @@ def _write_ratios(tmp_path, content: dict):
             ["--keep", "0.5"],
             "no prunable channel group",
         ),
+        (_missing_external_data, ["--keep", "0.5"], "external data file missing: weights.bin"),
+        (_opset_6, ["--keep", "0.5"], "opsets from 7 on are supported"),
         (None, ["--keep", "0"], "not in the range"),
         (None, ["--keep", "1.5"], "not in the range"),
         (None, ["--ratios", "{ratios_unknown}"], "unknown group 'g99'"),
@@ -146,6 +169,8 @@ def _write_ratios(tmp_path, content: dict):
         "not-onnx",
         "empty",
         "no-prunable-group",
+        "missing-external-data",
+        "opset-6",
         "keep-zero",
         "keep-above-one",
         "unknown-group",
