@@ -60,6 +60,7 @@ def evaluate_accuracy(
     """
     started = time.perf_counter()
     session = model if isinstance(model, ort.InferenceSession) else create_session(model)
+    _check_image_input(session)
     spec = spec or session_spec(session)
     check_images_fit(dataset.images, spec, source=dataset.source or "dataset")
     input_shape = session_input_shape(session)
@@ -88,6 +89,15 @@ def evaluate_accuracy(
         n_images=n_images,
         seconds=time.perf_counter() - started,
     )
+
+
+def _check_image_input(session: ort.InferenceSession) -> None:
+    first = session.get_inputs()[0]
+    if len(session.get_inputs()) != 1 or "float" not in first.type:
+        names = ", ".join(f"'{v.name}' ({v.type})" for v in session.get_inputs())
+        raise DataError(
+            f"accuracy is measured on image classifiers with one float image input; this model takes {names}"
+        )
 
 
 def _count_hits(logits: np.ndarray, targets: np.ndarray, dataset: ImageDataset) -> tuple[int, int]:

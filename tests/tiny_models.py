@@ -301,3 +301,28 @@ def linear_pair() -> onnx.ModelProto:
     """Two convolutions with nothing between them: the second is linear in the first's channels."""
     net = TinyNet("linear_pair")
     return net.build(net.conv(net.conv("input", 3, 8), 8, 4))
+
+
+def token_encoder(vocab: int = 50) -> onnx.ModelProto:
+    """Token ids (int64) and a boolean mask with a symbolic sequence length: embedding, MLP, masked sum."""
+    net = TinyNet("token_encoder")
+    table = net.const(net.rng.standard_normal((vocab, 8)).astype(np.float32), "embedding")
+    x = net.node("Gather", [table, "input_ids"])
+    hidden = net.node("Relu", [net.node("MatMul", [x, net.weight(8, 16)])])
+    y = net.node("MatMul", [hidden, net.weight(16, 6)])
+    mask = net.node("Unsqueeze", [net.node("Cast", ["mask"], to=TensorProto.FLOAT), net.const(np.array([2]))])
+    pooled = net.node("ReduceSum", [net.node("Mul", [y, mask]), net.const(np.array([1]))], keepdims=0)
+    graph = helper.make_graph(
+        net.nodes,
+        net.name,
+        [
+            helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "sequence"]),
+            helper.make_tensor_value_info("mask", TensorProto.BOOL, ["batch", "sequence"]),
+        ],
+        [helper.make_tensor_value_info(pooled, TensorProto.FLOAT, ["batch", 6])],
+        net.initializers,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model, full_check=True)
+    return model
