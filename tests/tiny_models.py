@@ -326,3 +326,22 @@ def token_encoder(vocab: int = 50) -> onnx.ModelProto:
     model.ir_version = 8
     onnx.checker.check_model(model, full_check=True)
     return model
+
+
+def attention_heads(heads: int = 4, width: int = 8) -> onnx.ModelProto:
+    """Tokens → Q, K, V projections split into heads → scaled dot-product attention → output projection."""
+    net = TinyNet("attention_heads", input_shape=(5, 16))
+    d = heads * width
+    x = net.node("MatMul", ["input", net.weight(16, d)])  # token features, pinned by the input
+    split = net.const(np.array([0, 0, heads, width], dtype=np.int64))
+
+    def project() -> str:
+        y = net.node("Add", [net.node("MatMul", [x, net.weight(d, d)]), net.const(np.ones(d, np.float32) * 0.1)])
+        return net.node("Transpose", [net.node("Reshape", [y, split])], perm=[0, 2, 1, 3])
+
+    q, k, v = project(), project(), project()
+    scores = net.node("MatMul", [q, net.node("Transpose", [k], perm=[0, 1, 3, 2])])
+    probs = net.node("Softmax", [net.node("Div", [scores, net.const(np.array(2.0, np.float32))])], axis=-1)
+    context = net.node("Transpose", [net.node("MatMul", [probs, v])], perm=[0, 2, 1, 3])
+    merged = net.node("Reshape", [context, net.const(np.array([0, 0, -1], dtype=np.int64))])
+    return net.build(net.node("MatMul", [merged, net.weight(d, 6)]))
