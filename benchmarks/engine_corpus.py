@@ -32,7 +32,7 @@ from agmc_onnx.validate import validate_pruned
 
 ROOT = Path(__file__).resolve().parent.parent
 # The entries added for any-model support, plus the torchvision ShuffleNet V2 the goals name.
-EXTENDED = [name for name in CORPUS if CORPUS[name].variants == ("bn",)] + ["shufflenet_v2_x0_5"]
+EXTENDED = [name for name in CORPUS if CORPUS[name].extended] + ["shufflenet_v2_x0_5"]
 
 
 def corpus_row(name: str, fused: bool, cache_dir: Path) -> dict:

@@ -189,7 +189,8 @@ def command(
         f"{', oracle passed' if not no_validate else ''})"
     )
     if summary["converted_from_opset"] is not None:
-        click.echo(f"the input's opset {summary['converted_from_opset']} was converted to {default_opset(pruned)} on load")
+        converted = summary["converted_from_opset"]
+        click.echo(f"opset {converted} of the input was converted to {default_opset(pruned)} on load")
     click.echo(f"MACs       {_fmt(*summary['macs'])}")
     click.echo(f"params     {_fmt(*summary['params'])}")
     click.echo(f"file size  {_fmt(*summary['file_bytes'], ' B')}")

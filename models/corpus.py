@@ -36,6 +36,7 @@ class CorpusEntry:
     opset: int = 17
     external_data: bool = False
     variants: tuple[str, ...] = ("bn", "fused")  # "fused": BatchNormalization folded by the exporter
+    extended: bool = False  # added for any-model support: its own benchmark table, slow in tests
 
     def build(self) -> Callable:
         module_name, func_name = self.builder.split(":")
@@ -56,17 +57,29 @@ _BUILDERS = "agmc_onnx.models.corpus_builders"
 
 def _timm(name: str, size: int = 64, **kwargs: object) -> CorpusEntry:
     kwargs = {"name": name, **kwargs}
-    return CorpusEntry(f"timm_{name}", f"{_BUILDERS}:timm_model", size, False, tuple(sorted(kwargs.items())), variants=("bn",))
+    entry_kwargs = tuple(sorted(kwargs.items()))
+    return CorpusEntry(
+        f"timm_{name}", f"{_BUILDERS}:timm_model", size, False, entry_kwargs, variants=("bn",), extended=True
+    )
 
 
 def _text(family: str) -> CorpusEntry:
     return CorpusEntry(
-        f"text_{family}", f"{_BUILDERS}:text_encoder", 0, False, (("family", family),), kind="text", variants=("bn",)
+        f"text_{family}",
+        f"{_BUILDERS}:text_encoder",
+        0,
+        False,
+        (("family", family),),
+        kind="text",
+        variants=("bn",),
+        extended=True,
     )
 
 
 def _old_opset(name: str, opset: int) -> CorpusEntry:
-    return CorpusEntry(f"{name}_opset{opset}", f"torchvision.models:{name}", 64, opset=opset, variants=("bn",))
+    return CorpusEntry(
+        f"{name}_opset{opset}", f"torchvision.models:{name}", 64, opset=opset, variants=("bn",), extended=True
+    )
 
 
 _EXTRA = (
@@ -100,8 +113,22 @@ _EXTRA = (
     _old_opset("resnet18", 9),
     _old_opset("mobilenet_v2", 10),
     _old_opset("shufflenet_v2_x0_5", 10),
-    CorpusEntry("resnet18_external_data", "torchvision.models:resnet18", 64, external_data=True, variants=("bn",)),
-    CorpusEntry("shufflenet_v1_g3", f"{_BUILDERS}:shufflenet_v1", 64, kwargs=(("groups", 3),), variants=("bn",)),
+    CorpusEntry(
+        "resnet18_external_data",
+        "torchvision.models:resnet18",
+        64,
+        external_data=True,
+        variants=("bn",),
+        extended=True,
+    ),
+    CorpusEntry(
+        "shufflenet_v1_g3",
+        f"{_BUILDERS}:shufflenet_v1",
+        64,
+        kwargs=(("groups", 3),),
+        variants=("bn",),
+        extended=True,
+    ),
 )
 
 
@@ -137,8 +164,12 @@ CORPUS["mobilenet_v2"] = _own("mobilenet_v2")
 CORPUS.update({entry.name: entry for entry in _EXTRA})
 
 
-def corpus_names(include_heavy: bool = False) -> list[str]:
-    return [name for name, entry in CORPUS.items() if include_heavy or not entry.heavy]
+def corpus_names(include_heavy: bool = False, include_extended: bool = False) -> list[str]:
+    return [
+        name
+        for name, entry in CORPUS.items()
+        if (include_heavy or not entry.heavy) and (include_extended or not entry.extended)
+    ]
 
 
 def export_corpus_model(
@@ -200,8 +231,8 @@ def export_corpus_model(
 
 def _identity(entry: CorpusEntry) -> str:
     """The entry as its cache key sees it; entries with default new fields keep their earlier keys."""
-    extras = (entry.kind, entry.opset, entry.external_data, entry.variants)
-    if extras == ("image", 17, False, ("bn", "fused")):
+    extras = (entry.kind, entry.opset, entry.external_data, entry.variants, entry.extended)
+    if extras == ("image", 17, False, ("bn", "fused"), False):
         return (
             f"CorpusEntry(name={entry.name!r}, builder={entry.builder!r}, input_size={entry.input_size!r}, "
             f"heavy={entry.heavy!r}, kwargs={entry.kwargs!r})"

@@ -15,16 +15,18 @@ from agmc_onnx.validate import validate_pruned
 pytest.importorskip("torchvision")
 
 # Heavy entries (hundreds of MB of weights) and the widest ResNet run in the benchmark, not here.
-_SLOW = {name for name, entry in CORPUS.items() if entry.heavy} | {"wide_resnet50_2"}
+# The any-model entries (timm, transformers, old opsets, external data) run in the slow suite and the
+# extended engine benchmark: exporting them costs minutes.
+_SLOW = {name for name, entry in CORPUS.items() if entry.heavy or entry.extended} | {"wide_resnet50_2"}
 CASES = [
     pytest.param(
         name,
-        fused,
-        id=f"{name}-{'fused' if fused else 'bn'}",
+        variant == "fused",
+        id=f"{name}-{variant}",
         marks=[pytest.mark.slow] if name in _SLOW else [],
     )
     for name in CORPUS
-    for fused in (False, True)
+    for variant in CORPUS[name].variants
 ]
 
 

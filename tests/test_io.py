@@ -16,14 +16,7 @@ from agmc_onnx.io import load_model, model_file_size, save_model
 
 def test_external_data_is_read(tmp_path):
     path = tmp_path / "external.onnx"
-    onnx.save(  # noqa: TID251 - the test writes external data the way other tools do
-        tiny_models.residual_chain(),
-        str(path),
-        save_as_external_data=True,  # noqa: TID251
-        all_tensors_to_one_file=True,
-        location="external.onnx.data",
-        size_threshold=0,
-    )
+    tiny_models.save_with_external_data(tiny_models.residual_chain(), path, "external.onnx.data")
     assert (tmp_path / "external.onnx.data").exists()
     analysis = analyze_model(load_model(path))
     assert len(analysis.prunable_groups) == 5
@@ -83,14 +76,7 @@ def test_opset_older_than_the_converter_is_refused(tmp_path):
 
 def test_missing_external_data_file_is_one_message(tmp_path):
     path = tmp_path / "external.onnx"
-    onnx.save(  # noqa: TID251 - the test writes external data the way other tools do
-        tiny_models.residual_chain(),
-        str(path),
-        save_as_external_data=True,  # noqa: TID251
-        all_tensors_to_one_file=True,
-        location="weights.bin",
-        size_threshold=0,
-    )
+    tiny_models.save_with_external_data(tiny_models.residual_chain(), path, "weights.bin")
     (tmp_path / "weights.bin").unlink()
     with pytest.raises(ModelLoadError, match="external data file missing: weights.bin"):
         load_model(path)

@@ -345,3 +345,15 @@ def attention_heads(heads: int = 4, width: int = 8) -> onnx.ModelProto:
     context = net.node("Transpose", [net.node("MatMul", [probs, v])], perm=[0, 2, 1, 3])
     merged = net.node("Reshape", [context, net.const(np.array([0, 0, -1], dtype=np.int64))])
     return net.build(net.node("MatMul", [merged, net.weight(d, 6)]))
+
+
+def save_with_external_data(model: onnx.ModelProto, path, location: str) -> None:
+    """Write ``model`` with every weight in ``location`` beside it, the way other tools write large models."""
+    onnx.save(  # noqa: TID251 - a third-party style file, not a project output
+        model,
+        str(path),
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location=location,
+        size_threshold=0,
+    )

@@ -106,7 +106,7 @@ def render_markdown(report: CompressionReport, plots: dict[str, str]) -> str:
         "",
         f"- Output: `{report.output}`",
         *(
-            [f"- The model file is at opset {report.converted_from_opset}; it was converted on load (ONNX version converter)"]
+            [f"- The model file is at opset {report.converted_from_opset}; it was converted on load (ONNX converter)"]
             if report.converted_from_opset is not None
             else []
         ),

@@ -114,19 +114,10 @@ def _record_target_edit(node: gs.Node, ctx: RuleContext, out_axis: int, keeps_by
 
 def _computed_piece(node: gs.Node, ctx: RuleContext, out_axis: int) -> tuple[str, int] | None:
     """(Concat node, input index) of the one-element computed piece holding entry ``out_axis``."""
-    target = node.inputs[1]
-    producer = target.inputs[0] if len(target.inputs) == 1 else None
-    if producer is None or producer.op != "Concat":
+    piece = layout.target_piece(node, ctx, out_axis)
+    if piece is None or ctx.shape(piece[0].inputs[piece[1]]) != (1,):
         return None
-    offset = 0
-    for index, piece in enumerate(producer.inputs):
-        shape = ctx.shape(piece)
-        if shape is None or len(shape) != 1:
-            return None
-        if offset == out_axis and shape[0] == 1:
-            return producer.name, index
-        offset += shape[0]
-    return None
+    return piece[0].name, piece[1]
 
 
 def matmul_rule(node: gs.Node, ctx: RuleContext) -> None:
