@@ -25,7 +25,7 @@ from agmc_onnx.groups import rules_layout as layout
 from agmc_onnx.groups.context import RuleContext
 from agmc_onnx.groups.flow import RewriteAttribute
 
-__all__ = ["reshape_rule", "matmul_rule", "slice_rule", "static_value"]
+__all__ = ["reshape_rule", "matmul_rule", "slice_rule", "split_rule", "static_value"]
 
 
 def _split_axes(in_shape, out_shape, axis: int) -> tuple[int, int] | None:
@@ -242,3 +242,17 @@ def _tie_equal_chunks(node: gs.Node, ctx: RuleContext) -> None:
         if other is not None and other.axis == y.axis and len(other) == len(y):
             ctx.flow.tie(y.atoms, other.atoms)
             return
+
+
+def split_rule(node: gs.Node, ctx: RuleContext) -> None:
+    """Split as the layout rule has it; equal parts along the channels (``chunk(n)``) are tied position-wise,
+    so that a shuffle's coupling cannot empty one part while a sibling keeps channels."""
+    layout.split_rule(node, ctx)
+    parts = [ctx.info(t) for t in node.outputs]
+    if any(p is None for p in parts) or len({len(p) for p in parts}) != 1 or len({p.axis for p in parts}) != 1:
+        return
+    x = ctx.info(node.inputs[0])
+    if x is None or len(parts[0]) == len(x):
+        return  # a split along another axis hands every part the same channels
+    for part in parts[1:]:
+        ctx.flow.tie(parts[0].atoms, part.atoms)
