@@ -12,6 +12,7 @@ __all__ = [
     "BudgetUnreachableError",
     "PlanError",
     "DataError",
+    "SanityCheckError",
     "TargetUnavailableError",
     "StaleTableError",
 ]
@@ -62,6 +63,10 @@ class PlanError(AgmcError):
 
 class DataError(AgmcError):
     """A dataset is missing, empty, corrupt, or does not fit the model."""
+
+
+class SanityCheckError(DataError):
+    """The original model does not work on the data it was given (chance accuracy, NaN or constant outputs)."""
 
 
 class TargetUnavailableError(AgmcError):

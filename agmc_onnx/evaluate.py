@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -16,6 +15,7 @@ from agmc_onnx.data.dataset import ImageDataset
 from agmc_onnx.data.preprocessing import (
     PreprocessSpec,
     check_images_fit,
+    check_spec_fits_input,
     labels_from_metadata,
     spec_from_metadata,
     to_model_input,
@@ -74,10 +74,11 @@ def evaluate_accuracy(
     """
     started = time.perf_counter()
     session = model if isinstance(model, ort.InferenceSession) else create_session(model)
+    _check_image_input(session)
     spec = spec or session_spec(session)
     check_images_fit(dataset.images, spec, source=dataset.source or "dataset")
     input_shape = session_input_shape(session)
-    _check_spatial_dims(spec, input_shape)
+    check_spec_fits_input(spec, input_shape)
     targets = _model_label_indices(session, dataset)
     fixed_batch = input_shape[0] if isinstance(input_shape[0], int) and input_shape[0] > 0 else None
     step = fixed_batch or max(1, batch_size)
@@ -101,6 +102,15 @@ def evaluate_accuracy(
         n_images=n_images,
         seconds=time.perf_counter() - started,
     )
+
+
+def _check_image_input(session: ort.InferenceSession) -> None:
+    first = session.get_inputs()[0]
+    if len(session.get_inputs()) != 1 or "float" not in first.type:
+        names = ", ".join(f"'{v.name}' ({v.type})" for v in session.get_inputs())
+        raise DataError(
+            f"accuracy is measured on image classifiers with one float image input; this model takes {names}"
+        )
 
 
 def _count_hits(logits: np.ndarray, targets: np.ndarray, dataset: ImageDataset) -> tuple[int, int]:
@@ -130,20 +140,3 @@ def _model_label_indices(session: ort.InferenceSession, dataset: ImageDataset) -
         )
     mapping = np.array([position[name] for name in dataset.classes], dtype=np.int64)
     return mapping[dataset.labels]
-
-
-def _check_spatial_dims(spec: PreprocessSpec, input_shape: Sequence[int | str | None]) -> None:
-    if len(input_shape) != 4 or spec.size is None:
-        return
-    dims = input_shape[2:4] if spec.layout == "NCHW" else input_shape[1:3]
-    channels = input_shape[1] if spec.layout == "NCHW" else input_shape[3]
-    if all(isinstance(d, int) for d in dims) and tuple(dims) != tuple(spec.size):
-        raise DataError(
-            f"preprocessing size {spec.size[0]}×{spec.size[1]} does not fit the model input "
-            f"{list(input_shape)} ({spec.layout})"
-        )
-    if isinstance(channels, int) and channels != spec.n_channels:
-        raise DataError(
-            f"preprocessing gives {spec.n_channels} channel(s) ({spec.color}) but the model input "
-            f"{list(input_shape)} ({spec.layout}) has {channels}"
-        )

@@ -20,8 +20,9 @@ from google.protobuf.message import DecodeError
 from agmc_onnx.errors import ModelLoadError
 from agmc_onnx.external_data import copy_fields, read_external_data, write_external_data
 from agmc_onnx.graph.skeleton import weightless_copy
+from agmc_onnx.graph.versions import default_opset, list_initializers_as_inputs, upgrade_opset
 
-__all__ = ["load_model", "save_model", "write_bytes_atomic", "model_file_size", "stored_size", "MIN_OPSET", "EXTERNAL_DATA_KEY"]
+__all__ = ["load_model", "save_model", "write_bytes_atomic", "model_file_size", "stored_size", "MIN_OPSET", "EXTERNAL_DATA_KEY", "default_opset"]
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +34,10 @@ EXTERNAL_DATA_KEY = "agmc_onnx.loaded_with_external_data"
 
 
 def load_model(path: str | os.PathLike, *, check: bool = True) -> onnx.ModelProto:
-    """Read an ONNX model (external-data files included) and check it.
+    """Read an ONNX model (external-data files included), convert opsets 7–10 up, and check it.
 
     Raises ``ModelLoadError`` with one readable sentence for a missing, non-ONNX, truncated
-    or invalid file.
+    or invalid file, or one whose external-data file is missing.
     """
     path = Path(path)
     if not path.exists():
@@ -56,6 +57,7 @@ def load_model(path: str | os.PathLike, *, check: bool = True) -> onnx.ModelProt
             model.metadata_props.add(key=EXTERNAL_DATA_KEY, value="1")
     except OSError as exc:
         raise ModelLoadError(f"{path}: cannot read its external data: {exc.strerror or exc}") from None
+    model = upgrade_opset(model, MIN_OPSET, source=str(path))
     if check:
         check_model(model, source=str(path))
     return model
@@ -76,13 +78,6 @@ def check_model(model: onnx.ModelProto, source: str = "model") -> None:
         raise ModelLoadError(f"{source} fails the ONNX checker: {first_line}") from None
 
 
-def default_opset(model: onnx.ModelProto) -> int:
-    for entry in model.opset_import:
-        if entry.domain in ("", "ai.onnx"):
-            return int(entry.version)
-    return 0
-
-
 def save_model(model: onnx.ModelProto, path: str | os.PathLike, external_data: bool | None = None) -> Path:
     """Write ``model`` to ``path`` atomically; ``model`` is not modified.
 
@@ -90,6 +85,7 @@ def save_model(model: onnx.ModelProto, path: str | os.PathLike, external_data: b
     that happens for models read with external data and for models too large for one protobuf file.
     """
     path = Path(path)
+    model = list_initializers_as_inputs(model)
     marked = any(prop.key == EXTERNAL_DATA_KEY for prop in model.metadata_props)
     if external_data is None:
         external_data = marked or model_file_size(model) >= _EXTERNAL_DATA_THRESHOLD

@@ -2,6 +2,9 @@
 models pruned at keep 0.5 (channels rounded to 8) with their test accuracy before any fine-tuning.
 
     .venv/bin/python benchmarks/engine_corpus.py [--data ../shared/data/cifar10] [--out benchmarks/results]
+    .venv/bin/python benchmarks/engine_corpus.py --extended   # timm, transformers, old opsets, external data
+
+Each corpus entry runs in the variants it lists (BatchNormalization kept, and fused for the original ones).
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from agmc_onnx.analysis import analyze_model
 from agmc_onnx.data.preprocessing import spec_from_model
 from agmc_onnx.data.splits import load_split
 from agmc_onnx.evaluate import evaluate_accuracy
+from agmc_onnx.graph.probe import PROBE_LENGTH
+from agmc_onnx.graph.versions import converted_from_opset
 from agmc_onnx.io import load_model
 from agmc_onnx.models.corpus import CORPUS, export_corpus_model
 from agmc_onnx.models.zoo import zoo_model_path
@@ -26,10 +31,13 @@ from agmc_onnx.prune import prune_model
 from agmc_onnx.validate import validate_pruned
 
 ROOT = Path(__file__).resolve().parent.parent
+# The entries added for any-model support, plus the torchvision ShuffleNet V2 the goals name.
+EXTENDED = [name for name in CORPUS if CORPUS[name].extended] + ["shufflenet_v2_x0_5"]
 
 
 def corpus_row(name: str, fused: bool, cache_dir: Path) -> dict:
     model = load_model(export_corpus_model(name, fused, cache_dir=cache_dir))
+    entry = CORPUS[name]
     analysis = analyze_model(model)
     start = time.perf_counter()
     result = prune_model(model, uniform_plan(analysis.groups, 0.5), analysis=analysis)
@@ -37,8 +45,9 @@ def corpus_row(name: str, fused: bool, cache_dir: Path) -> dict:
     report = validate_pruned(model, analysis, result.selection, result.model)
     return {
         "model": name,
-        "variant": "bn-fused" if fused else "as exported",
-        "input": CORPUS[name].input_size,
+        "variant": _variant_label(entry, fused),
+        "input": f"ids×{PROBE_LENGTH}" if entry.kind == "text" else entry.input_size,
+        "converted_from_opset": converted_from_opset(model),
         "nodes": len(analysis.layers),
         "groups": len(analysis.groups),
         "prunable_groups": len(analysis.prunable_groups),
@@ -51,6 +60,15 @@ def corpus_row(name: str, fused: bool, cache_dir: Path) -> dict:
         "oracle_rel_diff": report.max_abs_diff / max(report.output_scale, 1e-12),
         "oracle_passed": report.passed,
     }
+
+
+def _variant_label(entry, fused: bool) -> str:
+    label = "bn-fused" if fused else "as exported"
+    if entry.opset != 17:
+        label += f", opset {entry.opset}"
+    if entry.external_data:
+        label += ", external data"
+    return label
 
 
 def trained_row(name: str, data: Path) -> dict:
@@ -81,8 +99,10 @@ def render(rows: list[dict], trained: list[dict], machine: dict) -> str:
         "",
         f"Machine: {machine['cpu']}, {machine['cores']} cores; onnxruntime {machine['onnxruntime']}. "
         "Times are wall seconds on a shared machine (indicative only).",
-        "Corpus models have random weights (torchvision architectures and this project's CIFAR networks), "
-        "exported with the TorchScript exporter at opset 17, BatchNormalization kept or fused into Conv. "
+        "Corpus models have random weights (torchvision and timm architectures, tiny transformers encoders with "
+        "int64 token ids and a symbolic sequence length, a ShuffleNet V1 and this project's CIFAR networks), "
+        "exported with the TorchScript exporter at opset 17 unless the variant names another opset (converted "
+        "on load), BatchNormalization kept or fused into Conv. "
         "Every group keeps half its channels (importance L1), and every pruned model passes the ONNX full check, "
         "loads in onnxruntime and matches the masked original (oracle, relative max |diff| shown).",
         "",
@@ -100,6 +120,8 @@ def render(rows: list[dict], trained: list[dict], machine: dict) -> str:
             f"| {_m(r['macs'][0])} → {_m(r['macs'][1])} | {_m(r['params'][0])} → {_m(r['params'][1])} "
             f"| {r['file_bytes'][0] / 1e6:.1f} → {r['file_bytes'][1] / 1e6:.1f} | {r['oracle_rel_diff']:.1e} |"
         )
+    if not trained:
+        return "\n".join(lines) + "\n"
     lines += [
         "",
         "## Trained CIFAR-10 models, keep 0.5 with channels rounded to 8, no fine-tuning",
@@ -137,33 +159,36 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "cifar10")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     parser.add_argument("--cache-dir", type=Path, default=ROOT / ".cache" / "corpus")
-    parser.add_argument("--models", nargs="*", default=list(CORPUS))
+    parser.add_argument("--models", nargs="*", default=None)
+    parser.add_argument(
+        "--extended",
+        action="store_true",
+        help="the entries added for any-model support (timm, transformers, opsets 9/10, external data, "
+        "ShuffleNet V1/V2), written to engine_corpus_extended.*, without the trained-model rows",
+    )
     args = parser.parse_args()
     onnxruntime.set_default_logger_severity(3)
+    names = args.models or (EXTENDED if args.extended else [n for n in CORPUS if n not in EXTENDED])
     rows = []
-    for name in args.models:
-        for fused in (False, True):
+    for name in names:
+        for variant in CORPUS[name].variants:
+            fused = variant == "fused"
             try:
                 rows.append(corpus_row(name, fused, args.cache_dir))
             except Exception as exc:  # a benchmark reports failures in its table instead of stopping
-                rows.append(
-                    {
-                        "model": name,
-                        "variant": "bn-fused" if fused else "as exported",
-                        "error": str(exc)[:200],
-                    }
-                )
+                rows.append({"model": name, "variant": _variant_label(CORPUS[name], fused), "error": str(exc)[:200]})
             print(json.dumps(rows[-1]), flush=True)
     trained = []
-    for name in ("resnet20", "resnet56", "mobilenetv2"):
+    for name in () if args.extended else ("resnet20", "resnet56", "mobilenetv2"):
         trained.append(trained_row(name, args.data))
         print(json.dumps(trained[-1]), flush=True)
     machine = machine_info()
+    stem = "engine_corpus_extended" if args.extended else "engine_corpus"
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "engine_corpus.json").write_text(
+    (args.out / f"{stem}.json").write_text(
         json.dumps({"machine": machine, "corpus": rows, "trained": trained}, indent=2)
     )
-    (args.out / "engine_corpus.md").write_text(render(rows, trained, machine))
+    (args.out / f"{stem}.md").write_text(render(rows, trained, machine))
     print(render(rows, trained, machine))
 
 

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from measure_zoo import machine  # benchmarks/ is on sys.path when run as a script
 
 from agmc_onnx.analysis import analyze_model
 from agmc_onnx.cost import measure_latency, measure_paired
@@ -27,7 +28,6 @@ from agmc_onnx.models.zoo import zoo_model_path
 from agmc_onnx.plan import PruningPlan, select_channels
 from agmc_onnx.prune import apply_selection
 from agmc_onnx.quantize import quantize_model
-from measure_zoo import machine  # benchmarks/ is on sys.path when run as a script
 
 
 def _calibration(analysis) -> list[np.ndarray]:
@@ -97,9 +97,9 @@ def int8_speedup(name: str, args) -> dict:
 
 def _budget_plans(analysis, latency_fp32, latency_int8, latency_int8_keep: float) -> dict:
     """Uniform plans (one keep ratio for every group, the largest that meets the budget) per budget."""
+    from agmc_onnx.groups.macs_model import MacsModel
     from agmc_onnx.search.budget import ActionWall, CostModel, uniform_keep_ratio
     from agmc_onnx.search.features import search_order
-    from agmc_onnx.groups.macs_model import MacsModel
 
     groups = search_order(analysis)
     macs = CostModel.of_macs(MacsModel.from_analysis(analysis))

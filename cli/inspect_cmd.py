@@ -9,6 +9,7 @@ import click
 
 from agmc_onnx.analysis import ModelAnalysis, analyze_model
 from agmc_onnx.cli.options import model_argument
+from agmc_onnx.graph.versions import converted_from_opset, default_opset
 from agmc_onnx.io import load_model
 
 __all__ = ["command", "analysis_summary"]
@@ -31,6 +32,8 @@ def analysis_summary(analysis: ModelAnalysis) -> dict:
         entry["macs_share"] = branch.macs / total_macs
         branches.append(entry)
     return {
+        "opset": default_opset(analysis.model),
+        "converted_from_opset": converted_from_opset(analysis.model),
         "nodes": len(analysis.layers),
         "groups": len(analysis.groups),
         "prunable_groups": len(analysis.prunable_groups),
@@ -62,6 +65,10 @@ def command(model_path: Path, as_json: bool, show_all: bool) -> None:
         f"{model_path}: {summary['nodes']} nodes, {summary['groups']} channel groups "
         f"({summary['prunable_groups']} prunable)"
     )
+    if summary["converted_from_opset"] is not None:
+        click.echo(
+            f"opset {summary['converted_from_opset']} in the file, converted on load to opset {summary['opset']}"
+        )
     click.echo(
         f"MACs {_millions(summary['macs'])}, params {_millions(summary['params'])}, "
         f"prunable MACs {summary['prunable_macs_share']:.1%}, analysed in {analysis.seconds:.2f}s"

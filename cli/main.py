@@ -86,9 +86,9 @@ def cli(ctx: click.Context, verbose: int, debug: bool) -> None:
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     # The command's module is imported before this callback runs; commands that run onnxruntime sessions
-    # import it there. Its optimizer notes go to stderr at warning level: keep the CLI's output readable.
+    # import it there. It prints its own warnings and errors on stderr; its errors reach the user as our messages.
     if "onnxruntime" in sys.modules:
-        sys.modules["onnxruntime"].set_default_logger_severity(3 if verbose < 2 else 2)
+        sys.modules["onnxruntime"].set_default_logger_severity(4 if verbose < 2 else 2)
     ctx.obj = {"debug": debug}
 
 

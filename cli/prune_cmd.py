@@ -10,6 +10,7 @@ import click
 from agmc_onnx.analysis import analyze_model
 from agmc_onnx.cli.options import model_argument
 from agmc_onnx.errors import PlanError
+from agmc_onnx.graph.versions import converted_from_opset, default_opset
 from agmc_onnx.importance import DATA_IMPORTANCE, IMPORTANCE_NAMES, Importance, build_importance
 from agmc_onnx.io import load_model, save_model, stored_size
 from agmc_onnx.plan import PruningPlan, uniform_plan
@@ -177,6 +178,7 @@ def command(
         "batchnorm_recalibrated": training is not None,
         "reconstructed": reconstruction_data is not None,
         "seconds": result.seconds,
+        "converted_from_opset": converted_from_opset(original),
     }
     if as_json:
         click.echo(json.dumps(summary, indent=2))
@@ -187,6 +189,9 @@ def command(
         f"{f', {removed} residual branches removed' if removed else ''}"
         f"{', oracle passed' if not no_validate else ''})"
     )
+    if summary["converted_from_opset"] is not None:
+        converted = summary["converted_from_opset"]
+        click.echo(f"opset {converted} of the input was converted to {default_opset(pruned)} on load")
     click.echo(f"MACs       {_fmt(*summary['macs'])}")
     click.echo(f"params     {_fmt(*summary['params'])}")
     click.echo(f"file size  {_fmt(*summary['file_bytes'], ' B')}")

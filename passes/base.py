@@ -19,6 +19,7 @@ from onnx_graphsurgeon.exporters.onnx_exporter import OnnxExporter
 from onnx_graphsurgeon.ir.tensor import SparseValues
 
 from agmc_onnx.errors import AgmcError, PostconditionError, PreconditionError
+from agmc_onnx.graph.versions import list_initializers_as_inputs
 
 __all__ = ["GraphPass", "ModelPass", "PassResult", "ModelPassResult", "PassManager", "run_passes", "export_model"]
 
@@ -154,7 +155,8 @@ def export_model(graph: gs.Graph, source: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def _export(graph: gs.Graph, source: onnx.ModelProto) -> onnx.ModelProto:
-    return export_model(graph, source)
+    # IR < 4 files list every initializer as a graph input; graphsurgeon's export drops them.
+    return list_initializers_as_inputs(export_model(graph, source))
 
 
 def run_passes(model: onnx.ModelProto, passes: Sequence[GraphPass | ModelPass]) -> onnx.ModelProto:

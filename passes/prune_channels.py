@@ -150,9 +150,30 @@ def _rewrite_reshape(node: gs.Node, edit: RewriteAttribute, edit_pass: PruneChan
     _replace_constant(node, input_index, values)
 
 
+def _rewrite_reshape_piece(
+    node: gs.Node, edit: RewriteAttribute, edit_pass: PruneChannelsPass, opset: int
+) -> None:
+    """A one-element piece of a Concat-built target shape, computed at run time, becomes the kept count."""
+    (input_index,) = edit.detail
+    count = np.array([_kept_count(edit_pass, edit.tensors[0])], dtype=np.int64)
+    node.inputs[input_index] = gs.Constant(f"{node.name}__piece{input_index}", count)
+
+
+def _rewrite_slice_computed(
+    node: gs.Node, edit: RewriteAttribute, edit_pass: PruneChannelsPass, opset: int
+) -> None:
+    """One-axis bounds computed at run time from static shapes become constants of the kept positions."""
+    _, start, stop = edit.detail
+    kept = edit_pass.kept[edit.tensors[0]]
+    node.inputs[1] = gs.Constant(f"{node.name}__starts", np.array([np.sum(kept < start)], dtype=np.int64))
+    node.inputs[2] = gs.Constant(f"{node.name}__ends", np.array([np.sum(kept < stop)], dtype=np.int64))
+
+
 _REWRITERS = {
     "conv_group": _rewrite_conv_group,
     "split": _rewrite_split,
     "slice": _rewrite_slice,
     "reshape": _rewrite_reshape,
+    "reshape_piece": _rewrite_reshape_piece,
+    "slice_computed": _rewrite_slice_computed,
 }

@@ -15,16 +15,22 @@ from agmc_onnx.validate import validate_pruned
 pytest.importorskip("torchvision")
 
 # Heavy entries (hundreds of MB of weights) and the widest ResNet run in the benchmark, not here.
-_SLOW = {name for name, entry in CORPUS.items() if entry.heavy} | {"wide_resnet50_2"}
+# The any-model entries (timm, transformers, old opsets, external data) run in the slow suite and the
+# extended engine benchmark: exporting them costs minutes.
+_SLOW = {name for name, entry in CORPUS.items() if entry.heavy or entry.extended} | {"wide_resnet50_2"}
+# Its grouped 1×1 convolutions keep whole conv groups, and the shuffle ties channel i across those groups:
+# every channel of a unit ends up in one unit, so nothing can be pruned.
+_NO_PRUNABLE_GROUP = {"shufflenet_v1_g3"}
 CASES = [
     pytest.param(
         name,
-        fused,
-        id=f"{name}-{'fused' if fused else 'bn'}",
-        marks=[pytest.mark.slow] if name in _SLOW else [],
+        variant == "fused",
+        id=f"{name}-{variant}",
+        marks=([pytest.mark.slow] if name in _SLOW else [])
+        + ([pytest.mark.xfail(strict=True, reason="a single unit")] if name in _NO_PRUNABLE_GROUP else []),
     )
     for name in CORPUS
-    for fused in (False, True)
+    for variant in CORPUS[name].variants
 ]
 
 
@@ -32,8 +38,9 @@ CASES = [
 def test_corpus_model_prunes_validly(name, fused, corpus_cache_dir):
     model = load_model(export_corpus_model(name, fused, cache_dir=corpus_cache_dir))
     analysis = analyze_model(model)
-    # Most of a CNN's MACs must be prunable: pinned convolutions are an engine failure.
-    assert analysis.prunable_macs / analysis.total_macs > 0.9
+    # Most of a CNN's MACs must be prunable: pinned convolutions are an engine failure. Transformers keep
+    # their residual stream (LayerNorm) at full width; their share is reported by the extended benchmark.
+    assert analysis.prunable_macs / analysis.total_macs > (0.5 if CORPUS[name].extended else 0.9)
     rng = np.random.default_rng(0)
     plans = [
         uniform_plan(analysis.groups, 0.5),

@@ -301,3 +301,59 @@ def linear_pair() -> onnx.ModelProto:
     """Two convolutions with nothing between them: the second is linear in the first's channels."""
     net = TinyNet("linear_pair")
     return net.build(net.conv(net.conv("input", 3, 8), 8, 4))
+
+
+def token_encoder(vocab: int = 50) -> onnx.ModelProto:
+    """Token ids (int64) and a boolean mask with a symbolic sequence length: embedding, MLP, masked sum."""
+    net = TinyNet("token_encoder")
+    table = net.const(net.rng.standard_normal((vocab, 8)).astype(np.float32), "embedding")
+    x = net.node("Gather", [table, "input_ids"])
+    hidden = net.node("Relu", [net.node("MatMul", [x, net.weight(8, 16)])])
+    y = net.node("MatMul", [hidden, net.weight(16, 6)])
+    mask = net.node("Unsqueeze", [net.node("Cast", ["mask"], to=TensorProto.FLOAT), net.const(np.array([2]))])
+    pooled = net.node("ReduceSum", [net.node("Mul", [y, mask]), net.const(np.array([1]))], keepdims=0)
+    graph = helper.make_graph(
+        net.nodes,
+        net.name,
+        [
+            helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "sequence"]),
+            helper.make_tensor_value_info("mask", TensorProto.BOOL, ["batch", "sequence"]),
+        ],
+        [helper.make_tensor_value_info(pooled, TensorProto.FLOAT, ["batch", 6])],
+        net.initializers,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+def attention_heads(heads: int = 4, width: int = 8) -> onnx.ModelProto:
+    """Tokens → Q, K, V projections split into heads → scaled dot-product attention → output projection."""
+    net = TinyNet("attention_heads", input_shape=(5, 16))
+    d = heads * width
+    x = net.node("MatMul", ["input", net.weight(16, d)])  # token features, pinned by the input
+    split = net.const(np.array([0, 0, heads, width], dtype=np.int64))
+
+    def project() -> str:
+        y = net.node("Add", [net.node("MatMul", [x, net.weight(d, d)]), net.const(np.ones(d, np.float32) * 0.1)])
+        return net.node("Transpose", [net.node("Reshape", [y, split])], perm=[0, 2, 1, 3])
+
+    q, k, v = project(), project(), project()
+    scores = net.node("MatMul", [q, net.node("Transpose", [k], perm=[0, 1, 3, 2])])
+    probs = net.node("Softmax", [net.node("Div", [scores, net.const(np.array(2.0, np.float32))])], axis=-1)
+    context = net.node("Transpose", [net.node("MatMul", [probs, v])], perm=[0, 2, 1, 3])
+    merged = net.node("Reshape", [context, net.const(np.array([0, 0, -1], dtype=np.int64))])
+    return net.build(net.node("MatMul", [merged, net.weight(d, 6)]))
+
+
+def save_with_external_data(model: onnx.ModelProto, path, location: str) -> None:
+    """Write ``model`` with every weight in ``location`` beside it, the way other tools write large models."""
+    onnx.save(  # noqa: TID251 - a third-party style file, not a project output
+        model,
+        str(path),
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location=location,
+        size_threshold=0,
+    )

@@ -21,6 +21,7 @@ from agmc_onnx.errors import DataError
 from agmc_onnx.evaluate import evaluate_accuracy
 from agmc_onnx.finetune import FinetuneConfig, Normalization, finetune
 from agmc_onnx.graph.counting import count_cost
+from agmc_onnx.graph.versions import converted_from_opset
 from agmc_onnx.io import load_model, save_model
 from agmc_onnx.progress import ProgressFn, StageEvent, report
 from agmc_onnx.prune import prune_model
@@ -284,4 +285,5 @@ def _build_report(
         timings_s=timings,
         groups=group_channels(stages.analysis, search.plan),
         config=dataclasses.asdict(config),
+        converted_from_opset=converted_from_opset(stages.model),
     )

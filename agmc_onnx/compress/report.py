@@ -66,6 +66,7 @@ class CompressionReport:
     quantized: ModelFigures | None = None  # the INT8 model that ships, when quantization was asked for
     quantized_format: str | None = None  # "qoperator" | "qdq"
     config: dict = field(default_factory=dict)
+    converted_from_opset: int | None = None  # the file's opset when it was converted on load
     schema_version: int = REPORT_SCHEMA_VERSION
 
     def to_json(self) -> str:
@@ -111,6 +112,11 @@ def render_markdown(report: CompressionReport, plots: dict[str, str]) -> str:
         f"# Compression report: `{report.model}`",
         "",
         f"- Output: `{report.output}`",
+        *(
+            [f"- The model file is at opset {report.converted_from_opset}; it was converted on load (ONNX converter)"]
+            if report.converted_from_opset is not None
+            else []
+        ),
         f"- Target: `{report.target}`; budget: keep {report.budget_keep_fraction:.0%} of the original "
         f"{'MACs' if report.budget_kind == 'flops' else 'median latency'}; "
         f"achieved {report.achieved_keep_fraction:.1%}",

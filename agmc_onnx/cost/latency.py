@@ -14,7 +14,7 @@ import numpy as np
 import onnxruntime as ort
 
 from agmc_onnx.cost.profiles import TargetProfile, get_profile
-from agmc_onnx.cost.session import ModelSource, create_session, random_inputs
+from agmc_onnx.cost.session import ModelSource, create_session, model_index_bounds, random_inputs
 from agmc_onnx.errors import PreconditionError
 
 __all__ = ["LatencyStats", "PairedLatency", "measure_latency", "measure_paired", "latency_stats"]
@@ -75,7 +75,7 @@ def measure_latency(
         raise PreconditionError(f"need 1 ≤ min_runs ≤ max_runs, got min_runs={min_runs}, max_runs={max_runs}")
     profile = get_profile(target, batch_size)
     session = create_session(model, profile)
-    feeds = random_inputs(session, profile.batch_size, seed)
+    feeds = random_inputs(session, profile.batch_size, seed, model_index_bounds(model))
     _time_runs(session, feeds, warmup_runs)
     times: list[float] = []
     started = time.perf_counter()
@@ -103,8 +103,8 @@ def measure_paired(
         )
     profile = get_profile(target, batch_size)
     session_a, session_b = create_session(model_a, profile), create_session(model_b, profile)
-    feeds_a = random_inputs(session_a, profile.batch_size, seed)
-    feeds_b = random_inputs(session_b, profile.batch_size, seed)
+    feeds_a = random_inputs(session_a, profile.batch_size, seed, model_index_bounds(model_a))
+    feeds_b = random_inputs(session_b, profile.batch_size, seed, model_index_bounds(model_b))
     _time_runs(session_a, feeds_a, warmup_runs)
     _time_runs(session_b, feeds_b, warmup_runs)
     times_a: list[float] = []

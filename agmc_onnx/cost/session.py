@@ -16,6 +16,7 @@ import onnxruntime as ort
 
 from agmc_onnx.cost.profiles import TargetProfile, get_profile
 from agmc_onnx.errors import ModelLoadError, PreconditionError, TargetUnavailableError
+from agmc_onnx.graph.probe import PROBE_LENGTH, index_bounds
 
 __all__ = [
     "ModelSource",
@@ -23,6 +24,7 @@ __all__ = [
     "session_options",
     "check_target_available",
     "random_inputs",
+    "model_index_bounds",
     "session_input_shape",
 ]
 
@@ -57,7 +59,7 @@ def session_options(profile: TargetProfile) -> ort.SessionOptions:
     options.add_session_config_entry(
         "session.intra_op.allow_spinning", "1" if profile.allow_spinning else "0"
     )
-    options.log_severity_level = 3  # onnxruntime's own warnings would bypass logging and reach the terminal
+    options.log_severity_level = 4  # onnxruntime would print warnings and errors itself; errors raise anyway
     return options
 
 
@@ -109,30 +111,55 @@ def session_input_shape(session: ort.InferenceSession) -> tuple[int | str | None
     return tuple(session.get_inputs()[0].shape)
 
 
-def random_inputs(session: ort.InferenceSession, batch_size: int, seed: int = 0) -> Mapping[str, np.ndarray]:
-    """Seeded random feeds of every input's shape; a dynamic leading dim becomes ``batch_size``."""
+def random_inputs(
+    session: ort.InferenceSession,
+    batch_size: int,
+    seed: int = 0,
+    index_bounds: Mapping[str, int] | None = None,
+) -> Mapping[str, np.ndarray]:
+    """Seeded valid feeds of every input's shape; a dynamic leading dim becomes ``batch_size``.
+
+    Floats are standard-normal; integer inputs named in ``index_bounds`` (token ids) are drawn below their
+    bound, other integer and boolean inputs (masks) are ones, and their dynamic non-leading dimensions
+    (the sequence length) take ``PROBE_LENGTH``.
+    """
     rng = np.random.default_rng(seed)
+    bounds = index_bounds or {}
     feeds = {}
     for value in session.get_inputs():
-        shape = []
-        for axis, dim in enumerate(value.shape):
-            if isinstance(dim, int) and dim > 0:
-                shape.append(dim)
-            elif axis == 0:
-                shape.append(batch_size)
-            else:
-                raise PreconditionError(
-                    f"input '{value.name}' has dynamic dimension {dim!r} at axis {axis} "
-                    f"(shape {value.shape}); "
-                    "only the batch dimension may be dynamic for latency measurement"
-                )
         dtype = _NUMPY_TYPES.get(value.type)
         if dtype is None:
-            raise PreconditionError(
-                f"input '{value.name}' has type {value.type}, which has no random generator"
-            )
-        if np.issubdtype(dtype, np.floating):
+            raise PreconditionError(f"input '{value.name}' has type {value.type}, which has no random generator")
+        is_float = np.issubdtype(dtype, np.floating)
+        shape = [_probe_dim(value, axis, dim, batch_size, is_float) for axis, dim in enumerate(value.shape)]
+        if is_float:
             feeds[value.name] = rng.standard_normal(shape).astype(dtype)
+        elif value.name in bounds and dtype is not np.bool_:
+            feeds[value.name] = rng.integers(0, bounds[value.name], size=shape).astype(dtype)
         else:
-            feeds[value.name] = rng.integers(0, 2, size=shape).astype(dtype)
+            feeds[value.name] = np.ones(shape, dtype=dtype)
     return feeds
+
+
+def _probe_dim(value, axis: int, dim, batch_size: int, is_float: bool) -> int:
+    if isinstance(dim, int) and dim > 0:
+        return dim
+    if axis == 0:
+        return batch_size
+    if not is_float:
+        return PROBE_LENGTH
+    raise PreconditionError(
+        f"input '{value.name}' has dynamic dimension {dim!r} at axis {axis} (shape {value.shape}); "
+        "only the batch dimension of a float input may be dynamic for latency measurement"
+    )
+
+
+def model_index_bounds(model: ModelSource) -> dict[str, int]:
+    """``index_bounds`` of a model given in any form ``create_session`` accepts."""
+    if isinstance(model, bytes):
+        model = onnx.ModelProto.FromString(model)
+    elif not isinstance(model, onnx.ModelProto):
+        from agmc_onnx.io import load_model
+
+        model = load_model(model, check=False)
+    return index_bounds(model)

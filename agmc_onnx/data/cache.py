@@ -12,13 +12,14 @@ import logging
 import os
 import tempfile
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from agmc_onnx.data.dataset import ImageDataset
 from agmc_onnx.data.preprocessing import PreprocessSpec, check_images_fit
-from agmc_onnx.data.sources import read_source, source_kind
+from agmc_onnx.data.sources import Dataset, read_source, source_kind
 
 __all__ = ["load_dataset", "default_cache_dir", "cache_path"]
 
@@ -38,8 +39,10 @@ def load_dataset(
     *,
     cache_dir: str | os.PathLike | None = None,
     use_cache: bool = True,
-) -> ImageDataset:
-    """Load a class folder, archive or .npz as an ``ImageDataset`` fitted to ``spec``.
+    input_names: Sequence[str] = (),
+) -> Dataset:
+    """Load a folder, archive or .npz as an ``ImageDataset`` fitted to ``spec`` (or, for an .npz keyed by
+    the model's ``input_names``, a ``TensorDataset``).
 
     Decoded folders and archives are cached under ``cache_dir`` (default ``~/.cache/agmc-onnx``);
     ``.npz`` files are already arrays and are read directly.
@@ -48,10 +51,11 @@ def load_dataset(
     spec = spec or PreprocessSpec()
     kind = source_kind(path)
     if kind == "npz" or not use_cache:
-        dataset = read_source(path, spec)
+        dataset = read_source(path, spec, input_names)
     else:
         dataset = _load_cached(path, spec, Path(cache_dir) if cache_dir else default_cache_dir())
-    check_images_fit(dataset.images, spec, source=str(path))
+    if isinstance(dataset, ImageDataset):
+        check_images_fit(dataset.images, spec, source=str(path))
     return dataset
 
 

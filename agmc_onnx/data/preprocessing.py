@@ -26,6 +26,7 @@ __all__ = [
     "model_metadata",
     "model_input_shape",
     "check_images_fit",
+    "check_spec_fits_input",
     "to_model_input",
     "METADATA_KEY",
 ]
@@ -127,19 +128,21 @@ def spec_from_metadata(
 ) -> PreprocessSpec:
     """The spec from model metadata, else guessed from the input shape; ``overrides`` win.
 
-    ``overrides`` are PreprocessSpec fields; None values are ignored.
+    ``overrides`` are PreprocessSpec fields; None values are ignored. Without metadata the layout is
+    detected from the input shape when only one of N×C×H×W and N×H×W×C fits (an explicit ``layout``
+    override settles the rest).
     """
     if METADATA_KEY in metadata:
         spec = PreprocessSpec.from_json(metadata[METADATA_KEY])
     else:
-        spec = _guess_spec(input_shape)
+        spec = _guess_spec(input_shape, overrides.get("layout"))
         if overrides.get("mean") is None or overrides.get("std") is None:
             log.warning(
                 "model has no '%s' metadata: using scale 1/255 without mean/std normalisation "
                 "unless mean and std are given",
                 METADATA_KEY,
             )
-    spec = _fill_size(spec, input_shape)
+    spec = _fill_size(spec.replace(layout=overrides.get("layout")), input_shape)
     return spec.replace(**overrides)
 
 
@@ -156,18 +159,26 @@ def labels_from_metadata(metadata: Mapping[str, str]) -> tuple[str, ...] | None:
     return tuple(str(name) for name in labels) if isinstance(labels, list) else None
 
 
-def _guess_spec(input_shape: Sequence[Dim]) -> PreprocessSpec:
-    if len(input_shape) == 4 and input_shape[1] in (1, 3):
-        layout, channels = "NCHW", input_shape[1]
-    elif len(input_shape) == 4 and input_shape[3] in (1, 3):
-        layout, channels = "NHWC", input_shape[3]
-    else:
+def _guess_spec(input_shape: Sequence[Dim], layout: object = None) -> PreprocessSpec:
+    fits = [
+        name
+        for name, axis in (("NCHW", 1), ("NHWC", 3))
+        if len(input_shape) == 4 and input_shape[axis] in (1, 3) and layout in (None, name)
+    ]
+    if len(fits) == 2:
         raise DataError(
-            f"cannot tell the image layout of model input shape {list(input_shape)}: "
-            "expected N×C×H×W or N×H×W×C with 1 or 3 channels"
+            f"model input shape {list(input_shape)} could be N×C×H×W or N×H×W×C and the model has no "
+            "preprocessing metadata; give the layout (--layout NCHW|NHWC or layout = \"...\" in the config)"
         )
+    if not fits:
+        raise DataError(
+            f"cannot tell the image layout of model input shape {list(input_shape)}: expected "
+            f"{layout or 'N×C×H×W or N×H×W×C'} with 1 or 3 channels (for inputs that are not images, give "
+            "an .npz of arrays keyed by input name)"
+        )
+    channels = input_shape[1] if fits[0] == "NCHW" else input_shape[3]
     color = "RGB" if channels == 3 else "L"
-    return PreprocessSpec(layout=layout, color=color, mean=(0.0,) * channels, std=(1.0,) * channels)
+    return PreprocessSpec(layout=fits[0], color=color, mean=(0.0,) * channels, std=(1.0,) * channels)
 
 
 def _fill_size(spec: PreprocessSpec, input_shape: Sequence[Dim]) -> PreprocessSpec:
@@ -196,6 +207,28 @@ def check_images_fit(images: np.ndarray, spec: PreprocessSpec, source: str = "da
             f"{source}: images are {images.shape[1]}×{images.shape[2]} but the model expects "
             f"{spec.size[0]}×{spec.size[1]} (height×width); resize them or load from a folder/archive, "
             "which is resized on decode"
+        )
+
+
+def check_spec_fits_input(spec: PreprocessSpec, input_shape: Sequence[Dim], input_name: str = "") -> None:
+    """Raise DataError when images prepared by ``spec`` cannot feed a model input of ``input_shape``."""
+    what = f"model input '{input_name}'" if input_name else "the model input"
+    if len(input_shape) != 4:
+        raise DataError(
+            f"images give N×C×H×W or N×H×W×C arrays but {what} has shape {list(input_shape)}; "
+            "for inputs that are not images, give an .npz of arrays keyed by input name"
+        )
+    dims = input_shape[2:4] if spec.layout == "NCHW" else input_shape[1:3]
+    channels = input_shape[1] if spec.layout == "NCHW" else input_shape[3]
+    if spec.size is not None and all(isinstance(d, int) for d in dims) and tuple(dims) != tuple(spec.size):
+        raise DataError(
+            f"preprocessing size {spec.size[0]}×{spec.size[1]} does not fit {what} "
+            f"{list(input_shape)} ({spec.layout}); give --size H,W or --layout"
+        )
+    if isinstance(channels, int) and channels != spec.n_channels:
+        raise DataError(
+            f"preprocessing gives {spec.n_channels} channel(s) ({spec.color}) but {what} "
+            f"{list(input_shape)} ({spec.layout}) has {channels}; check --layout and --color"
         )
 
 

@@ -1,8 +1,10 @@
-"""Readers for image datasets: class folders, zip and tar archives (ImageFolder layout ``CLASS/xxx.jpg``)
-and ``.npz`` arrays (``x`` and ``y``).
+"""Readers for datasets: class folders and zip/tar archives (ImageFolder layout ``CLASS/xxx.jpg``), folders
+and archives of images without class folders (unlabelled), and ``.npz`` files.
 
 Label index = position of the class folder name in alphabetical order. Decoded images are converted to
 the spec's colour and resized (cover, then centre crop) to its size, so one dataset has one image shape.
+An ``.npz`` holds images as ``x`` (with labels ``y``, or without), or arrays keyed by model input name
+(any dtype), which become a ``TensorDataset``.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import io
 import logging
 import tarfile
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -19,14 +21,17 @@ from PIL import Image
 
 from agmc_onnx.data.dataset import ImageDataset
 from agmc_onnx.data.preprocessing import PreprocessSpec
+from agmc_onnx.data.tensors import TensorDataset
 from agmc_onnx.errors import DataError
 
-__all__ = ["read_source", "source_kind", "IMAGE_SUFFIXES", "ARCHIVE_SUFFIXES"]
+__all__ = ["read_source", "source_kind", "IMAGE_SUFFIXES", "ARCHIVE_SUFFIXES", "Dataset"]
 
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".ppm", ".tif", ".tiff")
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.xz", ".txz", ".tar.bz2")
+Dataset = ImageDataset | TensorDataset
+_NO_CLASS = ""  # class name of an image that sits at the top of a folder or archive
 
 
 def source_kind(path: Path) -> str:
@@ -48,53 +53,75 @@ def source_kind(path: Path) -> str:
     )
 
 
-def read_source(path: Path, spec: PreprocessSpec) -> ImageDataset:
-    """Read and decode a dataset (no caching; see ``agmc_onnx.data.cache.load_dataset``)."""
+def read_source(path: Path, spec: PreprocessSpec, input_names: Sequence[str] = ()) -> Dataset:
+    """Read and decode a dataset (no caching; see ``agmc_onnx.data.cache.load_dataset``).
+
+    ``input_names`` (the model's inputs) decide how an ``.npz`` is read: keyed by input name, or images.
+    """
     kind = source_kind(path)
     if kind == "npz":
-        return _read_npz(path)
+        return _read_npz(path, spec, tuple(input_names))
     entries = {"folder": _folder_entries, "zip": _zip_entries, "tar": _tar_entries}[kind](path)
     decoded = [(class_name, name, _decode(data, name, spec)) for class_name, name, data in entries]
     if not decoded:
-        raise DataError(f"no images found in {path} (expected CLASS/xxx.jpg|png files)")
+        raise DataError(f"no images found in {path} (expected CLASS/xxx.jpg|png files, or xxx.jpg|png)")
     decoded.sort(key=lambda item: (item[0], item[1]))
-    classes = tuple(sorted({class_name for class_name, _, _ in decoded}))
     _check_same_size(decoded)
-    index = {name: i for i, name in enumerate(classes)}
     images = np.stack([image for _, _, image in decoded])
+    classes = tuple(sorted({class_name for class_name, _, _ in decoded}))
+    if classes == (_NO_CLASS,):
+        log.info("decoded %d unlabelled images from %s", len(images), path)
+        return ImageDataset.unlabelled(images, source=str(path))
+    if _NO_CLASS in classes:
+        loose = next(name for class_name, name, _ in decoded if class_name == _NO_CLASS)
+        raise DataError(
+            f"{path} mixes class folders with images outside any class folder (e.g. {loose}); keep either "
+            "CLASS/xxx.jpg files (labelled) or only loose images (unlabelled)"
+        )
+    index = {name: i for i, name in enumerate(classes)}
     labels = np.array([index[class_name] for class_name, _, _ in decoded], dtype=np.int64)
     log.info("decoded %d images in %d classes from %s", len(images), len(classes), path)
     return ImageDataset(images, labels, classes, source=str(path))
 
 
-def _is_image(name: str) -> bool:
-    base = PurePosixPath(name).name
-    return name.lower().endswith(IMAGE_SUFFIXES) and not base.startswith(".") and "__MACOSX" not in name
+def _is_ignored(name: str) -> bool:
+    """Hidden files and macOS archive metadata are not part of a dataset."""
+    return any(part.startswith(".") and part not in (".", "..") for part in PurePosixPath(name).parts) or (
+        "__MACOSX" in name
+    )
 
 
-def _class_of(member: str, archive: Path) -> str:
+def _is_image(name: str, source: Path) -> bool:
+    """True for an image file; DataError for any other file that is not ignored."""
+    if _is_ignored(name):
+        return False
+    if name.lower().endswith(IMAGE_SUFFIXES):
+        return True
+    raise DataError(
+        f"{source} holds {name}, which is not an image ({', '.join(IMAGE_SUFFIXES)}); an image dataset may "
+        "hold only images — move other files out, or give an .npz of model inputs"
+    )
+
+
+def _class_of(member: str) -> str:
     parent = PurePosixPath(member).parent.name
-    if parent in ("", "."):
-        raise DataError(f"{archive}: image {member} is not inside a class folder (expected CLASS/{member})")
-    return parent
+    return _NO_CLASS if parent in ("", ".") else parent
 
 
 def _folder_entries(path: Path) -> Iterator[tuple[str, str, bytes]]:
-    class_dirs = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if not class_dirs:
-        raise DataError(f"{path} has no class folders (expected {path}/CLASS/xxx.jpg)")
-    for class_dir in class_dirs:
-        for file in sorted(class_dir.rglob("*")):
-            if file.is_file() and _is_image(file.name):
-                yield class_dir.name, str(file), file.read_bytes()
+    for file in sorted(path.rglob("*")):
+        relative = file.relative_to(path).as_posix()
+        if file.is_file() and _is_image(relative, path):
+            top = relative.split("/")[0] if "/" in relative else _NO_CLASS
+            yield top, str(file), file.read_bytes()
 
 
 def _zip_entries(path: Path) -> Iterator[tuple[str, str, bytes]]:
     try:
         with zipfile.ZipFile(path) as archive:
             for info in archive.infolist():
-                if not info.is_dir() and _is_image(info.filename):
-                    yield _class_of(info.filename, path), f"{path}:{info.filename}", archive.read(info)
+                if not info.is_dir() and _is_image(info.filename, path):
+                    yield _class_of(info.filename), f"{path}:{info.filename}", archive.read(info)
     except (zipfile.BadZipFile, OSError, EOFError) as exc:
         raise DataError(f"{path} is not a readable zip archive: {exc}") from None
 
@@ -104,9 +131,9 @@ def _tar_entries(path: Path) -> Iterator[tuple[str, str, bytes]]:
     try:
         with tarfile.open(path, "r:*") as archive:
             for member in archive:
-                if member.isfile() and _is_image(member.name):
+                if member.isfile() and _is_image(member.name, path):
                     handle = archive.extractfile(member)
-                    yield _class_of(member.name, path), f"{path}:{member.name}", handle.read()
+                    yield _class_of(member.name), f"{path}:{member.name}", handle.read()
     except (tarfile.TarError, OSError, EOFError) as exc:
         raise DataError(f"{path} is not a readable tar archive: {exc}") from None
 
@@ -147,22 +174,35 @@ def _check_same_size(decoded: list[tuple[str, str, np.ndarray]]) -> None:
             )
 
 
-def _read_npz(path: Path) -> ImageDataset:
+def _read_npz(path: Path, spec: PreprocessSpec, input_names: tuple[str, ...]) -> Dataset:
     try:
         with np.load(path, allow_pickle=False) as arrays:
-            missing = {"x", "y"} - set(arrays.files)
-            if missing:
-                raise DataError(f"{path} lacks array(s) {sorted(missing)}; an .npz dataset needs 'x' and 'y'")
-            x, y = arrays["x"], arrays["y"]
-            classes = tuple(str(c) for c in arrays["classes"]) if "classes" in arrays.files else None
+            contents = {name: arrays[name] for name in arrays.files}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
         raise DataError(f"{path} is not a readable .npz file: {exc}") from None
-    images = _npz_images(x, path)
-    labels = _npz_labels(y, len(images), path)
-    if classes is None:
-        classes = tuple(str(i) for i in range(int(labels.max()) + 1 if len(labels) else 0))
+    keyed = bool(input_names) and all(name in contents for name in input_names)
+    if "x" in contents and not (keyed and set(input_names) != {"x"}):
+        return _read_npz_images(contents, path)
+    if input_names and not keyed:
+        missing = [name for name in input_names if name not in contents]
+        raise DataError(
+            f"{path} lacks the model input(s) {missing}; it holds {sorted(contents)}. An .npz of model "
+            "inputs needs one array per input, keyed by the input's name (or images as 'x', labels as 'y')"
+        )
+    return TensorDataset(contents, source=str(path))
+
+
+def _read_npz_images(contents: dict, path: Path) -> ImageDataset:
+    images = _npz_images(contents["x"], path)
     if len(images) == 0:
         raise DataError(f"{path}: 'x' holds no images")
+    if "y" not in contents:
+        return ImageDataset.unlabelled(images, source=str(path))
+    labels = _npz_labels(contents["y"], len(images), path)
+    if "classes" in contents:
+        classes = tuple(str(c) for c in contents["classes"])
+    else:
+        classes = tuple(str(i) for i in range(int(labels.max()) + 1 if len(labels) else 0))
     return ImageDataset(images, labels, classes, source=str(path))
 
 

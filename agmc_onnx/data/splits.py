@@ -7,15 +7,15 @@ A dataset path may be one source (class folder, archive, .npz) or a folder holdi
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from agmc_onnx.data.cache import load_dataset
-from agmc_onnx.data.dataset import ImageDataset
 from agmc_onnx.data.preprocessing import PreprocessSpec
-from agmc_onnx.data.sources import ARCHIVE_SUFFIXES
+from agmc_onnx.data.sources import ARCHIVE_SUFFIXES, Dataset
 from agmc_onnx.errors import DataError
 
 __all__ = [
@@ -52,9 +52,13 @@ class SplitSources:
 class DataSplits:
     """Disjoint sets for a compression run: reward (held out of train), fine-tuning (rest of train), test."""
 
-    reward: ImageDataset
-    finetune: ImageDataset
-    test: ImageDataset
+    reward: Dataset
+    finetune: Dataset
+    test: Dataset
+
+    @property
+    def labelled(self) -> bool:
+        return self.reward.labelled and self.test.labelled
 
 
 def resolve_splits(path: str | os.PathLike) -> SplitSources:
@@ -102,7 +106,7 @@ def balanced_order(labels: np.ndarray, seed: int = 0) -> np.ndarray:
     return shuffled[np.lexsort((np.arange(len(labels)), rank_in_class))]
 
 
-def sample_subset(dataset: ImageDataset, n_images: int, seed: int = 0) -> ImageDataset:
+def sample_subset(dataset: Dataset, n_images: int, seed: int = 0) -> Dataset:
     """A seeded, class-balanced subset of ``n_images`` images (the whole set if it is smaller)."""
     if n_images <= 0:
         raise DataError(f"a subset needs at least 1 image, got {n_images}")
@@ -111,9 +115,7 @@ def sample_subset(dataset: ImageDataset, n_images: int, seed: int = 0) -> ImageD
     return dataset.select(np.sort(balanced_order(dataset.labels, seed)[:n_images]))
 
 
-def split_train(
-    train: ImageDataset, reward_size: int = 1000, seed: int = 0
-) -> tuple[ImageDataset, ImageDataset]:
+def split_train(train: Dataset, reward_size: int = 1000, seed: int = 0) -> tuple[Dataset, Dataset]:
     """(reward, finetune): a seeded class-balanced reward set held out of ``train``, and the rest."""
     if not 0 < reward_size < train.n_images:
         raise DataError(
@@ -131,10 +133,11 @@ def load_split(
     *,
     cache_dir: str | os.PathLike | None = None,
     use_cache: bool = True,
-) -> ImageDataset:
+    input_names: Sequence[str] = (),
+) -> Dataset:
     """Load one split (``train`` or ``test``) of a dataset path."""
     source = resolve_splits(path).for_split(split)
-    return load_dataset(source, spec, cache_dir=cache_dir, use_cache=use_cache)
+    return load_dataset(source, spec, cache_dir=cache_dir, use_cache=use_cache, input_names=input_names)
 
 
 def load_splits(
@@ -146,13 +149,15 @@ def load_splits(
     seed: int = 0,
     cache_dir: str | os.PathLike | None = None,
     use_cache: bool = True,
+    input_names: Sequence[str] = (),
 ) -> DataSplits:
     """Reward, fine-tuning and test sets. Without a separate test source, ``test_size`` images are held out
     of the single source first (seeded, class-balanced)."""
     sources = resolve_splits(path)
-    train = load_dataset(sources.train, spec, cache_dir=cache_dir, use_cache=use_cache)
+    options = {"cache_dir": cache_dir, "use_cache": use_cache, "input_names": input_names}
+    train = load_dataset(sources.train, spec, **options)
     if sources.test is not None:
-        test = load_dataset(sources.test, spec, cache_dir=cache_dir, use_cache=use_cache)
+        test = load_dataset(sources.test, spec, **options)
     else:
         test, train = split_train(train, reward_size=test_size, seed=seed + 1)
     reward, finetune = split_train(train, reward_size=reward_size, seed=seed)

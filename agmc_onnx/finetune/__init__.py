@@ -8,8 +8,9 @@ from agmc_onnx.finetune.config import (
     FinetuneResult,
     Normalization,
 )
-from agmc_onnx.finetune.loop import evaluate_module, finetune, resolve_device
+from agmc_onnx.finetune.loop import evaluate_module, finetune
 from agmc_onnx.finetune.losses import training_loss
+from agmc_onnx.finetune.training import resolve_device
 
 __all__ = [
     "finetune",

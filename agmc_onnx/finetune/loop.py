@@ -8,8 +8,6 @@ checkpoint ends exactly where an uninterrupted run ends.
 
 from __future__ import annotations
 
-import copy
-import logging
 import math
 import time
 from dataclasses import dataclass
@@ -19,23 +17,21 @@ import numpy as np
 import onnx
 import torch
 
-from agmc_onnx.errors import DataError, TargetUnavailableError
+from agmc_onnx.errors import DataError
 from agmc_onnx.finetune.augment import normalize, random_crop_flip
-from agmc_onnx.finetune.checkpoint import TrainingState, load_checkpoint, run_fingerprint, save_checkpoint
-from agmc_onnx.finetune.config import (
-    EpochRecord,
-    FinetuneConfig,
-    FinetuneProgress,
-    FinetuneResult,
-    Normalization,
-)
+from agmc_onnx.finetune.checkpoint import run_fingerprint
+from agmc_onnx.finetune.config import EpochRecord, FinetuneConfig, FinetuneProgress, FinetuneResult, Normalization
 from agmc_onnx.finetune.losses import training_loss
-from agmc_onnx.progress import ProgressFn, report
-from agmc_onnx.torch_exec import InitializerRole, OnnxModule, write_back
+from agmc_onnx.finetune.training import (
+    ProgressCallback,
+    TrainerBase,
+    autocast,
+    epoch_seed,
+    resolve_device,
+    train_epochs,
+)
 
-__all__ = ["finetune", "evaluate_module", "resolve_device"]
-
-log = logging.getLogger(__name__)
+__all__ = ["finetune", "evaluate_module"]
 
 
 
@@ -55,26 +51,8 @@ class _Images:
         return len(self.labels)
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise TargetUnavailableError(
-            f"device {name} was requested but torch sees no CUDA GPU; use --device cpu"
-        )
-    return device
-
-
 def _first_output(outputs) -> torch.Tensor:
     return outputs[0] if isinstance(outputs, tuple) else outputs
-
-
-def _autocast(device: torch.device, enabled: bool):
-    # bf16 autocast only on CUDA: CPU bf16 convolutions are slower than fp32 on most CPUs.
-    return torch.autocast(
-        device_type=device.type, dtype=torch.bfloat16, enabled=enabled and device.type == "cuda"
-    )
 
 
 @torch.no_grad()
@@ -90,7 +68,7 @@ def _evaluate(
     for start in range(0, len(data), batch_size):
         x = normalize(data.images[start : start + batch_size], normalization)
         y = data.labels[start : start + batch_size]
-        with _autocast(device, mixed_precision):
+        with autocast(device, mixed_precision):
             logits = _first_output(module(x)).float()
         loss_sum += torch.nn.functional.cross_entropy(logits, y, reduction="sum").item()
         correct += (logits.argmax(dim=1) == y).sum().item()
@@ -135,57 +113,13 @@ def _split(images, labels, val_images, val_labels, config: FinetuneConfig):
     return images[train_idx], labels[train_idx], images[val_idx], labels[val_idx]
 
 
-def _optimizer(module: OnnxModule, config: FinetuneConfig) -> torch.optim.Optimizer:
-    """SGD; weight decay only on conv/linear weights, never on normalisation parameters or biases."""
-    roles = module.initializer_roles
-    decay, no_decay = [], []
-    for name, param in module.onnx_parameters().items():
-        (decay if roles[name] is InitializerRole.WEIGHT else no_decay).append(param)
-    groups = [
-        {"params": decay, "weight_decay": config.weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
-    return torch.optim.SGD(
-        [g for g in groups if g["params"]],
-        lr=config.lr,
-        momentum=config.momentum,
-        nesterov=config.nesterov and config.momentum > 0,
-    )
-
-
-def _epoch_seed(seed: int, epoch: int) -> int:
-    return seed * 1_000_003 + epoch
-
-
-def _better(record: EpochRecord, best: EpochRecord) -> bool:
-    """Higher validation top-1 wins, lower validation loss breaks ties; without validation, the last epoch."""
-    if math.isnan(record.val_top1) or math.isnan(best.val_top1):
-        return True
-    return (record.val_top1, -record.val_loss) > (best.val_top1, -best.val_loss)
-
-
-def _cpu_state(module: torch.nn.Module) -> dict:
-    return {key: value.detach().to("cpu", copy=True) for key, value in module.state_dict().items()}
-
-
-class _Trainer:
+class _Trainer(TrainerBase):
     """Holds one run's module, optimizer and data; ``run_epoch`` trains and validates one epoch."""
 
     def __init__(self, model, teacher, train: _Images, val: _Images, normalization, config, progress):
-        self.device = train.images.device
-        self.module = OnnxModule(model).to(self.device)
-        self.teacher = None
-        if teacher is not None:
-            self.teacher = OnnxModule(teacher).to(self.device).eval().requires_grad_(False)
-        self.train, self.val, self.normalization, self.config = train, val, normalization, config
+        super().__init__(model, teacher, len(train), train.images.device, config)
+        self.train, self.val, self.normalization = train, val, normalization
         self.progress = progress
-        self.batch_size = min(config.batch_size, len(train))
-        # Full batches only: a trailing batch of one sample would break BatchNormalization in training.
-        self.steps_per_epoch = len(train) // self.batch_size
-        self.optimizer = _optimizer(self.module, config)
-        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
-            self.optimizer, T_max=config.epochs * self.steps_per_epoch
-        )
 
     def validate(self) -> tuple[float, float]:
         return _evaluate(
@@ -199,13 +133,13 @@ class _Trainer:
     def run_epoch(self, epoch: int) -> EpochRecord:
         started = time.perf_counter()
         config = self.config
-        generator = torch.Generator().manual_seed(_epoch_seed(config.seed, epoch))
+        generator = torch.Generator().manual_seed(epoch_seed(config.seed, epoch))
         order = torch.randperm(len(self.train), generator=generator)
         devices = [self.device.index or 0] if self.device.type == "cuda" else []
         loss_sum, correct, seen = 0.0, 0, 0
         self.module.train()
         with torch.random.fork_rng(devices=devices):  # dropout draws from the global RNG: seed it per epoch
-            torch.manual_seed(_epoch_seed(config.seed, epoch))
+            torch.manual_seed(epoch_seed(config.seed, epoch))
             for step in range(self.steps_per_epoch):
                 index = order[step * self.batch_size : (step + 1) * self.batch_size].to(self.device)
                 pixels = random_crop_flip(
@@ -217,7 +151,10 @@ class _Trainer:
                 loss_sum += loss * len(index)
                 correct += batch_correct
                 seen += len(index)
-                report(self.progress, FinetuneProgress(epoch, config.epochs, step + 1, self.steps_per_epoch, loss))
+                if self.progress is not None:
+                    self.progress(
+                        FinetuneProgress(epoch, config.epochs, step + 1, self.steps_per_epoch, loss)
+                    )
         val_loss, val_top1 = self.validate()
         return EpochRecord(
             epoch,
@@ -231,7 +168,7 @@ class _Trainer:
 
     def _step(self, x: torch.Tensor, labels: torch.Tensor) -> tuple[float, int]:
         config = self.config
-        with _autocast(self.device, config.mixed_precision):
+        with autocast(self.device, config.mixed_precision):
             logits = _first_output(self.module(x)).float()
             teacher_logits = None
             if self.teacher is not None:
@@ -245,78 +182,8 @@ class _Trainer:
             distill_weight=config.distill_weight,
             temperature=config.distill_temperature,
         )
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
-        self.scheduler.step()
+        self.apply_gradients(loss)
         return loss.item(), int((logits.argmax(dim=1) == labels).sum().item())
-
-    def state(self, epoch, best_epoch, best_val_top1, best_module, history, seconds) -> TrainingState:
-        return TrainingState(
-            epoch,
-            _cpu_state(self.module),
-            copy.deepcopy(self.optimizer.state_dict()),
-            self.scheduler.state_dict(),
-            best_epoch,
-            best_val_top1,
-            best_module,
-            tuple(history),
-            seconds,
-        )
-
-    def restore(self, state: TrainingState) -> None:
-        self.module.load_state_dict(state.module)
-        self.optimizer.load_state_dict(state.optimizer)
-        self.scheduler.load_state_dict(state.scheduler)
-
-
-@dataclass
-class _Progress:
-    """Where a run stands: the epochs so far and the best one (epoch 0, the starting point, competes)."""
-
-    first_epoch: int
-    history: list
-    best_epoch: int
-    best_val_top1: float
-    best_module: dict
-    previous_seconds: float = 0.0
-
-    @classmethod
-    def start(cls, trainer: _Trainer, checkpoint: Path | None, config: FinetuneConfig, fingerprint) -> _Progress:
-        """From the checkpoint when there is one (resume), else from the model as it is."""
-        if checkpoint is not None and checkpoint.exists():
-            state = load_checkpoint(checkpoint, config, fingerprint)
-            trainer.restore(state)
-            log.info("resuming after epoch %d from %s", state.epoch, checkpoint)
-            return cls(
-                state.epoch + 1,
-                list(state.history),
-                state.best_epoch,
-                state.best_val_top1,
-                state.best_module,
-                state.seconds,
-            )
-        val_loss, val_top1 = trainer.validate()
-        start = EpochRecord(0, math.nan, math.nan, val_loss, val_top1, config.lr, 0.0)
-        return cls(1, [start], 0, val_top1, _cpu_state(trainer.module))
-
-    def add(self, record: EpochRecord, module: torch.nn.Module) -> None:
-        self.history.append(record)
-        if _better(record, self.history[self.best_epoch]):
-            self.best_epoch, self.best_val_top1, self.best_module = record.epoch, record.val_top1, _cpu_state(module)
-
-
-def _trainer(model, images, labels, normalization, config, teacher, val_images, val_labels, progress):
-    """The trainer of a run and its training labels (part of the run's fingerprint)."""
-    _check_data(images, labels, normalization, "training")
-    if val_images is not None:
-        _check_data(val_images, val_labels, normalization, "validation")
-    device = resolve_device(config.device)
-    train_x, train_y, val_x, val_y = _split(images, labels, val_images, val_labels, config)
-    if len(train_x) < 2:
-        raise DataError(f"fine-tuning needs at least 2 training images, got {len(train_x)}")
-    train, val = _Images.from_arrays(train_x, train_y, device), _Images.from_arrays(val_x, val_y, device)
-    return _Trainer(model, teacher, train, val, normalization, config, progress), train_y
 
 
 def finetune(
@@ -331,31 +198,35 @@ def finetune(
     val_labels: np.ndarray | None = None,
     checkpoint_path: str | Path | None = None,
     resume: bool = False,
-    progress: ProgressFn | None = None,
+    progress: ProgressCallback | None = None,
 ) -> FinetuneResult:
     """Fine-tune ``model`` on uint8 N×H×W×C ``images``; return the same graph with the best epoch's values.
 
     With ``teacher`` (e.g. the unpruned model) the loss mixes in distillation. With ``checkpoint_path`` a
-    checkpoint is written after every epoch; ``resume`` continues from it when it exists. ``progress``
-    receives a ``FinetuneProgress`` after every batch and every epoch.
+    checkpoint is written after every epoch; ``resume`` continues from it when it exists.
     """
-    trainer, train_labels = _trainer(
-        model, images, labels, normalization, config, teacher, val_images, val_labels, progress
+    _check_data(images, labels, normalization, "training")
+    if val_images is not None:
+        _check_data(val_images, val_labels, normalization, "validation")
+    device = resolve_device(config.device)
+    train_x, train_y, val_x, val_y = _split(images, labels, val_images, val_labels, config)
+    if len(train_x) < 2:
+        raise DataError(f"fine-tuning needs at least 2 training images, got {len(train_x)}")
+    trainer = _Trainer(
+        model,
+        teacher,
+        _Images.from_arrays(train_x, train_y, device),
+        _Images.from_arrays(val_x, val_y, device),
+        normalization,
+        config,
+        progress,
     )
-    fingerprint = run_fingerprint(model, train_labels, teacher)
-    checkpoint = Path(checkpoint_path) if checkpoint_path is not None else None
-    started = time.perf_counter()
-    run = _Progress.start(trainer, checkpoint if resume else None, config, fingerprint)
-    for epoch in range(run.first_epoch, config.epochs + 1):
-        record = trainer.run_epoch(epoch)
-        run.add(record, trainer.module)
-        if checkpoint is not None:
-            elapsed = run.previous_seconds + time.perf_counter() - started
-            state = trainer.state(epoch, run.best_epoch, run.best_val_top1, run.best_module, run.history, elapsed)
-            save_checkpoint(checkpoint, state, config, fingerprint)
-        batches = trainer.steps_per_epoch
-        report(progress, FinetuneProgress(epoch, config.epochs, batches, batches, record.train_loss, record))
-    trainer.module.load_state_dict(run.best_module)
-    trained = write_back(model, trainer.module.to("cpu"))
-    seconds = run.previous_seconds + time.perf_counter() - started
-    return FinetuneResult(trained, tuple(run.history), run.best_epoch, run.best_val_top1, seconds)
+    return train_epochs(
+        trainer,
+        model,
+        config,
+        fingerprint=run_fingerprint(model, train_y, teacher),
+        checkpoint_path=checkpoint_path,
+        resume=resume,
+        progress=progress,
+    )

@@ -1,11 +1,14 @@
-"""Training losses: cross-entropy, optionally mixed with distillation from a teacher's logits."""
+"""Training losses: cross-entropy, optionally mixed with distillation from a teacher's logits; pure
+distillation over all outputs for label-free fine-tuning."""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
-__all__ = ["training_loss"]
+from agmc_onnx.errors import PreconditionError
+
+__all__ = ["training_loss", "distillation_loss", "is_logit_vector"]
 
 
 def training_loss(
@@ -28,3 +31,34 @@ def training_loss(
     teacher_log_probs = F.log_softmax(teacher_logits / temperature, dim=1)
     kl = F.kl_div(student_log_probs, teacher_log_probs, log_target=True, reduction="batchmean")
     return (1.0 - distill_weight) * cross_entropy + distill_weight * temperature**2 * kl
+
+
+def distillation_loss(
+    student: tuple[torch.Tensor, ...], teacher: tuple[torch.Tensor, ...], *, temperature: float = 4.0
+) -> torch.Tensor:
+    """Pure distillation over every float output: no labels involved.
+
+    One logit-vector output (N×K, or N×K×1×1): T²·KL(teacher_T ‖ student_T). Otherwise the mean over
+    float outputs of the squared error relative to the teacher's mean square, so outputs of any scale
+    weigh the same. Integer and boolean outputs carry no gradient and are skipped.
+    """
+    pairs = [(s.float(), t.float()) for s, t in zip(student, teacher) if t.is_floating_point()]
+    if not pairs:
+        raise PreconditionError("the model has no float output to distil (all outputs are integer or boolean)")
+    if len(student) == 1 and is_logit_vector(pairs[0][1]):
+        s, t = (x.reshape(len(x), -1) for x in pairs[0])
+        kl = F.kl_div(
+            F.log_softmax(s / temperature, dim=1),
+            F.log_softmax(t / temperature, dim=1),
+            log_target=True,
+            reduction="batchmean",
+        )
+        return temperature**2 * kl
+    terms = [((s - t) ** 2).mean() / ((t**2).mean() + 1e-8) for s, t in pairs]
+    return torch.stack(terms).mean()
+
+
+def is_logit_vector(value: torch.Tensor) -> bool:
+    """N×K or N×K×1×1 with K > 1: the output of a classifier head."""
+    vector = value.dim() == 2 or (value.dim() == 4 and tuple(value.shape[2:]) == (1, 1))
+    return vector and value.shape[1] > 1

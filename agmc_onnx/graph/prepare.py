@@ -8,6 +8,7 @@ from collections.abc import Mapping
 import onnx
 
 from agmc_onnx.errors import ModelLoadError
+from agmc_onnx.graph.probe import PROBE_LENGTH, probe_feeds
 from agmc_onnx.graph.skeleton import weightless_copy
 from agmc_onnx.passes.base import run_passes
 from agmc_onnx.passes.fold_constants import FoldConstantsPass, NameNodesPass
@@ -17,6 +18,9 @@ __all__ = ["prepare_model", "infer_static_shapes", "TensorShapes"]
 log = logging.getLogger(__name__)
 
 TensorShapes = Mapping[str, tuple[int, ...]]
+_FLOAT_TYPES = frozenset(
+    {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE, onnx.TensorProto.BFLOAT16}
+)
 
 
 def prepare_model(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -27,6 +31,7 @@ def prepare_model(model: onnx.ModelProto) -> onnx.ModelProto:
 def infer_static_shapes(model: onnx.ModelProto, batch_size: int = 1) -> dict[str, tuple[int, ...]]:
     """Shapes of every tensor with dynamic input dimensions fixed to ``batch_size``.
 
+    Dynamic non-leading dimensions of integer and boolean inputs (a sequence length) take ``PROBE_LENGTH``.
     Tensors whose shape stays unknown or symbolic are left out. Inference runs on a copy without the
     weights' bytes (their shapes are all it needs).
     """
@@ -63,17 +68,18 @@ def _fix_batch(model: onnx.ModelProto, batch_size: int, skip: set[str]) -> None:
     for graph_input in model.graph.input:
         if graph_input.name in initializer_names:
             continue
-        for dim in graph_input.type.tensor_type.shape.dim:
+        is_float = graph_input.type.tensor_type.elem_type in _FLOAT_TYPES
+        for axis, dim in enumerate(graph_input.type.tensor_type.shape.dim):
             if not dim.HasField("dim_value") or dim.dim_value <= 0:
                 dim.Clear()
-                dim.dim_value = batch_size
+                dim.dim_value = batch_size if axis == 0 or is_float else PROBE_LENGTH
     del model.graph.value_info[:]
     for graph_output in model.graph.output:
         graph_output.type.tensor_type.ClearField("shape")
 
 
 def _shapes_by_running(model: onnx.ModelProto, names: list[str]) -> dict[str, tuple[int, ...]]:
-    """Shapes that static inference could not find, read off one onnxruntime run on zeros."""
+    """Shapes that static inference could not find, read off one onnxruntime run on probe inputs."""
     import numpy as np
     import onnxruntime as ort
 
@@ -84,16 +90,11 @@ def _shapes_by_running(model: onnx.ModelProto, names: list[str]) -> dict[str, tu
         if name not in known:
             probe.graph.output.append(onnx.ValueInfoProto(name=name))
     options = ort.SessionOptions()
-    options.log_severity_level = 3
+    options.log_severity_level = 4  # onnxruntime prints its errors itself; they come back as exceptions
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     try:
         session = ort.InferenceSession(probe.SerializeToString(), options, providers=["CPUExecutionProvider"])
-        feeds = {}
-        for value in session.get_inputs():
-            shape = [d if isinstance(d, int) else 1 for d in value.shape]
-            dtype = np.float32 if "float" in value.type else np.int64
-            feeds[value.name] = np.zeros(shape, dtype=dtype)
-        outputs = session.run(names, feeds)
+        outputs = session.run(names, probe_feeds(model))
     except Exception as exc:  # onnxruntime raises several unrelated types; the shapes just stay unknown
         log.info("could not run the model to find missing shapes: %s", exc)
         return {}

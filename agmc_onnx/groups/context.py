@@ -53,7 +53,8 @@ class RuleContext:
         """Outputs of a node we do not follow: their channels exist but may never be pruned."""
         for tensor in node.outputs:
             shape = self.shape(tensor)
-            if shape is not None and len(shape) >= 2:
+            carries_values = tensor.dtype is None or np.dtype(tensor.dtype).kind not in "iub"  # not ids or masks
+            if shape is not None and len(shape) >= 2 and carries_values:
                 self.set(tensor, 1, self.flow.new_atoms(shape[1], reason))
 
     def barrier(self, node: gs.Node, reason: str | None = None) -> None:

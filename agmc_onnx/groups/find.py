@@ -72,7 +72,9 @@ def walk_channel_flow(
     ctx = RuleContext(flow, shapes, shapes_alt)
     for tensor in graph.inputs:
         shape = shapes.get(tensor.name)
-        if shape is not None and len(shape) >= 2:
+        # Integer and boolean inputs (token ids, masks) carry positions, not channels.
+        is_float = tensor.dtype is None or np.issubdtype(np.dtype(tensor.dtype), np.floating)
+        if shape is not None and len(shape) >= 2 and is_float:
             ctx.set(tensor, 1, flow.new_atoms(shape[1], f"graph input '{tensor.name}'"))
     for node in graph.nodes:
         rule_for(node)(node, ctx)

@@ -44,7 +44,7 @@ class RewriteAttribute:
     """Recompute a structural value of ``node`` (conv group count, split sizes, slice bounds, reshape target)."""
 
     node: str
-    kind: str  # "conv_group" | "split" | "slice" | "reshape"
+    kind: str  # "conv_group" | "split" | "slice" | "slice_computed" | "reshape" | "reshape_piece" | "gather"
     tensors: tuple[str, ...]
     detail: tuple = ()
 

@@ -9,6 +9,7 @@ import onnx_graphsurgeon as gs
 
 from agmc_onnx.groups import rules_core as core
 from agmc_onnx.groups import rules_layout as layout
+from agmc_onnx.groups import rules_transformer as transformer
 from agmc_onnx.groups.context import RuleContext
 
 __all__ = ["ChannelRule", "CHANNEL_RULES", "rule_for"]
@@ -50,7 +51,7 @@ _PASSTHROUGH = (
     "QuantizeLinear",
     "DequantizeLinear",
 )
-_ELEMENTWISE = ("Add", "Sub", "Mul", "Div", "Max", "Min", "Pow", "Sum", "Mean", "PRelu")
+_ELEMENTWISE = ("Add", "Sub", "Mul", "Div", "Max", "Min", "Pow", "Sum", "Mean", "PRelu", "Where")
 _CHANNELWISE = (
     "MaxPool",
     "AveragePool",
@@ -77,7 +78,7 @@ def _build() -> Mapping[str, ChannelRule]:
     register(["Conv"], core.conv_rule)
     register(["ConvTranspose"], core.conv_transpose_rule)
     register(["Gemm"], core.gemm_rule)
-    register(["MatMul"], core.matmul_rule)
+    register(["MatMul"], transformer.matmul_rule)
     register(["BatchNormalization", "InstanceNormalization"], core.normalization_rule)
     register(["LayerNormalization"], core.layer_norm_rule)
     register(["Softmax", "LogSoftmax", "Hardmax"], core.axis_mixing_rule)
@@ -85,11 +86,11 @@ def _build() -> Mapping[str, ChannelRule]:
     register(_ELEMENTWISE, core.elementwise_rule)
     register(_CHANNELWISE, core.channelwise_rule)
     register(["Concat"], layout.concat_rule)
-    register(["Split"], layout.split_rule)
-    register(["Slice"], layout.slice_rule)
+    register(["Split"], transformer.split_rule)
+    register(["Slice"], transformer.slice_rule)
     register(["Gather"], layout.gather_rule)
     register(["Flatten"], layout.flatten_rule)
-    register(["Reshape"], layout.reshape_rule)
+    register(["Reshape"], transformer.reshape_rule)
     register(["Transpose"], layout.transpose_rule)
     register(["Squeeze"], layout.squeeze_rule)
     register(["Unsqueeze"], layout.unsqueeze_rule)

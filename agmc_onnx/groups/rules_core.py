@@ -212,6 +212,18 @@ def _pads_spare_axis(node: gs.Node, ctx: RuleContext, axis: int, rank: int) -> b
     return pads[position] == 0 and pads[position + len(axes)] == 0
 
 
+def _broadcasts_one_channel(ctx: RuleContext, tensor: gs.Tensor, info, y_shape: tuple[int, ...]) -> bool:
+    """A single tracked channel broadcast over many (a mask over attention heads): pinned, then not tracked."""
+    shape = ctx.shape(tensor)
+    if len(info) != 1 or shape is None:
+        return False
+    out_axis = info.axis + len(y_shape) - len(shape)
+    if y_shape[out_axis] == 1:
+        return False
+    ctx.flow.pin(info.atoms, f"a single channel of '{tensor.name}' is broadcast over many")
+    return True
+
+
 def elementwise_rule(node: gs.Node, ctx: RuleContext) -> None:
     """Broadcasting arithmetic: channel-carrying inputs tie; per-channel constants are sliced."""
     y_shape = ctx.shape(node.outputs[0])
@@ -220,6 +232,7 @@ def elementwise_rule(node: gs.Node, ctx: RuleContext) -> None:
         return
     rank = len(y_shape)
     tracked = [(i, t, ctx.info(t)) for i, t in enumerate(node.inputs) if t.name and ctx.info(t) is not None]
+    tracked = [entry for entry in tracked if not _broadcasts_one_channel(ctx, entry[1], entry[2], y_shape)]
     if not tracked:
         return
     axes = {info.axis + rank - len(ctx.shape(t) or ()) for _, t, info in tracked}

@@ -186,6 +186,20 @@ def _locate_target_entry(node: gs.Node, ctx: RuleContext, out_axis: int) -> tupl
     values = ctx.const(target)
     if values is not None:
         return node.name, 1, out_axis, int(values.ravel()[out_axis])
+    piece = target_piece(node, ctx, out_axis)
+    if piece is None:
+        return None
+    producer, index, offset = piece
+    piece_values = ctx.const(producer.inputs[index])
+    if piece_values is None:
+        return None
+    return producer.name, index, offset, int(piece_values.ravel()[offset])
+
+
+def target_piece(node: gs.Node, ctx: RuleContext, out_axis: int) -> tuple[gs.Node, int, int] | None:
+    """(Concat, input index, offset in the piece) of the 1-D piece of a Concat-built Reshape target that
+    holds entry ``out_axis``, or None when the target is not built that way."""
+    target = node.inputs[1]
     producer = target.inputs[0] if len(target.inputs) == 1 else None
     if producer is None or producer.op != "Concat":
         return None
@@ -195,10 +209,7 @@ def _locate_target_entry(node: gs.Node, ctx: RuleContext, out_axis: int) -> tupl
         if shape is None or len(shape) != 1:
             return None
         if offset <= out_axis < offset + shape[0]:
-            piece_values = ctx.const(piece)
-            if piece_values is None:
-                return None
-            return producer.name, index, out_axis - offset, int(piece_values.ravel()[out_axis - offset])
+            return producer, index, out_axis - offset
         offset += shape[0]
     return None
 

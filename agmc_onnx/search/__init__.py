@@ -21,6 +21,7 @@ _EXPORTS = {
     "RewardFn": "reward",
     "RewardSample": "reward",
     "AccuracyReward": "reward",
+    "FidelityReward": "reward",
     "ActionWall": "budget",
     "CostModel": "budget",
     "uniform_keep_ratio": "budget",

@@ -1,36 +1,28 @@
 """Re-estimate BatchNormalization statistics of a pruned model on a few batches, all in ONNX.
 
 Pruning without fine-tuning shifts every downstream activation distribution, so stored running
-statistics no longer match (the pruned model's accuracy collapses). ``ExposeBatchNormStatsPass`` builds a
-calibration copy in which each BatchNormalization runs with ``training_mode=1`` and ``momentum=0``:
-onnxruntime then normalises with the batch statistics (so each layer sees inputs already normalised by
-re-estimated upstream layers, as a torch ``train()`` forward would) and returns them as the graph's
-outputs. Their average over the batches becomes the pruned model's new mean and variance
-(``SetBatchNormStatsPass``). ``CleanupPass`` drops what either leaves unused.
+statistics no longer match (the pruned model's accuracy collapses). A calibration copy switches each
+BatchNormalization to ``training_mode=1`` with ``momentum=0``: onnxruntime then normalises with the batch
+statistics (so each layer sees inputs already normalised by re-estimated upstream layers, as a torch
+``train()`` forward would) and returns them as extra outputs. Their average over the batches becomes the
+pruned model's new mean and variance.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 
 import numpy as np
 import onnx
-import onnx_graphsurgeon as gs
+from onnx import TensorProto, helper, numpy_helper
 
 from agmc_onnx.cost.profiles import TargetProfile
 from agmc_onnx.cost.session import create_session
 from agmc_onnx.data import ImageDataset, PreprocessSpec, balanced_order, to_model_input
-from agmc_onnx.errors import PostconditionError, PreconditionError
-from agmc_onnx.passes.base import GraphPass, PassManager, PassResult
-from agmc_onnx.passes.cleanup import CleanupPass
+from agmc_onnx.data.feeds import Feeder
+from agmc_onnx.errors import PreconditionError
 
-__all__ = [
-    "recalibrate_batchnorm",
-    "batchnorm_nodes",
-    "calibration_batches",
-    "ExposeBatchNormStatsPass",
-    "SetBatchNormStatsPass",
-]
+__all__ = ["recalibrate_batchnorm", "batchnorm_nodes", "calibration_batches", "calibration_feeds"]
 
 _MIN_OPSET = 14  # training_mode on BatchNormalization
 
@@ -48,85 +40,97 @@ def calibration_batches(
     return rows, [to_model_input(dataset.images[r], spec) for r in rows]
 
 
+def calibration_feeds(feeder: Feeder, n_samples: int = 256, batch_size: int = 128) -> list[dict[str, np.ndarray]]:
+    """Feeds of seeded, shuffled calibration batches from any dataset bound to a model (``Feeder``)."""
+    order = balanced_order(feeder.dataset.labels, seed=0)[:n_samples]
+    return [feeder.feeds(np.sort(order[i : i + batch_size])) for i in range(0, len(order), batch_size)]
+
+
 def batchnorm_nodes(model: onnx.ModelProto) -> list[onnx.NodeProto]:
     return [node for node in model.graph.node if node.op_type == "BatchNormalization"]
 
 
-def _batchnorms(graph: gs.Graph) -> list[gs.Node]:
-    return [node for node in graph.nodes if node.op == "BatchNormalization"]
+def _default_opset(model: onnx.ModelProto) -> int:
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
 
 
-class ExposeBatchNormStatsPass(GraphPass):
-    """Each BatchNormalization normalises with its batch's statistics; the graph outputs them, in order."""
-
-    def requires(self, graph: gs.Graph) -> None:
-        if _batchnorms(graph) and graph.opset < _MIN_OPSET:
-            raise PreconditionError(
-                f"BatchNormalization re-estimation needs opset ≥ {_MIN_OPSET} (training_mode), the model has "
-                f"opset {graph.opset}; convert it with onnx.version_converter or disable re-estimation"
-            )
-
-    def call(self, graph: gs.Graph) -> PassResult:
-        outputs = []
-        for index, node in enumerate(_batchnorms(graph)):
-            mean = gs.Variable(f"__recal_mean_{index}", dtype=np.float32)
-            var = gs.Variable(f"__recal_var_{index}", dtype=np.float32)
-            while len(node.outputs) > 1:  # graphsurgeon's synchronised lists delete one item at a time
-                node.outputs.pop()
-            node.outputs.extend([mean, var])
-            node.attrs["training_mode"] = 1
-            node.attrs["momentum"] = 0.0
-            outputs += [mean, var]
-        graph.outputs = outputs
-        return PassResult(graph, bool(outputs), {"batchnorms": len(outputs) // 2})
-
-    def ensures(self, graph: gs.Graph) -> None:
-        if len(graph.outputs) != 2 * len(_batchnorms(graph)):
-            raise PostconditionError("a BatchNormalization's statistics are not graph outputs")
-
-
-class SetBatchNormStatsPass(GraphPass):
-    """Give the i-th BatchNormalization fresh mean/var constants: ``stats[i]`` (never shared, so statistics
-    aliased between nodes in the original are not overwritten for another node)."""
-
-    def __init__(self, stats: Sequence[tuple[np.ndarray, np.ndarray]]) -> None:
-        self.stats = tuple(stats)
-
-    def requires(self, graph: gs.Graph) -> None:
-        if len(_batchnorms(graph)) != len(self.stats):
-            raise PreconditionError(
-                f"{len(self.stats)} measured statistics for {len(_batchnorms(graph))} BatchNormalization nodes"
-            )
-
-    def call(self, graph: gs.Graph) -> PassResult:
-        for index, (node, (mean, var)) in enumerate(zip(_batchnorms(graph), self.stats)):
-            label = node.name or index
-            node.inputs[3] = gs.Constant(f"{label}__recal_mean", np.asarray(mean, dtype=np.float32))
-            node.inputs[4] = gs.Constant(f"{label}__recal_var", np.asarray(var, dtype=np.float32))
-        return PassResult(graph, bool(self.stats), {"batchnorms": len(self.stats)})
+def _calibration_copy(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[tuple[str, str]]]:
+    calib = onnx.ModelProto()
+    calib.CopyFrom(model)
+    del calib.graph.output[:]
+    stat_names = []
+    for index, node in enumerate(batchnorm_nodes(calib)):
+        mean_name, var_name = f"__recal_mean_{index}", f"__recal_var_{index}"
+        del node.output[1:]
+        node.output.extend([mean_name, var_name])
+        kept = [a for a in node.attribute if a.name not in ("training_mode", "momentum")]
+        del node.attribute[:]
+        node.attribute.extend(
+            kept + [helper.make_attribute("training_mode", 1), helper.make_attribute("momentum", 0.0)]
+        )
+        for name in (mean_name, var_name):
+            calib.graph.output.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, None))
+        stat_names.append((mean_name, var_name))
+    # Stale inferred shapes of the now-dropped outputs would only confuse onnxruntime.
+    del calib.graph.value_info[:]
+    return calib, stat_names
 
 
 def recalibrate_batchnorm(
-    model: onnx.ModelProto, batches: Iterable[np.ndarray], profile: TargetProfile | None = None
+    model: onnx.ModelProto, batches: Iterable[np.ndarray | dict[str, np.ndarray]], profile: TargetProfile | None = None
 ) -> onnx.ModelProto:
-    """A copy of ``model`` whose BatchNormalization mean/var are the averages measured on ``batches``."""
-    if not batchnorm_nodes(model):
+    """A copy of ``model`` whose BatchNormalization mean/var are the averages measured on ``batches``
+    (arrays for the first input, or feeds keyed by input name).
+
+    Each BatchNormalization gets fresh, uniquely named mean/var initializers, so statistics shared
+    (aliased) between nodes in the original are never overwritten for another node.
+    """
+    nodes = batchnorm_nodes(model)
+    if not nodes:
         return model
-    calibration, _ = PassManager([ExposeBatchNormStatsPass(), CleanupPass()]).run(model)
-    session = create_session(calibration, profile)
+    if _default_opset(model) < _MIN_OPSET:
+        raise PreconditionError(
+            f"BatchNormalization re-estimation needs opset ≥ {_MIN_OPSET} (training_mode), the model has "
+            f"opset {_default_opset(model)}; convert it with onnx.version_converter or disable re-estimation"
+        )
+    calib, stat_names = _calibration_copy(model)
+    session = create_session(calib, profile)
     input_name = session.get_inputs()[0].name
-    output_names = [value.name for value in calibration.graph.output]
+    output_names = [name for pair in stat_names for name in pair]
     sums: list[np.ndarray] | None = None
     n_batches = 0
     for batch in batches:
-        values = session.run(output_names, {input_name: batch})
+        values = session.run(output_names, batch if isinstance(batch, dict) else {input_name: batch})
         sums = (
             [v.astype(np.float64) for v in values] if sums is None else [s + v for s, v in zip(sums, values)]
         )
         n_batches += 1
     if sums is None:
         raise PreconditionError("BatchNormalization re-estimation got no calibration batches")
-    averages = [(s / n_batches).astype(np.float32) for s in sums]
-    stats = list(zip(averages[0::2], averages[1::2]))
-    recalibrated, _ = PassManager([SetBatchNormStatsPass(stats), CleanupPass()]).run(model)
-    return recalibrated
+    result = onnx.ModelProto()
+    result.CopyFrom(model)
+    for index, node in enumerate(batchnorm_nodes(result)):
+        mean = (sums[2 * index] / n_batches).astype(np.float32)
+        var = (sums[2 * index + 1] / n_batches).astype(np.float32)
+        for position, name, values in (
+            (3, f"{node.name or index}__recal_mean", mean),
+            (4, f"{node.name or index}__recal_var", var),
+        ):
+            result.graph.initializer.append(numpy_helper.from_array(values, name))
+            node.input[position] = name
+    return _drop_unused_initializers(result)
+
+
+def _drop_unused_initializers(model: onnx.ModelProto) -> onnx.ModelProto:
+    used = {name for node in model.graph.node for name in node.input}
+    used |= {value.name for value in model.graph.output}
+    dropped = {init.name for init in model.graph.initializer if init.name not in used}
+    if not dropped:
+        return model
+    kept = [init for init in model.graph.initializer if init.name not in dropped]
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(kept)
+    inputs = [value for value in model.graph.input if value.name not in dropped]
+    del model.graph.input[:]
+    model.graph.input.extend(inputs)
+    return model

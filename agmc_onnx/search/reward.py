@@ -1,4 +1,5 @@
-"""The search reward: top-1 accuracy of the pruned model, without fine-tuning, on held-out TRAIN images.
+"""The search reward: top-1 accuracy of the pruned model, without fine-tuning, on held-out TRAIN images;
+or, without labels, its fidelity to the original's outputs on held-out inputs.
 
 Evaluations of identical kept-channel sets are cached (a converged agent proposes the same policy
 again and again; ``round_to`` makes repeats frequent).
@@ -6,6 +7,7 @@ again and again; ``round_to`` makes repeats frequent).
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import hashlib
 import json
@@ -19,14 +21,16 @@ from agmc_onnx.analysis import ModelAnalysis
 from agmc_onnx.cost.profiles import TargetProfile, get_profile
 from agmc_onnx.cost.session import create_session
 from agmc_onnx.data.dataset import ImageDataset
+from agmc_onnx.data.feeds import Feeder
 from agmc_onnx.data.preprocessing import PreprocessSpec
 from agmc_onnx.evaluate import evaluate_accuracy
+from agmc_onnx.fidelity import ReferenceOutputs, evaluate_fidelity
 from agmc_onnx.importance import channel_scores
 from agmc_onnx.plan import ChannelSelection, PruningPlan, select_channels
 from agmc_onnx.prune import apply_selection
-from agmc_onnx.search.recalibrate import calibration_batches, recalibrate_batchnorm
+from agmc_onnx.search.recalibrate import calibration_batches, calibration_feeds, recalibrate_batchnorm
 
-__all__ = ["RewardConfig", "RewardSample", "AccuracyReward", "RewardFn", "selection_key"]
+__all__ = ["RewardConfig", "RewardSample", "AccuracyReward", "FidelityReward", "RewardFn", "selection_key"]
 
 
 @dataclass(frozen=True)
@@ -62,24 +66,14 @@ def selection_key(selection: ChannelSelection) -> str:
     return hashlib.sha1(payload.encode()).hexdigest()[:16]
 
 
-class AccuracyReward:
-    """Callable ``selection -> RewardSample`` over a fixed reward set, with a cache of past evaluations."""
+class _PrunedModelReward(abc.ABC):
+    """Callable ``selection -> RewardSample``: prune, re-estimate BN statistics, score; past scores cached."""
 
-    def __init__(
-        self,
-        analysis: ModelAnalysis,
-        dataset: ImageDataset,
-        spec: PreprocessSpec,
-        config: RewardConfig = RewardConfig(),
-    ) -> None:
+    def __init__(self, analysis: ModelAnalysis, config: RewardConfig, calibration: list) -> None:
         self.analysis = analysis
-        self.dataset = dataset
-        self.spec = spec
         self.config = config
         self.cache: dict[str, float] = {}
-        self.calibration_batches, self._calibration = calibration_batches(
-            dataset, spec, config.calibration_images, config.calibration_batch_size
-        )
+        self._calibration = calibration
 
     def selection_of(self, plan: PruningPlan) -> ChannelSelection:
         scores = channel_scores(self.analysis, plan.importance)
@@ -101,13 +95,56 @@ class AccuracyReward:
             pruned = recalibrate_batchnorm(pruned, self._calibration, self.config.profile())
         return pruned
 
+    @abc.abstractmethod
+    def score(self, session) -> float:
+        """The reward of the pruned model behind ``session``."""
+
     def __call__(self, selection: ChannelSelection) -> RewardSample:
         started = time.perf_counter()
         key = selection_key(selection)
         if key in self.cache:
             return RewardSample(self.cache[key], True, time.perf_counter() - started)
-        model = self.pruned_model(selection)
-        session = create_session(model, self.config.profile())
-        accuracy = evaluate_accuracy(session, self.dataset, self.spec, batch_size=self.config.batch_size).top1
-        self.cache[key] = accuracy
-        return RewardSample(accuracy, False, time.perf_counter() - started)
+        session = create_session(self.pruned_model(selection), self.config.profile())
+        value = self.score(session)
+        self.cache[key] = value
+        return RewardSample(value, False, time.perf_counter() - started)
+
+
+class AccuracyReward(_PrunedModelReward):
+    """Top-1 accuracy on a fixed, labelled reward set."""
+
+    def __init__(
+        self,
+        analysis: ModelAnalysis,
+        dataset: ImageDataset,
+        spec: PreprocessSpec,
+        config: RewardConfig = RewardConfig(),
+    ) -> None:
+        self.dataset = dataset
+        self.spec = spec
+        self.calibration_batches, calibration = calibration_batches(
+            dataset, spec, config.calibration_images, config.calibration_batch_size
+        )
+        super().__init__(analysis, config, calibration)
+
+    def score(self, session) -> float:
+        return evaluate_accuracy(session, self.dataset, self.spec, batch_size=self.config.batch_size).top1
+
+
+class FidelityReward(_PrunedModelReward):
+    """Fidelity to the original's outputs (``reference``) on a fixed reward set; needs no labels."""
+
+    def __init__(
+        self,
+        analysis: ModelAnalysis,
+        feeder: Feeder,
+        reference: ReferenceOutputs,
+        config: RewardConfig = RewardConfig(),
+    ) -> None:
+        self.feeder = feeder
+        self.reference = reference
+        calibration = calibration_feeds(feeder, config.calibration_images, config.calibration_batch_size)
+        super().__init__(analysis, config, calibration)
+
+    def score(self, session) -> float:
+        return evaluate_fidelity(session, self.feeder, self.reference, batch_size=self.config.batch_size).score

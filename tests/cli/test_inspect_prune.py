@@ -109,6 +109,20 @@ def _write_ratios(tmp_path, content: dict):
     return path
 
 
+def _missing_external_data(folder):
+    path = folder / "external.onnx"
+    tiny_models.save_with_external_data(tiny_models.residual_chain(), path, "weights.bin")
+    (folder / "weights.bin").unlink()
+    return path
+
+
+def _opset_6(folder):
+    model = tiny_models.conv_bn_relu()
+    model.opset_import[0].version = 6
+    (folder / "opset6.onnx").write_bytes(model.SerializeToString())
+    return folder / "opset6.onnx"
+
+
 @pytest.mark.parametrize(
     "make_model, extra_args, message",
     [
@@ -131,6 +145,8 @@ def _write_ratios(tmp_path, content: dict):
             ["--keep", "0.5"],
             "no prunable channel group",
         ),
+        (_missing_external_data, ["--keep", "0.5"], "external data file missing: weights.bin"),
+        (_opset_6, ["--keep", "0.5"], "opsets from 7 on are supported"),
         (None, ["--keep", "0"], "not in the range"),
         (None, ["--keep", "1.5"], "not in the range"),
         (None, ["--ratios", "{ratios_unknown}"], "unknown group 'g99'"),
@@ -146,6 +162,8 @@ def _write_ratios(tmp_path, content: dict):
         "not-onnx",
         "empty",
         "no-prunable-group",
+        "missing-external-data",
+        "opset-6",
         "keep-zero",
         "keep-above-one",
         "unknown-group",
@@ -213,3 +231,26 @@ def test_calibrate_restores_accuracy_lost_to_stale_batchnorm_statistics(runner, 
     test = load_split(demo, "test", spec)
     top1 = {p.stem: evaluate_accuracy(load_model(p), test, spec).top1 for p in (plain, calibrated)}
     assert top1["calibrated"] > top1["plain"] + 0.1
+
+
+def test_old_opset_model_is_converted_and_says_so(runner, tmp_path):
+    import onnx.version_converter
+
+    model = tiny_models.residual_chain()
+    model.opset_import[0].version = 11  # Conv, Relu and Add read the same at 11 and 17
+    path = tmp_path / "opset9.onnx"
+    path.write_bytes(onnx.version_converter.convert_version(model, 9).SerializeToString())
+    result = runner.invoke(cli, ["inspect", str(path)])
+    assert result.exit_code == 0 and "opset 9 in the file, converted on load to opset 14" in result.output
+    out = tmp_path / "pruned.onnx"
+    result = runner.invoke(cli, ["prune", str(path), "--keep", "0.5", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "opset 9 of the input was converted to 14 on load" in result.output and "oracle passed" in result.output
+
+
+def test_text_encoder_with_token_ids_prunes_from_the_command_line(runner, tmp_path):
+    path = tmp_path / "text.onnx"
+    path.write_bytes(tiny_models.token_encoder().SerializeToString())
+    out = tmp_path / "pruned.onnx"
+    result = runner.invoke(cli, ["prune", str(path), "--keep", "0.5", "-o", str(out)])
+    assert result.exit_code == 0 and "oracle passed" in result.output, result.output

@@ -10,10 +10,10 @@ import pytest
 from click.testing import CliRunner
 from tiny_models import tiny_classifier
 
+from agmc_onnx.cli.errors import EXIT_ACCURACY_GATE, EXIT_BUDGET_GATE
 from agmc_onnx.cli.main import cli
 from agmc_onnx.compress import pipeline
 from agmc_onnx.compress.config import ConfigError, resolve_config
-from agmc_onnx.cli.errors import EXIT_ACCURACY_GATE, EXIT_BUDGET_GATE
 from agmc_onnx.compress.gate import evaluate_gate
 from agmc_onnx.compress.report import GateResult
 

@@ -108,10 +108,11 @@ def test_npz_with_wrong_arrays_is_rejected(
         load_dataset(tmp_path / "bad.npz")
 
 
-def test_npz_missing_y_is_named(tmp_path: Path) -> None:
-    np.savez(tmp_path / "bad.npz", x=np.zeros((2, 4, 4, 3), np.uint8))
-    with pytest.raises(DataError, match=r"lacks array\(s\) \['y'\]"):
-        load_dataset(tmp_path / "bad.npz")
+def test_npz_images_without_y_are_unlabelled(tmp_path: Path) -> None:
+    np.savez(tmp_path / "images.npz", x=np.zeros((2, 4, 4, 3), np.uint8))
+    dataset = load_dataset(tmp_path / "images.npz")
+    assert not dataset.labelled and dataset.classes == ()
+    np.testing.assert_array_equal(dataset.labels, [-1, -1])
 
 
 def test_npz_images_that_do_not_fit_the_model_are_rejected(tmp_path: Path) -> None:
@@ -131,7 +132,7 @@ def test_missing_path_is_reported(tmp_path: Path) -> None:
 
 def test_empty_folder_is_reported(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
-    with pytest.raises(DataError, match="has no class folders"):
+    with pytest.raises(DataError, match="no images found"):
         load_dataset(tmp_path / "empty", **NO_CACHE)
     (tmp_path / "empty" / "cat").mkdir()
     with pytest.raises(DataError, match="no images found"):
@@ -151,15 +152,46 @@ def test_corrupt_image_in_archive_is_named(image_folder: Path, tmp_path: Path) -
         load_dataset(archive, PreprocessSpec(size=(SIZE, SIZE)), **NO_CACHE)
 
 
-def test_image_outside_a_class_folder_is_rejected(tmp_path: Path) -> None:
-    image = tmp_path / "lonely.png"
+def test_archive_of_loose_images_is_unlabelled(tmp_path: Path) -> None:
     from PIL import Image
 
-    Image.new("RGB", (4, 4)).save(image)
     with tarfile.open(tmp_path / "flat.tar", "w") as archive:
-        archive.add(image, "lonely.png")
-    with pytest.raises(DataError, match="not inside a class folder"):
-        load_dataset(tmp_path / "flat.tar", **NO_CACHE)
+        for index in range(3):
+            Image.new("RGB", (4, 4), (index, 0, 0)).save(tmp_path / f"{index}.png")
+            archive.add(tmp_path / f"{index}.png", f"{index}.png")
+    dataset = load_dataset(tmp_path / "flat.tar", **NO_CACHE)
+    assert not dataset.labelled and dataset.n_images == 3
+    np.testing.assert_array_equal(dataset.images[:, 0, 0, 0], [0, 1, 2])
+
+
+def test_loose_images_beside_class_folders_are_rejected(image_folder: Path) -> None:
+    from PIL import Image
+
+    Image.new("RGB", (SIZE, SIZE)).save(image_folder / "stray.png")
+    with pytest.raises(DataError, match="mixes class folders with images outside any class folder"):
+        load_dataset(image_folder, **NO_CACHE)
+
+
+def test_folder_of_loose_images_is_unlabelled_and_rejects_other_files(tmp_path: Path) -> None:
+    from PIL import Image
+
+    for index in range(4):
+        Image.new("RGB", (SIZE, SIZE), (10 * index, 0, 0)).save(tmp_path / f"{index:02d}.png")
+    (tmp_path / ".DS_Store").write_bytes(b"ignored")
+    dataset = load_dataset(tmp_path, **NO_CACHE)
+    assert not dataset.labelled and dataset.n_images == 4
+    (tmp_path / "notes.txt").write_text("not an image")
+    with pytest.raises(DataError, match=r"notes\.txt, which is not an image"):
+        load_dataset(tmp_path, **NO_CACHE)
+
+
+def test_npz_keyed_by_input_name_is_a_tensor_dataset_and_a_missing_input_is_named(tmp_path: Path) -> None:
+    np.savez(tmp_path / "tokens.npz", input_ids=np.arange(12, dtype=np.int64).reshape(3, 4))
+    dataset = load_dataset(tmp_path / "tokens.npz", input_names=("input_ids",))
+    assert dataset.n_samples == 3 and dataset.arrays["input_ids"].dtype == np.int64
+    np.testing.assert_array_equal(dataset.select(np.array([2])).arrays["input_ids"], [[8, 9, 10, 11]])
+    with pytest.raises(DataError, match=r"lacks the model input\(s\) \['attention_mask'\]"):
+        load_dataset(tmp_path / "tokens.npz", input_names=("input_ids", "attention_mask"))
 
 
 def test_unknown_file_type_and_truncated_archive_are_reported(tmp_path: Path) -> None:

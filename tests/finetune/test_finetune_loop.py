@@ -11,7 +11,7 @@ from finetune_testing import NORMALIZATION, synthetic_images, tiny_classifier
 
 from agmc_onnx.errors import DataError, PreconditionError
 from agmc_onnx.finetune import FinetuneConfig, finetune, training_loss
-from agmc_onnx.finetune.loop import _optimizer
+from agmc_onnx.finetune.training import optimizer_for
 from agmc_onnx.torch_exec import InitializerRole, OnnxModule
 
 CONFIG = FinetuneConfig(epochs=3, batch_size=16, lr=0.1, val_fraction=0.25, seed=3)
@@ -103,7 +103,7 @@ def test_resume_with_other_settings_is_refused(tmp_path):
 
 def test_weight_decay_applies_to_weights_only():
     module = OnnxModule(tiny_classifier())
-    optimizer = _optimizer(module, FinetuneConfig(weight_decay=1e-3))
+    optimizer = optimizer_for(module, FinetuneConfig(weight_decay=1e-3))
     decayed = {id(p) for g in optimizer.param_groups if g["weight_decay"] > 0 for p in g["params"]}
     roles = module.initializer_roles
     for name, param in module.onnx_parameters().items():

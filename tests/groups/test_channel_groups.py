@@ -12,7 +12,7 @@ from agmc_onnx.analysis import analyze_model
 from agmc_onnx.errors import ValidationError
 from agmc_onnx.importance import channel_scores
 from agmc_onnx.plan import ChannelSelection, PruningPlan, select_channels, uniform_plan
-from agmc_onnx.prune import prune_model
+from agmc_onnx.prune import apply_selection, prune_model
 from agmc_onnx.validate import compare_outputs, masked_reference, random_inputs, validate_pruned
 
 
@@ -118,10 +118,29 @@ def test_squeeze_excitation_ties_the_gate_to_the_features():
     assert analysis.prunable_groups[1].n_units == 4  # the gate's bottleneck prunes on its own
 
 
-def test_channel_shuffle_is_pinned_not_broken():
-    analysis = analyze_model(tiny_models.channel_shuffle())
+def test_channel_shuffle_is_followed_as_a_permutation():
+    model = tiny_models.channel_shuffle()
+    analysis = analyze_model(model)
     shuffled = analysis.groups[0]
-    assert not shuffled.prunable and "Reshape" in shuffled.pin_reason
+    assert shuffled.prunable and shuffled.n_units == 4  # channel i of both shuffle groups go together
+    selection = ChannelSelection({"g0": (0, 3)})
+    pruned, _ = apply_selection(analysis, selection)
+    assert validate_pruned(model, analysis, selection, pruned).passed
+    reshape = next(n for n in pruned.graph.node if n.op_type == "Reshape")
+    assert onnx.numpy_helper.to_array(next(i for i in pruned.graph.initializer if i.name == reshape.input[1]))[2] == 2
+
+
+def test_attention_heads_are_units_and_prune_exactly():
+    model = tiny_models.attention_heads(heads=4, width=8)
+    analysis = analyze_model(model)
+    heads = next(g for g in analysis.prunable_groups if len(g.producers) == 3)  # Q, K and V projections
+    assert heads.n_units == 4 and heads.unit_width == 8
+    selection = ChannelSelection({heads.id: (1, 2)})
+    pruned, _ = apply_selection(analysis, selection)
+    assert validate_pruned(model, analysis, selection, pruned).passed
+    weights = {i.name: i for i in pruned.graph.initializer}
+    output = next(n for n in pruned.graph.node if n.op_type == "MatMul" and n.output[0] == pruned.graph.output[0].name)
+    assert list(weights[output.input[1]].dims) == [16, 6]
 
 
 def test_channels_last_layernorm_pins_stream_but_not_expansion():

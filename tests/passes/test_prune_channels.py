@@ -10,11 +10,11 @@ import tiny_models
 from agmc_onnx.analysis import analyze_model
 from agmc_onnx.errors import PostconditionError, PreconditionError
 from agmc_onnx.groups.flow import SliceConstant
+from agmc_onnx.importance import channel_scores
 from agmc_onnx.passes.base import PassManager
 from agmc_onnx.passes.cleanup import CleanupPass
 from agmc_onnx.passes.fold_constants import FoldConstantsPass, NameNodesPass
 from agmc_onnx.passes.prune_channels import PruneChannelsPass
-from agmc_onnx.importance import channel_scores
 from agmc_onnx.plan import select_channels, uniform_plan
 
 

@@ -15,9 +15,9 @@ from agmc_onnx.analysis import analyze_model
 from agmc_onnx.data import load_splits, spec_from_model, to_model_input
 from agmc_onnx.errors import PreconditionError
 from agmc_onnx.evaluate import evaluate_accuracy
+from agmc_onnx.importance import channel_scores
 from agmc_onnx.io import load_model
 from agmc_onnx.models.zoo import demo_data_path
-from agmc_onnx.importance import channel_scores
 from agmc_onnx.plan import select_channels, uniform_plan
 from agmc_onnx.prune import apply_selection
 from agmc_onnx.search.recalibrate import batchnorm_nodes, recalibrate_batchnorm

@@ -11,9 +11,9 @@ from trained_models import shared_model_path
 
 from agmc_onnx.analysis import analyze_model
 from agmc_onnx.data import load_splits, sample_subset, spec_from_model
+from agmc_onnx.importance import channel_scores
 from agmc_onnx.io import load_model
 from agmc_onnx.models.zoo import demo_data_path
-from agmc_onnx.importance import channel_scores
 from agmc_onnx.plan import PruningPlan, select_channels
 from agmc_onnx.prune import apply_selection
 from agmc_onnx.search import AccuracyReward, DDPGConfig, EncoderConfig, RunDirectory, SearchConfig, run_search

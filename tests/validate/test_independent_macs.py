@@ -15,7 +15,6 @@ from agmc_onnx.io import load_model
 from agmc_onnx.plan import PruningPlan, uniform_plan
 from agmc_onnx.prune import prune_model
 
-
 _WEIGHTED = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 
 
