@@ -3,13 +3,31 @@ each group on one of its staircase's fast steps."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from search_fixtures import SPEC, labelled_by_model, one_torch_thread, tiny_classifier  # noqa: F401
 
 from agmc_onnx.analysis import analyze_model
+from agmc_onnx.graph.counting import count_cost
 from agmc_onnx.search import AccuracyReward, SearchConfig, run_search
 
 
-def test_table_latency_search_keeps_counts_on_fast_steps_within_budget(tmp_path) -> None:
+def _idealised_device(monkeypatch) -> None:
+    """Latency proportional to MACs, so the test checks the search's logic, not this machine's load."""
+
+    def layer_ms(signature, c_in, c_out, profile, precision, **kwargs):
+        return 1e-4 * c_in * c_out + 1e-3
+
+    def paired(model_a, model_b, profile, **kwargs):
+        a_ms, b_ms = (count_cost(m).macs * 1e-6 + 0.01 for m in (model_a, model_b))
+        return SimpleNamespace(a=SimpleNamespace(median_ms=a_ms), speedup=a_ms / b_ms)
+
+    monkeypatch.setattr("agmc_onnx.layer_latency.build.measure_point", layer_ms)
+    monkeypatch.setattr("agmc_onnx.layer_latency.build.measure_paired", paired)
+
+
+def test_table_latency_search_keeps_counts_on_fast_steps_within_budget(tmp_path, monkeypatch) -> None:
+    _idealised_device(monkeypatch)
     model = tiny_classifier()
     analysis = analyze_model(model)
     config = SearchConfig(
