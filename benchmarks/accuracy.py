@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from measure_zoo import machine  # benchmarks/ is on sys.path when run as a script
 
 from agmc_onnx.analysis import analyze_model
 from agmc_onnx.cost.session import create_session
@@ -184,13 +185,13 @@ def run_finetune(args, store: Store) -> None:
             log(f"{key}: {store.rows[key]}")
 
 
-def render(store: Store) -> str:
+def render(store: Store, test_images: int, conditions: str) -> str:
     rows = store.rows
     lines = [
         "# Accuracy at 50 % MACs without fine-tuning: importance × BN re-estimation vs reconstruction",
         "",
-        "Command: `python benchmarks/accuracy.py grid` then `finetune` (see the script's docstring), under the "
-        "shared heavy-work lock on a 2-core Xeon shared with other work (wall times include that load). "
+        "Command: `python benchmarks/accuracy.py grid` then `finetune` (see the script's docstring). "
+        f"Machine: {machine()['cpu_model']}, {os.cpu_count()} cores; {conditions} "
         f"Python {platform.python_version()}, torch {torch.__version__}.",
         "",
         "Protocol: shared CIFAR-10 models; 50 % MACs, channel counts rounded to multiples of 8. *uniform*: "
@@ -201,7 +202,7 @@ def render(store: Store) -> str:
         "statistics stay the original's unless the column says + BN). "
         "taylor: gradients of the cross-entropy on 128 training images; reconstruction (importance): greedy "
         "removal order on 128 images, 2 positions per image and layer. "
-        "Grid accuracy: top-1 on a seeded class-balanced 2,000-image subset of the test set (JPEG copy); "
+        f"Grid accuracy: top-1 on a seeded class-balanced {test_images:,}-image subset of the test set (JPEG copy); "
         "fine-tuning rows: the full 10,000-image test set.",
         "",
         "| model | plan | importance | MACs | BN only | reconstruction | reconstruction + BN | select+prune s "
@@ -244,6 +245,7 @@ def main() -> None:
     parser.add_argument("--models", default="resnet20,resnet56,mobilenetv2")
     parser.add_argument("--importances", default=",".join(IMPORTANCES))
     parser.add_argument("--test-images", type=int, default=2000)
+    parser.add_argument("--conditions", default="", help="What else ran on the machine (stated in the output).")
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--lr", type=float, default=0.01)
     parser.add_argument("--kd-weight", type=float, default=0.5)
@@ -257,7 +259,7 @@ def main() -> None:
         run_grid(args, store)
     elif args.phase == "finetune":
         run_finetune(args, store)
-    args.results.with_suffix(".md").write_text(render(store))
+    args.results.with_suffix(".md").write_text(render(store, args.test_images, args.conditions))
 
 
 if __name__ == "__main__":
