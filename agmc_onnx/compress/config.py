@@ -11,7 +11,18 @@ from pathlib import Path
 from agmc_onnx.errors import AgmcError
 from agmc_onnx.search.budget import one_budget
 
-__all__ = ["CompressConfig", "ConfigError", "resolve_config", "read_toml", "sidecar_path"]
+__all__ = [
+    "CompressConfig",
+    "ConfigError",
+    "resolve_config",
+    "read_toml",
+    "sidecar_path",
+    "TASKS",
+    "PREPROCESSING_KEYS",
+]
+
+TASKS = ("auto", "accuracy", "fidelity")
+PREPROCESSING_KEYS = ("layout", "color", "size", "scale", "mean", "std")
 
 
 class ConfigError(AgmcError):
@@ -38,8 +49,30 @@ class CompressConfig:
     reconstruct: bool = True
     seed: int = 0
     quantize: str | None = None  # "int8": quantize after fine-tuning; budgets and the gate see the INT8 model
+    task: str = "auto"  # accuracy (labelled top-1) | fidelity (agreement with the original) | auto
+    max_fidelity_loss: float | None = None  # percentage points of test fidelity to the original
+    # Preprocessing (None: the model's metadata, else detected from its input shape).
+    layout: str | None = None
+    color: str | None = None
+    size: tuple[int, int] | None = None
+    scale: float | None = None
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
+        for name, kind in (("size", int), ("mean", float), ("std", float)):
+            value = getattr(self, name)
+            if value is not None:
+                try:
+                    object.__setattr__(self, name, tuple(kind(v) for v in value))
+                except (TypeError, ValueError):
+                    raise ConfigError(f"{name} must be a list of numbers, got {value!r}") from None
+        if self.size is not None and (len(self.size) != 2 or min(self.size) < 1):
+            raise ConfigError(f"size must be [height, width] in pixels, got {list(self.size)}")
+        if self.task not in TASKS:
+            raise ConfigError(f"task is {self.task!r}; choose one of {', '.join(TASKS)}")
+        if self.max_fidelity_loss is not None and not 0 <= self.max_fidelity_loss <= 100:
+            raise ConfigError(f"max_fidelity_loss is {self.max_fidelity_loss}; it is in percentage points, 0–100")
         if self.flops is not None or self.latency is not None:
             one_budget(self.flops, self.latency)
         if self.episodes < 1 or self.finetune_epochs < 0 or self.round_to < 1 or self.reward_size < 1:
@@ -78,6 +111,10 @@ class CompressConfig:
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    def preprocessing_overrides(self) -> dict:
+        """The preprocessing keys that were set, as ``PreprocessSpec`` fields."""
+        return {key: getattr(self, key) for key in PREPROCESSING_KEYS if getattr(self, key) is not None}
 
 
 _FIELDS = {f.name for f in dataclasses.fields(CompressConfig)}

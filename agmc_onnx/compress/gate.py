@@ -13,7 +13,13 @@ _BUDGET_SLACK = 1e-6  # MACs fractions are exact; this only absorbs float roundi
 
 
 def evaluate_gate(
-    kind: str, budget: float, achieved: float, drop_points: float | None, max_drop_points: float | None
+    kind: str,
+    budget: float,
+    achieved: float,
+    drop_points: float | None,
+    max_drop_points: float | None,
+    fidelity_loss_points: float | None = None,
+    max_fidelity_loss_points: float | None = None,
 ) -> GateResult:
     reasons = []
     budget_met = achieved <= budget + _BUDGET_SLACK
@@ -22,8 +28,17 @@ def evaluate_gate(
         reasons.append(f"budget not met: {what} kept {achieved:.1%} > {budget:.1%}")
     accuracy_ok = max_drop_points is None or (drop_points is not None and drop_points <= max_drop_points)
     if not accuracy_ok:
-        reasons.append(f"accuracy dropped {drop_points:.2f} points > allowed {max_drop_points:.2f}")
-    return GateResult(budget_met and accuracy_ok, budget_met, accuracy_ok, tuple(reasons))
+        if drop_points is None:
+            reasons.append("accuracy gate set but accuracy not measured (no labels); use max_fidelity_loss")
+        else:
+            reasons.append(f"accuracy dropped {drop_points:.2f} points > allowed {max_drop_points:.2f}")
+    fidelity_ok = max_fidelity_loss_points is None or (
+        fidelity_loss_points is not None and fidelity_loss_points <= max_fidelity_loss_points
+    )
+    if not fidelity_ok:
+        reasons.append(f"fidelity fell {fidelity_loss_points:.2f} points > allowed {max_fidelity_loss_points:.2f}")
+    passed = budget_met and accuracy_ok and fidelity_ok
+    return GateResult(passed, budget_met, accuracy_ok and fidelity_ok, tuple(reasons), fidelity_ok)
 
 
 def group_channels(analysis: ModelAnalysis, plan: PruningPlan) -> list[dict]:

@@ -6,8 +6,10 @@ from __future__ import annotations
 import onnx
 
 from agmc_onnx.data import ImageDataset, PreprocessSpec
+from agmc_onnx.data.feeds import Feeder
 from agmc_onnx.errors import PreconditionError
 from agmc_onnx.quantize import FormatChoice, QuantizeConfig, calibration_inputs, choose_format
+from agmc_onnx.search.recalibrate import calibration_feeds
 
 __all__ = ["QUANTIZE_CHOICES", "quantize_stage", "search_precision"]
 
@@ -24,8 +26,19 @@ def search_precision(quantize: str | None) -> str:
 
 
 def quantize_stage(
-    model: onnx.ModelProto, train: ImageDataset, spec: PreprocessSpec, target: str, calibration_images: int = 256
+    model: onnx.ModelProto,
+    train: ImageDataset | Feeder,
+    spec: PreprocessSpec | None,
+    target: str,
+    calibration_images: int = 256,
 ) -> FormatChoice:
-    """INT8 form of ``model`` (per channel, calibrated on class-balanced ``train`` images), format ``auto``."""
+    """INT8 form of ``model`` (per channel, calibrated on class-balanced ``train`` images, or on the inputs
+    of any data bound to a one-input model), format ``auto``."""
     config = QuantizeConfig(target=target, calibration_images=calibration_images)
-    return choose_format(model, calibration_inputs(train, spec, config), "auto", target, config.rounds)
+    if isinstance(train, Feeder):
+        (name,) = (info.name for info in train.inputs[:1])
+        feeds = calibration_feeds(train, calibration_images, config.calibration_batch_size)
+        calibration = [batch[name] for batch in feeds]
+    else:
+        calibration = calibration_inputs(train, spec, config)
+    return choose_format(model, calibration, "auto", target, config.rounds)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 __all__ = ["ModelFigures", "GateResult", "CompressionReport", "REPORT_SCHEMA_VERSION", "render_markdown"]
 
-REPORT_SCHEMA_VERSION = 1
+REPORT_SCHEMA_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -21,6 +21,7 @@ class ModelFigures:
     test_top1: float | None = None
     latency_median_ms: float | None = None
     latency_p90_ms: float | None = None
+    test_fidelity: float | None = None  # agreement with the original's outputs on the test inputs, in [0, 1]
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,7 @@ class GateResult:
     budget_met: bool
     accuracy_ok: bool
     reasons: tuple[str, ...] = ()
+    fidelity_ok: bool = True
 
     @property
     def verdict(self) -> str:
@@ -67,6 +69,12 @@ class CompressionReport:
     quantized_format: str | None = None  # "qoperator" | "qdq"
     config: dict = field(default_factory=dict)
     converted_from_opset: int | None = None  # the file's opset when it was converted on load
+    task: str = "accuracy"  # "accuracy" (labelled top-1) | "fidelity" (agreement with the original)
+    task_reason: str = ""
+    fidelity_metric: str = ""  # "top-1 agreement" | "1 − relative L2"
+    fidelity_loss_points: float | None = None
+    max_fidelity_loss_points: float | None = None
+    preprocessing: str = ""  # what turned the data into model inputs
     schema_version: int = REPORT_SCHEMA_VERSION
 
     def to_json(self) -> str:
@@ -83,7 +91,8 @@ def _ms(value: float | None) -> str:
 
 def _row(label: str, figures: ModelFigures, original: ModelFigures) -> str:
     return (
-        f"| {label} | {_pct(figures.test_top1)} | {figures.macs / 1e6:.2f} M ({figures.macs / original.macs:.0%}) "
+        f"| {label} | {_pct(figures.test_top1)} | {_pct(figures.test_fidelity)} "
+        f"| {figures.macs / 1e6:.2f} M ({figures.macs / original.macs:.0%}) "
         f"| {figures.params / 1e6:.3f} M | {figures.file_bytes / 1e6:.2f} MB | {_ms(figures.latency_median_ms)} |"
     )
 
@@ -120,16 +129,22 @@ def render_markdown(report: CompressionReport, plots: dict[str, str]) -> str:
         f"- Target: `{report.target}`; budget: keep {report.budget_keep_fraction:.0%} of the original "
         f"{'MACs' if report.budget_kind == 'flops' else 'median latency'}; "
         f"achieved {report.achieved_keep_fraction:.1%}",
+        f"- Task: **{report.task}** ({report.task_reason}); fidelity to the original: {report.fidelity_metric}",
+        f"- Preprocessing: {report.preprocessing}",
         f"- Policy: `{report.policy}`, {report.episodes} episodes, best at episode {report.best_episode + 1} "
-        f"(reward top-1 {_pct(report.best_reward_top1)} on {report.data.get('reward_images')} held-out train images)",
+        f"(reward {'top-1' if report.task == 'accuracy' else 'fidelity'} {_pct(report.best_reward_top1)} on "
+        f"{report.data.get('reward_images')} held-out train inputs)",
         f"- Latency speed-up on `{report.target}` (paired, interleaved): {speed}",
         f"- Accuracy drop: {report.accuracy_drop_points:.2f} points"
         if report.accuracy_drop_points is not None
-        else "- Accuracy drop: not measured",
+        else "- Accuracy drop: not measured (no labels used)",
+        f"- Fidelity loss: {report.fidelity_loss_points:.2f} points"
+        if report.fidelity_loss_points is not None
+        else "- Fidelity loss: not measured",
         f"- Gate: **{gate}**",
         "",
-        "| model | test top-1 | MACs | params | file | latency (median) |",
-        "|---|---|---|---|---|---|",
+        "| model | test top-1 | fidelity | MACs | params | file | latency (median) |",
+        "|---|---|---|---|---|---|---|",
         _row("original", report.original, report.original),
         _row("after search (no fine-tuning)", report.searched, report.original),
         _row("after fine-tuning", report.final, report.original),

@@ -26,6 +26,7 @@ __all__ = [
     "load_splits",
     "balanced_order",
     "sample_subset",
+    "subset_rows",
     "split_train",
     "SPLIT_NAMES",
 ]
@@ -108,11 +109,16 @@ def balanced_order(labels: np.ndarray, seed: int = 0) -> np.ndarray:
 
 def sample_subset(dataset: Dataset, n_images: int, seed: int = 0) -> Dataset:
     """A seeded, class-balanced subset of ``n_images`` images (the whole set if it is smaller)."""
+    if n_images >= dataset.n_images and n_images > 0:
+        return dataset
+    return dataset.select(subset_rows(dataset, n_images, seed))
+
+
+def subset_rows(dataset: Dataset, n_images: int, seed: int = 0) -> np.ndarray:
+    """The sorted rows ``sample_subset`` picks (all rows when ``n_images`` covers the set)."""
     if n_images <= 0:
         raise DataError(f"a subset needs at least 1 image, got {n_images}")
-    if n_images >= dataset.n_images:
-        return dataset
-    return dataset.select(np.sort(balanced_order(dataset.labels, seed)[:n_images]))
+    return np.sort(balanced_order(dataset.labels, seed)[:n_images])
 
 
 def split_train(train: Dataset, reward_size: int = 1000, seed: int = 0) -> tuple[Dataset, Dataset]:

@@ -35,10 +35,11 @@ def random_crop_flip(
 
 
 def normalize(images: torch.Tensor, normalization: Normalization) -> torch.Tensor:
-    """uint8 (or raw float) N×C×H×W pixels -> the model's float32 input."""
+    """uint8 (or raw float) N×C×H×W pixels -> the model's float32 input (in its layout)."""
     n_channels = images.shape[1]
     if len(normalization.mean) != n_channels:
         raise ValueError(f"normalization has {len(normalization.mean)} channels, the images {n_channels}")
     mean = torch.tensor(normalization.mean, dtype=torch.float32, device=images.device).view(1, -1, 1, 1)
     std = torch.tensor(normalization.std, dtype=torch.float32, device=images.device).view(1, -1, 1, 1)
-    return (images.to(torch.float32) * normalization.scale - mean) / std
+    x = (images.to(torch.float32) * normalization.scale - mean) / std
+    return x.permute(0, 2, 3, 1).contiguous() if normalization.layout == "NHWC" else x

@@ -64,11 +64,13 @@ class FinetuneConfig:
 
 @dataclass(frozen=True)
 class Normalization:
-    """pixel -> pixel * scale, then (x - mean) / std per channel (the ``preprocessing`` metadata's terms)."""
+    """pixel -> pixel * scale, then (x - mean) / std per channel (the ``preprocessing`` metadata's terms);
+    ``layout`` is the model input's (NCHW or NHWC)."""
 
     mean: tuple[float, ...]
     std: tuple[float, ...]
     scale: float = 1.0 / 255.0
+    layout: str = "NCHW"
 
     def __post_init__(self) -> None:
         if len(self.mean) != len(self.std) or any(s == 0 for s in self.std):

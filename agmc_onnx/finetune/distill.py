@@ -64,8 +64,8 @@ class _Inputs:
         pixels = self.tensors[0][index]
         if augment is not None:
             pixels = random_crop_flip(pixels, *augment)
-        x = normalize(pixels, Normalization(tuple(self.spec.mean), tuple(self.spec.std), self.spec.scale))
-        return (x.permute(0, 2, 3, 1).contiguous() if self.spec.layout == "NHWC" else x,)
+        spec = self.spec
+        return (normalize(pixels, Normalization(tuple(spec.mean), tuple(spec.std), spec.scale, spec.layout)),)
 
 
 def _as_tuple(outputs) -> tuple[torch.Tensor, ...]:

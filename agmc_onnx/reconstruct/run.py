@@ -11,12 +11,13 @@ import onnx_graphsurgeon as gs
 
 from agmc_onnx.analysis import ModelAnalysis
 from agmc_onnx.data import ImageDataset, PreprocessSpec
+from agmc_onnx.data.feeds import Feeder
 from agmc_onnx.errors import DataError
 from agmc_onnx.passes.base import PassManager
 from agmc_onnx.passes.reconstruct_weights import ReconstructWeightsPass, RefitSettings, images_needed
 from agmc_onnx.plan import ChannelSelection
 from agmc_onnx.reconstruct.consumers import find_consumers
-from agmc_onnx.search.recalibrate import calibration_batches, recalibrate_batchnorm
+from agmc_onnx.search.recalibrate import calibration_batches, calibration_feeds, recalibrate_batchnorm
 
 __all__ = ["ReconstructConfig", "ReconstructResult", "reconstruct_pruned", "DEFAULT_CALIBRATION_IMAGES"]
 
@@ -51,26 +52,27 @@ def reconstruct_pruned(
     analysis: ModelAnalysis,
     selection: ChannelSelection,
     pruned: onnx.ModelProto,
-    dataset: ImageDataset,
-    spec: PreprocessSpec,
+    dataset: ImageDataset | Feeder,
+    spec: PreprocessSpec | None,
     config: ReconstructConfig = ReconstructConfig(),
 ) -> ReconstructResult:
     """Re-fit every layer that lost input channels so it reproduces ``analysis.model`` on class-balanced
     images of ``dataset`` (and, with ``recalibrate_bn``, re-estimate BatchNormalization statistics on
-    the same images)."""
+    the same images). ``dataset`` may also be any data bound to a one-input model (a ``Feeder``, such as
+    arrays keyed by the input's name); ``spec`` is then unused."""
     started = time.perf_counter()
     graph = gs.import_onnx(pruned)
     present = {node.name for node in graph.nodes}
     consumers = tuple(c for c in find_consumers(analysis, selection) if c.node in present)  # not deleted
     needed = images_needed(graph, consumers, config.refit)
-    available = len(dataset.labels)
+    available = dataset.n_samples if isinstance(dataset, Feeder) else len(dataset.labels)
     n_images = config.calibration_images or min(available, max(DEFAULT_CALIBRATION_IMAGES, 2 * needed))
     if n_images > available or available < needed:
         raise DataError(
             f"reconstruction wants {max(n_images, needed)} calibration images (at least {needed} for the "
             f"largest layer's unknowns) but the data has {available}"
         )
-    _, batches = calibration_batches(dataset, spec, n_images, config.batch_size)
+    batches = _calibration(dataset, spec, n_images, config.batch_size)
     passes = [ReconstructWeightsPass(analysis.model, consumers, batches, config.refit)]
     model, stats = PassManager(passes).run(pruned)
     if config.recalibrate_bn:
@@ -80,3 +82,13 @@ def reconstruct_pruned(
     return ReconstructResult(model, n_images, refitted, time.perf_counter() - started)
 
 
+
+
+def _calibration(dataset: ImageDataset | Feeder, spec: PreprocessSpec | None, n: int, batch_size: int) -> list:
+    if not isinstance(dataset, Feeder):
+        return calibration_batches(dataset, spec, n, batch_size)[1]
+    if len(dataset.inputs) != 1:
+        names = ", ".join(info.name for info in dataset.inputs)
+        raise DataError(f"reconstruction feeds one input, but the model has {len(dataset.inputs)} ({names})")
+    (name,) = (info.name for info in dataset.inputs)
+    return [feeds[name] for feeds in calibration_feeds(dataset, n, batch_size)]

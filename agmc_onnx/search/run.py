@@ -25,7 +25,7 @@ from agmc_onnx.search.features import search_order
 from agmc_onnx.search.latency_model import LatencyFit, fit_latency_model
 from agmc_onnx.search.log import EpisodeProgress, EpisodeRecord, RunDirectory
 from agmc_onnx.search.policies import SearchPolicy, Transition, make_policy
-from agmc_onnx.search.reward import AccuracyReward, RewardFn
+from agmc_onnx.search.reward import AccuracyReward, FidelityReward, RewardFn
 from agmc_onnx.search.table_budget import table_budget
 
 __all__ = ["SearchConfig", "SearchResult", "run_search"]
@@ -98,7 +98,7 @@ class SearchResult:
     n_evaluations: int  # evaluations that were not served from the cache
     seconds: float
     # The reward that scored the episodes (``search_model`` sets it); it rebuilds the best model.
-    reward: AccuracyReward | None = field(default=None, compare=False, repr=False)
+    reward: AccuracyReward | FidelityReward | None = field(default=None, compare=False, repr=False)
 
     def best_model(self) -> onnx.ModelProto:
         """The best plan's pruned model, as the reward scored it (BatchNormalization re-estimated if it was)."""

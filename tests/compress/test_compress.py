@@ -24,12 +24,24 @@ def workspace(tmp_path):
     model.write_bytes(tiny_classifier().SerializeToString())
     rng = np.random.default_rng(0)
     data = tmp_path / "tiny.npz"
-    np.savez(data, x=rng.integers(0, 256, (96, 8, 8, 3), dtype=np.uint8), y=rng.integers(0, 4, 96))
+    images = rng.integers(0, 256, (96, 8, 8, 3), dtype=np.uint8)
+    np.savez(data, x=images, y=_own_predictions(model, images))
     config = tmp_path / "ci.toml"
     config.write_text(
         "[compress]\nflops = 0.6\nepisodes = 3\nfinetune_epochs = 1\nreward_size = 16\ntest_size = 16\nround_to = 1\n"
     )
     return tmp_path, model, data, config
+
+
+def _own_predictions(model_path, images):
+    """Labels the model gets right: its own top-1 (so the sanity gate sees a working classifier)."""
+    from agmc_onnx.cost.session import create_session
+    from agmc_onnx.data import spec_from_model, to_model_input
+    from agmc_onnx.io import load_model
+
+    session = create_session(model_path)
+    spec = spec_from_model(load_model(model_path))
+    return session.run(None, {"input": to_model_input(images, spec)})[0].argmax(axis=1)
 
 
 def _run(args):
@@ -54,7 +66,7 @@ def test_compress_end_to_end_writes_model_report_and_plots(workspace):
     ):
         assert (out / name).is_file(), name
     report = json.loads((out / "report.json").read_text())
-    assert report["schema_version"] == 1
+    assert report["schema_version"] == 2 and report["task"] == "accuracy"
     assert set(report["original"]) == {
         "macs",
         "params",
@@ -62,6 +74,7 @@ def test_compress_end_to_end_writes_model_report_and_plots(workspace):
         "test_top1",
         "latency_median_ms",
         "latency_p90_ms",
+        "test_fidelity",
     }
     assert report["final"]["macs"] < report["original"]["macs"]
     assert report["episodes"] == 3 and len((out / "episodes.jsonl").read_text().splitlines()) == 3

@@ -1,0 +1,77 @@
+"""``compress`` without labels (fidelity to the original) and the refusals that leave nothing behind."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from test_compress import _own_predictions, _tiny_classifier
+from tiny_models import no_prunable_group
+
+from agmc_onnx.cli.main import cli
+from agmc_onnx.compress.config import CompressConfig
+from agmc_onnx.compress.pipeline import run_compress
+from agmc_onnx.data.preprocessing import METADATA_KEY
+
+SETTINGS = {"flops": 0.6, "episodes": 2, "finetune_epochs": 1, "reward_size": 16, "test_size": 16, "round_to": 1}
+
+
+@pytest.fixture()
+def tiny(tmp_path):
+    model = tmp_path / "tiny.onnx"
+    model.write_bytes(_tiny_classifier().SerializeToString())
+    images = np.random.default_rng(0).integers(0, 256, (80, 8, 8, 3), dtype=np.uint8)
+    (tmp_path / "small.toml").write_text("reward_size = 16\ntest_size = 16\n")
+    return tmp_path, model, images
+
+
+def test_unlabelled_images_compress_by_fidelity_and_the_output_states_its_preprocessing(tiny):
+    tmp_path, model, images = tiny
+    np.savez(tmp_path / "unlabelled.npz", x=images)
+    config = CompressConfig(data=str(tmp_path / "unlabelled.npz"), mean=(0.5, 0.5, 0.5), **SETTINGS)
+    run = run_compress(model, config, tmp_path / "out")
+    report = run.report
+    assert report.task == "fidelity" and "has no labels" in report.task_reason
+    assert report.fidelity_metric == "top-1 agreement" and report.original.test_top1 is None
+    assert report.accuracy_drop_points is None and 0.0 <= report.final.test_fidelity <= 1.0
+    assert report.fidelity_loss_points == pytest.approx(100 * (1 - report.final.test_fidelity))
+    assert "mean 0.5,0.5,0.5" in report.preprocessing
+    metadata = {prop.key: prop.value for prop in run.model.metadata_props}
+    assert '"mean": [0.5, 0.5, 0.5]' in metadata[METADATA_KEY]
+
+
+def _compress(model, *args):
+    config = model.with_name("small.toml")
+    return CliRunner().invoke(cli, ["compress", str(model), *map(str, args), "--config", str(config), "--episodes", "2"])
+
+
+def test_chance_level_original_stops_before_anything_is_written(tiny):
+    tmp_path, model, images = tiny
+    labels = (_own_predictions(model, images) + 1) % 4  # every label wrong: the original scores 0 %
+    np.savez(tmp_path / "wrong.npz", x=images, y=labels, classes=np.array(["a", "b", "c", "d"]))
+    result = _compress(model, "--data", tmp_path / "wrong.npz", "-o", tmp_path / "out")
+    assert result.exit_code == 1
+    assert "no better than 2× chance" in result.output and "--layout" in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_npz_missing_an_input_and_a_model_without_prunable_groups_are_refused(tiny):
+    tmp_path, model, images = tiny
+    np.savez(tmp_path / "named.npz", pixels=images.astype(np.float32))
+    result = _compress(model, "--data", tmp_path / "named.npz", "-o", tmp_path / "out")
+    assert result.exit_code == 1 and "lacks the model input(s) ['input']" in result.output
+    assert not (tmp_path / "out").exists()
+    frozen = tmp_path / "frozen.onnx"
+    frozen.write_bytes(no_prunable_group().SerializeToString())
+    np.savez(tmp_path / "unlabelled.npz", x=images)
+    result = _compress(frozen, "--data", tmp_path / "unlabelled.npz", "-o", tmp_path / "out")
+    assert result.exit_code == 1 and "has no prunable channel group" in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_data_that_cannot_feed_the_model_names_the_input_and_what_it_expects(tiny):
+    tmp_path, model, _ = tiny
+    np.savez(tmp_path / "big.npz", x=np.zeros((20, 16, 16, 3), np.uint8))
+    result = _compress(model, "--data", tmp_path / "big.npz", "-o", tmp_path / "out")
+    assert result.exit_code == 1 and "16×16 but the model expects 8×8" in result.output
+    assert not (tmp_path / "out").exists()
