@@ -45,8 +45,12 @@ def export_onnx(
     labels: Sequence[str] = CIFAR10_LABELS,
     dataset: str = CIFAR10_DATASET,
     opset: int = 17,
+    output_name: str = "logits",
 ) -> onnx.ModelProto:
-    """Write ``module`` (evaluated in eval mode on CPU) as ONNX with metadata; return the written model."""
+    """Write ``module`` (evaluated in eval mode on CPU) as ONNX with metadata; return the written model.
+
+    ``labels`` may be empty (a model that is not a classifier): the ``labels`` metadata is then left out.
+    """
     if spec.size is None:
         raise PreconditionError("the preprocessing spec needs a size to build the export input")
     module = module.to("cpu").eval()
@@ -66,11 +70,13 @@ def export_onnx(
                 opset_version=opset,
                 do_constant_folding=False,  # folding would fuse BatchNormalization into Conv
                 input_names=["input"],
-                output_names=["logits"],
-                dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+                output_names=[output_name],
+                dynamic_axes={"input": {0: "batch"}, output_name: {0: "batch"}},
             )
         model = load_model(raw_path)
-    metadata = {"preprocessing": spec.to_json(), "labels": json.dumps(list(labels)), "dataset": dataset}
+    metadata = {"preprocessing": spec.to_json(), "dataset": dataset}
+    if labels:
+        metadata["labels"] = json.dumps(list(labels))
     del model.metadata_props[:]
     for key, value in metadata.items():
         model.metadata_props.add(key=key, value=value)

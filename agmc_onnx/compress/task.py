@@ -69,7 +69,9 @@ def prepare_task(
         seed=config.seed,
         input_names=tuple(info.name for info in inputs),
     )
-    if isinstance(splits.test, ImageDataset) and spec is None:
+    if not isinstance(splits.test, ImageDataset):
+        spec = None  # arrays keyed by input name are fed as stored
+    elif spec is None:
         raise spec_error or DataError("images need a preprocessing spec")
     test = Feeder(splits.test, inputs, spec)
     reference = run_outputs(model, test)
