@@ -178,6 +178,18 @@ def test_shipped_configs_are_valid():
     demo = resolve_config(REPO_ROOT / "models" / "zoo" / "cifar10_resnet20.onnx", None, {})  # the sidecar
     assert demo.data is not None and (REPO_ROOT / "models" / "zoo" / "cifar10_demo_train.tar.xz").exists()
     assert demo.flops == 0.5 and demo.episodes <= 60
+    label_free = resolve_config(
+        REPO_ROOT / "models" / "zoo" / "cifar10_resnet20.onnx", REPO_ROOT / "examples" / "compress-label-free.toml", {}
+    )
+    assert label_free.task == "fidelity" and label_free.max_fidelity_loss == 5.0
+    assert label_free.preprocessing_overrides() == {
+        "layout": "NHWC",
+        "color": "RGB",
+        "size": (32, 32),
+        "scale": 1.0,
+        "mean": (0.0, 0.0, 0.0),
+        "std": (1.0, 1.0, 1.0),
+    }
 
 
 def test_changed_finetune_settings_keep_the_finished_search(workspace):
