@@ -10,14 +10,17 @@ import click
 
 from agmc_onnx.cli.errors import GATE_EXIT_CODES, set_resume_hint
 from agmc_onnx.cli.options import (
+    Preprocessing,
     budget_options,
     data_option,
     depth_option,
     episodes_option,
     model_argument,
     policy_option,
+    preprocessing_options,
     round_to_option,
     target_option,
+    task_option,
 )
 from agmc_onnx.cli.progress import ProgressRenderer
 from agmc_onnx.compress.config import resolve_config
@@ -35,6 +38,7 @@ def _summary(report, paths: dict) -> dict:
         "reasons": list(report.gate.reasons),
         "model": str(paths["model"]),
         "report": str(paths["report_json"]),
+        "task": report.task,
         "test_top1": {
             "original": report.original.test_top1,
             "searched": report.searched.test_top1,
@@ -42,6 +46,14 @@ def _summary(report, paths: dict) -> dict:
             "int8": report.quantized.test_top1 if report.quantized else None,
         },
         "accuracy_drop_points": report.accuracy_drop_points,
+        "test_fidelity": {
+            "searched": report.searched.test_fidelity,
+            "final": report.final.test_fidelity,
+            "int8": report.quantized.test_fidelity if report.quantized else None,
+        },
+        "fidelity_metric": report.fidelity_metric,
+        "fidelity_loss_points": report.fidelity_loss_points,
+        "preprocessing": report.preprocessing,
         "macs_kept_fraction": report.final.macs / report.original.macs,
         "achieved_keep_fraction": report.achieved_keep_fraction,
         "speedup": report.speedup,
@@ -52,18 +64,31 @@ def _summary(report, paths: dict) -> dict:
 
 def _echo_result(report, paths: dict) -> None:
     click.echo(f"wrote {paths['model']} and {paths['report_md']}", err=True)
+    click.echo(f"task {report.task} ({report.task_reason}); preprocessing: {report.preprocessing}", err=True)
     if report.quantized is not None:
         from agmc_onnx.cli.quantize_cmd import describe_format
 
+        int8 = report.quantized
+        score = f"test top-1 {int8.test_top1:.2%}" if int8.test_top1 is not None else ""
         click.echo(
-            f"shipped INT8, {describe_format(report.quantized_format)}: test top-1 {report.quantized.test_top1:.2%}",
+            f"shipped INT8, {describe_format(report.quantized_format)}: {score}{', ' if score else ''}"
+            f"test fidelity {int8.test_fidelity:.2%}",
+            err=True,
+        )
+    if report.original.test_top1 is not None:
+        click.echo(
+            f"test top-1: original {report.original.test_top1:.2%}, after search {report.searched.test_top1:.2%}, "
+            f"after fine-tuning {report.final.test_top1:.2%}",
             err=True,
         )
     click.echo(
-        f"test top-1: original {report.original.test_top1:.2%}, after search {report.searched.test_top1:.2%}, "
-        f"after fine-tuning {report.final.test_top1:.2%} ({report.accuracy_drop_points:+.2f} points drop)",
+        f"test fidelity to the original ({report.fidelity_metric}): after search "
+        f"{report.searched.test_fidelity:.2%}, after fine-tuning {report.final.test_fidelity:.2%}",
         err=True,
     )
+    if report.accuracy_drop_points is not None:
+        click.echo(f"accuracy drop of the shipped model: {report.accuracy_drop_points:+.2f} points", err=True)
+    click.echo(f"fidelity loss of the shipped model: {report.fidelity_loss_points:.2f} points", err=True)
     click.echo(
         f"MACs kept {report.final.macs / report.original.macs:.1%}, params kept "
         f"{report.final.params / report.original.params:.1%}, {report.target} speed-up "
@@ -95,6 +120,14 @@ def _echo_result(report, paths: dict) -> None:
     help="int8: quantize the fine-tuned model (static, per channel; the ONNX form measured faster on --target); "
     "the gate and a --latency budget then judge the INT8 model [none].",
 )
+@task_option
+@click.option(
+    "--max-fidelity-loss",
+    type=click.FloatRange(0.0, 100.0),
+    default=None,
+    help="Gate: largest allowed fall of test fidelity to the original, in percentage points.",
+)
+@preprocessing_options
 @click.option(
     "--config",
     "config_file",
@@ -129,16 +162,22 @@ def command(
     restart: bool,
     as_json: bool,
     threads: int,
+    preprocessing: Preprocessing,
     **flags,
 ) -> None:
     """Search, prune, fine-tune and measure MODEL; write OUTPUT/model.onnx and a report.
 
-    Exit codes: 0 passed; 1 bad input; 2 bad usage; 3 accuracy gate failed; 4 budget not met;
+    Without labels (images without class folders, or an .npz of arrays keyed by input name) the search
+    rewards fidelity to the original's outputs and fine-tuning distils from it (--task fidelity).
+
+    Exit codes: 0 passed; 1 bad input; 2 bad usage; 3 accuracy or fidelity gate failed; 4 budget not met;
     130 interrupted (run the same command again to resume).
     """
     # The remaining options carry CompressConfig's field names; None means "not given".
     flags["data"] = str(data_path) if data_path else None
     flags["depth"] = flags.pop("depth_threshold")
+    flags |= preprocessing.overrides()
+    flags["cache_dir"] = str(preprocessing.cache_dir) if preprocessing.cache_dir else None
     config = resolve_config(model_path, config_file, flags)
     if dry_run:
         from agmc_onnx.compress.dry_run import estimate

@@ -11,8 +11,11 @@ import click
 from agmc_onnx.cli.options import Preprocessing, data_option, model_argument, preprocessing_options
 from agmc_onnx.cli.progress import ProgressRenderer
 from agmc_onnx.data import load_split, sample_subset
+from agmc_onnx.data.feeds import Feeder, model_inputs
 from agmc_onnx.data.splits import SPLIT_NAMES
+from agmc_onnx.errors import DataError
 from agmc_onnx.evaluate import evaluate_accuracy
+from agmc_onnx.fidelity import evaluate_fidelity, run_outputs
 from agmc_onnx.io import load_model
 
 __all__ = ["command"]
@@ -30,6 +33,13 @@ __all__ = ["command"]
 )
 @click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
 @preprocessing_options
+@click.option(
+    "--reference",
+    "reference_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="The original model: measure MODEL's fidelity to its outputs instead (needs no labels).",
+)
 @click.option("--no-cache", is_flag=True, help="Decode the images again and do not write the cache.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def command(
@@ -39,15 +49,30 @@ def command(
     limit: int | None,
     batch_size: int,
     preprocessing: Preprocessing,
+    reference_path: Path | None,
     no_cache: bool,
     as_json: bool,
 ) -> None:
-    """Accuracy of MODEL on a dataset split, through onnxruntime."""
+    """Accuracy of MODEL on a dataset split, through onnxruntime; with --reference, its fidelity to that
+    model's outputs (top-1 agreement for class scores, else 1 − relative L2 per output), without labels."""
     model = load_model(model_path)
-    spec = preprocessing.spec(model)
-    dataset = load_split(data_path, split, spec, cache_dir=preprocessing.cache_dir, use_cache=not no_cache)
+    inputs = model_inputs(model)
+    names = [info.name for info in inputs]
+    dataset, spec = preprocessing.spec_for(
+        model,
+        lambda spec: load_split(
+            data_path, split, spec, cache_dir=preprocessing.cache_dir, use_cache=not no_cache, input_names=names
+        ),
+    )
     if limit is not None:
         dataset = sample_subset(dataset, limit)
+    if reference_path is not None:
+        _echo_fidelity(model, load_model(reference_path), Feeder(dataset, inputs, spec), split, as_json)
+        return
+    if not dataset.labelled:
+        raise DataError(
+            f"{dataset.source} has no labels; give --reference ORIGINAL to measure fidelity to the original instead"
+        )
     with ProgressRenderer() as progress:
         result = evaluate_accuracy(model, dataset, spec, batch_size=batch_size, progress=progress)
     if as_json:
@@ -64,4 +89,15 @@ def command(
         f"{model_path.name} on {Path(dataset.source).name} ({split}, {result.n_images} images): "
         f"top-1 {100 * result.top1:.2f} % ({n_top1}/{result.n_images}), top-5 {100 * result.top5:.2f} %, "
         f"{result.seconds:.1f} s"
+    )
+
+
+def _echo_fidelity(model, reference_model, feeder, split: str, as_json: bool) -> None:
+    result = evaluate_fidelity(model, feeder, run_outputs(reference_model, feeder))
+    if as_json:
+        click.echo(json.dumps({"split": split, **dataclasses.asdict(result)}, indent=2))
+        return
+    click.echo(
+        f"fidelity to the reference ({result.metric}) on {result.n_samples} inputs ({split}): "
+        f"{100 * result.score:.2f} %, {result.seconds:.1f} s"
     )

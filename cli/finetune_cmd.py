@@ -10,8 +10,10 @@ import click
 from agmc_onnx.cli.options import Preprocessing, data_option, model_argument, output_option, preprocessing_options
 from agmc_onnx.cli.progress import ProgressRenderer
 from agmc_onnx.data import load_split, sample_subset
+from agmc_onnx.data.feeds import Feeder, model_inputs
 from agmc_onnx.errors import DataError
 from agmc_onnx.finetune import FinetuneConfig, Normalization, finetune
+from agmc_onnx.finetune.distill import distill
 from agmc_onnx.io import load_model, save_model
 
 __all__ = ["command"]
@@ -19,6 +21,29 @@ __all__ = ["command"]
 
 def _percent(value: float) -> str:
     return "n/a" if math.isnan(value) else f"{100 * value:.2f} %"
+
+
+def _train(model, teacher, paths, dataset, inputs, spec, config, options):
+    """(result, what its validation score measures): fine-tuning on labels, or pure distillation without."""
+    model_path, teacher_path = paths
+    source = Path(dataset.source).name
+    if not dataset.labelled:
+        if teacher is None:
+            raise DataError(
+                f"{source} has no labels; give --distill ORIGINAL to fine-tune by pure distillation from it"
+            )
+        click.echo(
+            f"distilling {teacher_path.name} into {model_path.name} on {len(dataset)} inputs from {source} (no labels)",
+            err=True,
+        )
+        return distill(model, teacher, Feeder(dataset, inputs, spec), config, **options), "val fidelity"
+    click.echo(
+        f"fine-tuning {model_path.name} on {dataset.n_images} images from {source}"
+        f"{' with distillation from ' + teacher_path.name if teacher_path else ''}",
+        err=True,
+    )
+    normalization = Normalization(spec.mean, spec.std, spec.scale, spec.layout)
+    return finetune(model, dataset.images, dataset.labels, normalization, config, teacher=teacher, **options), "val top-1"
 
 
 @click.command("finetune")
@@ -31,7 +56,8 @@ def _percent(value: float) -> str:
     "teacher_path",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     default=None,
-    help="The original (unpruned) model: distil its softened logits into MODEL.",
+    help="The original (unpruned) model: distil its softened logits into MODEL (without labels: pure "
+    "distillation on all of its outputs).",
 )
 @click.option(
     "--distill-weight",
@@ -87,38 +113,29 @@ def command(
     preprocessing: Preprocessing,
     **training,
 ) -> None:
-    """Fine-tune MODEL on the training split of --data; only the initializers' numbers change."""
+    """Fine-tune MODEL on the training split of --data; only the initializers' numbers change.
+
+    Data without labels (images without class folders, or an .npz of arrays keyed by input name) are
+    learnt by pure distillation from the --distill model, on all of its outputs.
+    """
     config = FinetuneConfig(distill_temperature=temperature, **training)  # the other options keep its names
     model = load_model(model_path)
     teacher = load_model(teacher_path) if teacher_path is not None else None
-    spec = preprocessing.spec(model)
-    if spec.layout != "NCHW":
-        raise DataError(f"{model_path.name} takes {spec.layout} input; fine-tuning supports NCHW models only")
-    dataset = load_split(data_path, "train", spec, cache_dir=preprocessing.cache_dir)
+    inputs = model_inputs(model)
+    names = [info.name for info in inputs]
+    dataset, spec = preprocessing.spec_for(
+        model, lambda spec: load_split(data_path, "train", spec, cache_dir=preprocessing.cache_dir, input_names=names)
+    )
     if limit is not None:
         dataset = sample_subset(dataset, limit, seed=config.seed)
     checkpoint = checkpoint_path or output.with_name(output.name + ".ckpt")
-    click.echo(
-        f"fine-tuning {model_path.name} on {dataset.n_images} images from {Path(dataset.source).name}"
-        f"{' with distillation from ' + teacher_path.name if teacher_path else ''}",
-        err=True,
-    )
     with ProgressRenderer() as progress:
-        result = finetune(
-            model,
-            dataset.images,
-            dataset.labels,
-            Normalization(spec.mean, spec.std, spec.scale),
-            config,
-            teacher=teacher,
-            checkpoint_path=checkpoint,
-            resume=resume,
-            progress=progress,
-        )
+        options = {"checkpoint_path": checkpoint, "resume": resume, "progress": progress}
+        result, measure = _train(model, teacher, (model_path, teacher_path), dataset, inputs, spec, config, options)
     save_model(result.model, output)
     start = result.history[0].val_top1
     click.echo(
         f"wrote {output}: best epoch {result.best_epoch}/{config.epochs}, "
-        f"val top-1 {_percent(result.best_val_top1)} "
+        f"{measure} {_percent(result.best_val_top1)} "
         f"(before: {_percent(start)}), {result.seconds:.1f} s; checkpoint {checkpoint}"
     )

@@ -26,6 +26,8 @@ __all__ = [
     "model_argument",
     "output_option",
     "parse_floats",
+    "parse_size",
+    "task_option",
     "policy_option",
     "preprocessing_options",
     "round_to_option",
@@ -142,23 +144,69 @@ def parse_floats(ctx: click.Context, param: click.Parameter, value: str | None) 
     return numbers
 
 
+def parse_size(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, int] | None:
+    """Click callback: "224,224" (height, width) -> (224, 224)."""
+    if value is None:
+        return None
+    try:
+        size = tuple(int(part) for part in value.replace(",", " ").split())
+    except ValueError:
+        raise click.BadParameter(f"expected HEIGHT,WIDTH in pixels, got {value!r}") from None
+    if len(size) != 2 or min(size) < 1:
+        raise click.BadParameter(f"expected HEIGHT,WIDTH in pixels, got {value!r}")
+    return size
+
+
 @dataclass(frozen=True)
 class Preprocessing:
     """What the preprocessing options say; a new option is one field here and one entry in ``_OPTIONS``."""
 
+    layout: str | None = None
+    color: str | None = None
+    size: tuple[int, int] | None = None
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
     scale: float | None = None
     cache_dir: Path | None = None
 
+    def overrides(self) -> dict:
+        """The preprocessing fields that were given (``PreprocessSpec`` names), for a config or a spec."""
+        names = ("layout", "color", "size", "mean", "std", "scale")
+        return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
+
     def spec(self, model):
         """The model's preprocessing spec (from its metadata) with these options overriding it."""
         from agmc_onnx.data import spec_from_model
 
-        return spec_from_model(model, mean=self.mean, std=self.std, scale=self.scale)
+        return spec_from_model(model, **self.overrides())
+
+    def spec_for(self, model, load):
+        """``(dataset, spec)``: ``load(spec)`` reads the data; spec is None for arrays keyed by input name.
+
+        A model whose input is not an image has no spec; that is an error only when the data are images.
+        """
+        from agmc_onnx.data import ImageDataset
+        from agmc_onnx.errors import DataError
+
+        try:
+            spec = self.spec(model)
+        except DataError:
+            spec = None
+        dataset = load(spec)
+        if not isinstance(dataset, ImageDataset):
+            return dataset, None
+        return dataset, spec if spec is not None else self.spec(model)  # the second call raises the reason
 
 
 _OPTIONS = (
+    click.option(
+        "--layout",
+        type=click.Choice(["NCHW", "NHWC"]),
+        default=None,
+        help="Model input layout [the model's metadata, else detected from its input shape].",
+    ),
+    click.option("--color", type=click.Choice(["RGB", "BGR"]), default=None, help="Channel order [RGB]."),
+    click.option("--size", callback=parse_size, help="Resize images to HEIGHT,WIDTH [the model's input size]."),
     click.option(
         "--mean", callback=parse_floats, help="Per-channel mean, e.g. 0.4914,0.4822,0.4465 (overrides the model)."
     ),
@@ -185,3 +233,14 @@ def preprocessing_options(function: Callable) -> Callable:
     for option in reversed(_OPTIONS):
         command = option(command)
     return command
+
+
+def task_option(function: Callable) -> Callable:
+    """``--task``: what the search rewards (and, in compress, how fine-tuning learns)."""
+    return click.option(
+        "--task",
+        type=click.Choice(["auto", "accuracy", "fidelity"]),
+        default=None,
+        help="accuracy: top-1 against labels; fidelity: agreement with the original's outputs (no labels "
+        "needed); auto: fidelity when the data have no labels or their classes do not fit the model [auto].",
+    )(function)

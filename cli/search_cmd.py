@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from agmc_onnx.cli.options import (
+    Preprocessing,
     budget_options,
     data_option,
     depth_option,
@@ -14,8 +15,10 @@ from agmc_onnx.cli.options import (
     model_argument,
     output_option,
     policy_option,
+    preprocessing_options,
     round_to_option,
     target_option,
+    task_option,
 )
 from agmc_onnx.cli.progress import ProgressRenderer
 
@@ -63,6 +66,8 @@ __all__ = ["command"]
     help="Score candidates without re-estimating BatchNormalization statistics.",
 )
 @depth_option
+@task_option
+@preprocessing_options
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option(
     "--run-dir",
@@ -87,6 +92,8 @@ def command(
     run_dir: Path | None,
     resume: bool,
     save_model_path: Path | None,
+    task: str | None,
+    preprocessing: Preprocessing,
     output: Path,
     **search_options,
 ) -> None:
@@ -105,16 +112,20 @@ def command(
         )
     torch.set_num_threads(1)  # the agent's networks are small; one thread leaves the cores to onnxruntime
     run_dir = run_dir or output.with_suffix(".run")
-    analysis = analyze_model(load_model(model_path))
+    model = load_model(model_path)
+    analysis = analyze_model(model)
+    data, spec, task = _reward_data(model, data_path, task or "auto", preprocessing, reward_size, config.seed)
     click.echo(
-        f"searching {len(analysis.prunable_groups)} channel groups of {model_path.name}; log in {run_dir}",
+        f"searching {len(analysis.prunable_groups)} channel groups of {model_path.name} by {task}; log in {run_dir}",
         err=True,
     )
     with ProgressRenderer() as progress:
         result = search_model(
             analysis,
-            data_path,
+            data,
             config,
+            spec=spec,
+            task=task,
             reward=RewardConfig(recalibrate_bn=not no_bn_recal),
             reward_size=reward_size,
             run_dir=run_dir,
@@ -130,7 +141,7 @@ def command(
             f"latency on {config.target}: predicted {search['predicted_latency_ms']:.3f} ms, "
             f"measured {search['measured_latency_ms']:.3f} ms (original {result.latency_fit.original_ms:.3f} ms)"
         )
-    click.echo(_summary(config.policy, result, search["reward_images"], output))
+    click.echo(_summary(config.policy, result, search["reward_images"], output, task))
 
 
 def _search_config(flops, latency, episodes, warmup, **same_names):
@@ -150,10 +161,34 @@ def _search_config(flops, latency, episodes, warmup, **same_names):
         raise click.UsageError(f"{exc} (--flops F or --latency L)") from None
 
 
-def _summary(policy: str, result, n_images: int, output: Path) -> str:
+def _reward_data(model, data_path: Path, task: str, preprocessing: Preprocessing, reward_size: int, seed: int):
+    """(reward set, spec, task): labelled images for accuracy, else a ``Feeder`` of any inputs for fidelity."""
+    from agmc_onnx.data import load_splits
+    from agmc_onnx.data.feeds import Feeder, model_inputs
+    from agmc_onnx.errors import DataError
+
+    inputs = model_inputs(model)
+    names = [info.name for info in inputs]
+
+    def load(spec):
+        splits = load_splits(
+            data_path, spec, reward_size=reward_size, seed=seed, cache_dir=preprocessing.cache_dir, input_names=names
+        )
+        return splits.reward
+
+    reward_set, spec = preprocessing.spec_for(model, load)
+    if task == "auto":
+        task = "accuracy" if reward_set.labelled else "fidelity"
+    if task == "accuracy" and not reward_set.labelled:
+        raise DataError(f"{data_path} has no labels; --task accuracy needs them (use --task fidelity)")
+    return (reward_set if task == "accuracy" else Feeder(reward_set, inputs, spec)), spec, task
+
+
+def _summary(policy: str, result, n_images: int, output: Path, task: str) -> str:
     best = result.records[result.best_episode]
+    reward = "top-1" if task == "accuracy" else "fidelity"
     return (
-        f"{policy}: best reward top-1 {100 * result.best_reward:.2f} % on {n_images} held-out train images "
+        f"{policy}: best reward {reward} {100 * result.best_reward:.2f} % on {n_images} held-out train inputs "
         f"(episode {result.best_episode + 1}/{len(result.records)}), "
         f"MACs kept {100 * best.macs_kept_fraction:.1f} %, "
         f"{result.n_evaluations} evaluations, {result.seconds:.0f} s; plan written to {output}"

@@ -58,6 +58,7 @@ class CompressConfig:
     scale: float | None = None
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
+    cache_dir: str | None = None  # where decoded images are cached (None: ~/.cache/agmc-onnx)
 
     def __post_init__(self) -> None:
         for name, kind in (("size", int), ("mean", float), ("std", float)):

@@ -67,6 +67,7 @@ def prepare_task(
         reward_size=config.reward_size,
         test_size=config.test_size,
         seed=config.seed,
+        cache_dir=config.cache_dir,
         input_names=tuple(info.name for info in inputs),
     )
     if not isinstance(splits.test, ImageDataset):

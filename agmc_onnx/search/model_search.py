@@ -42,7 +42,8 @@ def search_model(
     ``data`` is the reward set itself, or a dataset path whose held-out TRAIN images (``reward_size`` of
     them, seeded by ``config.seed``) become the reward set. ``spec`` defaults to the model's own
     preprocessing metadata. With ``task="fidelity"`` the reward is the pruned model's agreement with the
-    original's outputs and ``data`` is a ``Feeder`` (any dataset bound to the model's inputs; no labels). The result carries its reward function, so ``result.best_model()`` is the
+    original's outputs and ``data`` is a ``Feeder`` (any dataset bound to the model's inputs; no labels).
+    The result carries its reward function, so ``result.best_model()`` is the
     pruned model the best reward was measured on; under a latency budget the plan's metadata also holds
     that model's measured latency beside the fitted model's prediction.
     """

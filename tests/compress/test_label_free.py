@@ -2,47 +2,51 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
+
 import pytest
 from click.testing import CliRunner
 from test_compress import _own_predictions, _tiny_classifier
 from tiny_models import no_prunable_group
 
 from agmc_onnx.cli.main import cli
-from agmc_onnx.compress.config import CompressConfig
-from agmc_onnx.compress.pipeline import run_compress
 from agmc_onnx.data.preprocessing import METADATA_KEY
-
-SETTINGS = {"flops": 0.6, "episodes": 2, "finetune_epochs": 1, "reward_size": 16, "test_size": 16, "round_to": 1}
-
+from agmc_onnx.io import load_model
 
 @pytest.fixture()
 def tiny(tmp_path):
     model = tmp_path / "tiny.onnx"
     model.write_bytes(_tiny_classifier().SerializeToString())
     images = np.random.default_rng(0).integers(0, 256, (80, 8, 8, 3), dtype=np.uint8)
-    (tmp_path / "small.toml").write_text("reward_size = 16\ntest_size = 16\n")
+    (tmp_path / "small.toml").write_text("reward_size = 16\ntest_size = 16\nfinetune_epochs = 1\n")
     return tmp_path, model, images
 
 
 def test_unlabelled_images_compress_by_fidelity_and_the_output_states_its_preprocessing(tiny):
     tmp_path, model, images = tiny
     np.savez(tmp_path / "unlabelled.npz", x=images)
-    config = CompressConfig(data=str(tmp_path / "unlabelled.npz"), mean=(0.5, 0.5, 0.5), **SETTINGS)
-    run = run_compress(model, config, tmp_path / "out")
-    report = run.report
-    assert report.task == "fidelity" and "has no labels" in report.task_reason
-    assert report.fidelity_metric == "top-1 agreement" and report.original.test_top1 is None
-    assert report.accuracy_drop_points is None and 0.0 <= report.final.test_fidelity <= 1.0
-    assert report.fidelity_loss_points == pytest.approx(100 * (1 - report.final.test_fidelity))
-    assert "mean 0.5,0.5,0.5" in report.preprocessing
-    metadata = {prop.key: prop.value for prop in run.model.metadata_props}
+    out = tmp_path / "out"
+    data = tmp_path / "unlabelled.npz"
+    result = _compress(model, "--data", data, "--mean", "0.5,0.5,0.5", "-o", out, "--max-fidelity-loss", "0", "--json")
+    report = json.loads((out / "report.json").read_text())
+    summary = json.loads(result.stdout)
+    assert report["task"] == "fidelity" and "has no labels" in report["task_reason"]
+    assert report["fidelity_metric"] == "top-1 agreement" and report["original"]["test_top1"] is None
+    assert report["accuracy_drop_points"] is None and summary["task"] == "fidelity"
+    final = report["final"]["test_fidelity"]
+    assert report["fidelity_loss_points"] == pytest.approx(100 * (1 - final))
+    assert result.exit_code == (0 if final == 1.0 else 3), result.output  # the fidelity gate at 0 points
+    assert "mean 0.5,0.5,0.5" in report["preprocessing"] and "test fidelity to the original" in result.output
+    written = load_model(out / "model.onnx")
+    metadata = {prop.key: prop.value for prop in written.metadata_props}
     assert '"mean": [0.5, 0.5, 0.5]' in metadata[METADATA_KEY]
 
 
 def _compress(model, *args):
-    config = model.with_name("small.toml")
-    return CliRunner().invoke(cli, ["compress", str(model), *map(str, args), "--config", str(config), "--episodes", "2"])
+    config = ["--config", str(model.with_name("small.toml")), "--episodes", "2", "--round-to", "1", "--flops", "0.6"]
+    return CliRunner().invoke(cli, ["compress", str(model), *map(str, args), *config])
 
 
 def test_chance_level_original_stops_before_anything_is_written(tiny):
