@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import numpy as np
-
 import pytest
 from click.testing import CliRunner
 from test_compress import _own_predictions, _tiny_classifier
@@ -14,6 +13,7 @@ from tiny_models import no_prunable_group
 from agmc_onnx.cli.main import cli
 from agmc_onnx.data.preprocessing import METADATA_KEY
 from agmc_onnx.io import load_model
+
 
 @pytest.fixture()
 def tiny(tmp_path):
