@@ -2,8 +2,8 @@
 the labelled run with the same budgets and seeds, both then scored on the labelled CIFAR-10 test set; and a
 denoising CNN (not a classifier) compressed at 50 % MACs from an .npz of its inputs, with PSNR and speed-up.
 
-Reduced protocol for a shared 2-core CPU: the demo's settings (30 search episodes, 8 fine-tuning epochs on the
-1,500 demo training images, 500 reward images). The label-free runs read copies of the demo images renamed by
+Reduced protocol for a shared 2-core CPU: the demo's data and search settings (30 search episodes, 500 reward
+images, fine-tuning on the 1,500 remaining demo training images) with 2 fine-tuning epochs instead of the demo's 8. The label-free runs read copies of the demo images renamed by
 number in flat archives (no class folders, no class names, no labels anywhere).
 
     flock /tmp/agmc-heavy.lock .venv/bin/python benchmarks/label_free.py [--models resnet20 resnet56]
@@ -134,7 +134,7 @@ def denoiser(args, work: Path) -> tuple[list[str], dict]:
         "wall_s": wall_s,
     }
     row = (
-        f"| denoiser (DnCNN-style, 4×32 ch) | {result['psnr_noisy_db']:.2f} dB "
+        f"| denoiser (DnCNN-style, 3×16 ch) | {result['psnr_noisy_db']:.2f} dB "
         f"| {result['psnr_original_db']:.2f} dB "
         f"| {result['psnr_final_db']:.2f} dB "
         f"| {result['fidelity_after_search']:.1%} → {result['fidelity_final']:.1%} "
@@ -151,7 +151,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     parser.add_argument("--models", nargs="*", default=["resnet20", "resnet56"])
     parser.add_argument("--episodes", type=int, default=30)
-    parser.add_argument("--finetune-epochs", type=int, default=8)
+    parser.add_argument("--finetune-epochs", type=int, default=2)
     parser.add_argument("--reward-size", type=int, default=500)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip-denoiser", action="store_true")

@@ -30,13 +30,15 @@ SIGMA = 0.1
 
 
 class Denoiser(nn.Module):
-    def __init__(self, width: int = 32, depth: int = 4) -> None:
+    def __init__(self, width: int = 16, depth: int = 3) -> None:
         super().__init__()
         layers: list[nn.Module] = [nn.Conv2d(3, width, 3, padding=1), nn.ReLU(inplace=True)]
         for _ in range(depth):
             layers += [nn.Conv2d(width, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU()]
-        layers.append(nn.Conv2d(width, 3, 3, padding=1))
-        self.body = nn.Sequential(*layers)
+        head = nn.Conv2d(width, 3, 3, padding=1)
+        nn.init.zeros_(head.weight)  # start as the identity (output = input), then learn the noise
+        nn.init.zeros_(head.bias)
+        self.body = nn.Sequential(*layers, head)
 
     def forward(self, noisy: torch.Tensor) -> torch.Tensor:
         return noisy - self.body(noisy)
@@ -56,7 +58,7 @@ def psnr_db(denoised: np.ndarray, clean: np.ndarray) -> float:
 
 
 def train_denoiser(
-    images: np.ndarray, seconds: float, *, batch_size: int = 64, seed: int = 0
+    images: np.ndarray, seconds: float, *, batch_size: int = 32, seed: int = 0
 ) -> tuple[Denoiser, dict]:
     """Adam on MSE with fresh noise every batch until ``seconds`` of wall time have passed."""
     torch.manual_seed(seed)
@@ -86,7 +88,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--images", type=int, default=10000, help="training images (the first of the train split)")
     parser.add_argument("-o", "--output", type=Path, required=True)
     args = parser.parse_args(argv)
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)
     train = load_split(args.data, "train", DENOISER_SPEC).images[: args.images]
     model, log = train_denoiser(train, args.seconds)
     test = load_split(args.data, "test", DENOISER_SPEC).images[:1000]
