@@ -53,8 +53,11 @@ def command(
     no_cache: bool,
     as_json: bool,
 ) -> None:
-    """Accuracy of MODEL on a dataset split, through onnxruntime; with --reference, its fidelity to that
-    model's outputs (top-1 agreement for class scores, else 1 − relative L2 per output), without labels."""
+    """Accuracy of MODEL on a dataset split, through onnxruntime.
+
+    With --reference, MODEL's fidelity to that model's outputs instead (top-1 agreement for class scores,
+    else 1 − relative L2 per output), without labels.
+    """
     model = load_model(model_path)
     inputs = model_inputs(model)
     names = [info.name for info in inputs]

@@ -7,7 +7,14 @@ from pathlib import Path
 
 import click
 
-from agmc_onnx.cli.options import data_option, model_argument, output_option, target_option
+from agmc_onnx.cli.options import (
+    Preprocessing,
+    data_option,
+    model_argument,
+    output_option,
+    preprocessing_options,
+    target_option,
+)
 from agmc_onnx.io import load_model, model_file_size, save_model
 from agmc_onnx.quantize import FORMAT_CHOICES, QuantizeConfig, QuantizeReport, run_quantize
 
@@ -33,10 +40,17 @@ def _render(report: QuantizeReport, model_path: Path, output: Path, size_before:
         click.echo(f"format auto: {faster} measured {ratio:.2f}× faster than the other on {report.target}")
     click.echo(f"wrote {output}: INT8, {describe_format(quantized.quant_format)}")
     before, after = report.accuracy_before, report.accuracy_after
-    click.echo(
-        f"test top-1 ({after.n_images} images): {100 * before.top1:.2f} % -> {100 * after.top1:.2f} % "
-        f"({100 * (after.top1 - before.top1):+.2f} points)"
-    )
+    if report.fidelity is not None:
+        fidelity = report.fidelity
+        click.echo(
+            f"test fidelity of INT8 to fp32 ({fidelity.metric}, {fidelity.n_samples} unlabelled inputs): "
+            f"{100 * fidelity.score:.2f} %"
+        )
+    else:
+        click.echo(
+            f"test top-1 ({after.n_images} images): {100 * before.top1:.2f} % -> {100 * after.top1:.2f} % "
+            f"({100 * (after.top1 - before.top1):+.2f} points)"
+        )
     size_after = output.stat().st_size
     click.echo(f"file size {size_before:,} B -> {size_after:,} B ({size_after / size_before:.1%})")
     paired = report.speedup
@@ -62,9 +76,10 @@ def _payload(report: QuantizeReport, output: Path) -> dict:
         "format": quantized.quant_format,
         "portable": quantized.portable,
         "target": report.target,
-        "top1_before": report.accuracy_before.top1,
-        "top1_after": report.accuracy_after.top1,
-        "test_images": report.accuracy_after.n_images,
+        "top1_before": report.accuracy_before.top1 if report.accuracy_before else None,
+        "top1_after": report.accuracy_after.top1 if report.accuracy_after else None,
+        "fidelity": report.fidelity.score if report.fidelity else None,
+        "test_images": report.accuracy_after.n_images if report.accuracy_after else report.fidelity.n_samples,
         "calibration_images": report.n_calibration_images,
         "speedup": report.speedup.speedup,
         "speedup_ci": [report.speedup.speedup_low, report.speedup.speedup_high],
@@ -90,6 +105,7 @@ def _payload(report: QuantizeReport, output: Path) -> dict:
 @click.option("--test-images", type=click.IntRange(min=1), default=None, help="Score on a class-balanced subset.")
 @target_option("Latency target the format choice and the speed-up are measured on.")
 @click.option("--rounds", type=click.IntRange(min=2), default=10, show_default=True, help="Paired A-B-B-A rounds.")
+@preprocessing_options
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def command(
     model_path: Path,
@@ -100,9 +116,13 @@ def command(
     test_images: int | None,
     target: str,
     rounds: int,
+    preprocessing: Preprocessing,
     as_json: bool,
 ) -> None:
-    """Static INT8 quantization of MODEL (per channel), with test top-1 before and after."""
+    """Static INT8 quantization of MODEL (per channel), with test top-1 before and after.
+
+    Test images without labels score the INT8 model by its fidelity to the fp32 model's outputs instead.
+    """
     model = load_model(model_path)
     config = QuantizeConfig(
         quant_format=quant_format,
@@ -111,7 +131,14 @@ def command(
         test_images=test_images,
         rounds=rounds,
     )
-    report = run_quantize(model, data_path, config, on_stage=lambda message: click.echo(message, err=True))
+    report = run_quantize(
+        model,
+        data_path,
+        config,
+        on_stage=lambda message: click.echo(message, err=True),
+        spec=preprocessing.spec(model),
+        cache_dir=preprocessing.cache_dir,
+    )
     save_model(report.quantized.model, output)
     if as_json:
         click.echo(json.dumps(_payload(report, output), indent=2))

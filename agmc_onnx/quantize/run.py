@@ -12,8 +12,10 @@ import onnx
 
 from agmc_onnx.cost import PairedLatency, check_target_available, get_profile, measure_paired
 from agmc_onnx.data import ImageDataset, PreprocessSpec, load_splits, sample_subset, spec_from_model
+from agmc_onnx.data.feeds import Feeder, model_inputs
 from agmc_onnx.errors import PreconditionError
 from agmc_onnx.evaluate import AccuracyResult, evaluate_accuracy
+from agmc_onnx.fidelity import FidelityResult, evaluate_fidelity, run_outputs
 from agmc_onnx.quantize.stage import QUANT_FORMATS, QuantizedModel, check_quantizable, quantize_model
 from agmc_onnx.search.recalibrate import calibration_batches
 
@@ -65,10 +67,11 @@ class FormatChoice:
 class QuantizeReport:
     choice: FormatChoice
     speedup: PairedLatency  # A = fp32 input model, B = quantized model
-    accuracy_before: AccuracyResult
-    accuracy_after: AccuracyResult
+    accuracy_before: AccuracyResult | None  # None when the test images have no labels
+    accuracy_after: AccuracyResult | None
     n_calibration_images: int
     target: str
+    fidelity: FidelityResult | None = None  # INT8 against fp32 outputs, measured when there are no labels
 
     @property
     def quantized(self) -> QuantizedModel:
@@ -103,13 +106,17 @@ def run_quantize(
     data_path: str | os.PathLike,
     config: QuantizeConfig = QuantizeConfig(),
     on_stage: StageCallback | None = None,
+    *,
+    spec: PreprocessSpec | None = None,
+    cache_dir: str | os.PathLike | None = None,
 ) -> QuantizeReport:
-    """Quantize ``model`` with calibration on training images; test top-1 before and after, paired speed-up."""
+    """Quantize ``model`` with calibration on training images; test top-1 before and after (without labels:
+    the INT8 model's fidelity to the fp32 outputs), paired speed-up. ``spec`` defaults to the model's."""
     stage = on_stage or (lambda message: None)
     check_quantizable(model)
     check_target_available(get_profile(config.target))
-    spec = spec_from_model(model)
-    splits = load_splits(data_path, spec, reward_size=1, seed=config.seed)
+    spec = spec or spec_from_model(model)
+    splits = load_splits(data_path, spec, reward_size=1, seed=config.seed, cache_dir=cache_dir)
     train, test = splits.finetune, splits.test
     if config.test_images is not None:
         test = sample_subset(test, config.test_images, config.seed)
@@ -118,8 +125,13 @@ def run_quantize(
     stage(f"calibrating on {n_calibration} class-balanced training images, format {config.quant_format}")
     choice = choose_format(model, calibration, config.quant_format, config.target, config.rounds)
     stage(f"evaluating fp32 and INT8 on {test.n_images} test images")
-    before = evaluate_accuracy(model, test, spec)
-    after = evaluate_accuracy(choice.quantized.model, test, spec)
+    before = after = fidelity = None
+    if test.labelled:
+        before = evaluate_accuracy(model, test, spec)
+        after = evaluate_accuracy(choice.quantized.model, test, spec)
+    else:
+        feeder = Feeder(test, model_inputs(model), spec)
+        fidelity = evaluate_fidelity(choice.quantized.model, feeder, run_outputs(model, feeder))
     stage(f"timing fp32 vs INT8 on {config.target}, {config.rounds} paired rounds")
     speedup = measure_paired(model, choice.quantized.model, config.target, n_rounds=config.rounds)
-    return QuantizeReport(choice, speedup, before, after, n_calibration, config.target)
+    return QuantizeReport(choice, speedup, before, after, n_calibration, config.target, fidelity)

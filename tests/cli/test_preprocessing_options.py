@@ -10,7 +10,7 @@ from tiny_models import TinyNet
 from agmc_onnx.cli.main import cli
 
 
-@pytest.mark.parametrize("command", ["compress", "search", "finetune", "eval"])
+@pytest.mark.parametrize("command", ["compress", "search", "finetune", "eval", "quantize"])
 def test_every_data_command_takes_the_preprocessing_options(command: str) -> None:
     result = CliRunner().invoke(cli, [command, "--help"])
     assert result.exit_code == 0
@@ -54,3 +54,14 @@ def test_finetune_without_labels_distils_and_needs_the_original(nhwc_model) -> N
     result = CliRunner().invoke(cli, [*args, "--distill", str(model), "--val-fraction", "0.2"])
     assert result.exit_code == 0, result.output
     assert "(no labels)" in result.output and "val fidelity" in result.output and (tmp_path / "ft.onnx").is_file()
+
+
+def test_quantize_without_labels_scores_int8_by_fidelity_to_fp32(nhwc_model) -> None:
+    tmp_path, model = nhwc_model
+    images = np.random.default_rng(1).integers(0, 256, (1040, 8, 8, 3), dtype=np.uint8)  # 1,000 held out as test
+    np.savez(tmp_path / "more.npz", x=images)
+    args = ["quantize", str(model), "--data", str(tmp_path / "more.npz"), "-o", str(tmp_path / "q.onnx")]
+    args += ["--layout", "NHWC", "--scale", "1", "--format", "qdq", "--calibration-images", "16", "--rounds", "2"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert "test fidelity of INT8 to fp32 (top-1 agreement" in result.output and (tmp_path / "q.onnx").is_file()

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from test_compress import _own_predictions, _tiny_classifier
-from tiny_models import no_prunable_group
+from test_compress import _own_predictions
+from tiny_models import no_prunable_group, tiny_classifier
 
 from agmc_onnx.cli.main import cli
 from agmc_onnx.data.preprocessing import METADATA_KEY
@@ -18,7 +18,7 @@ from agmc_onnx.io import load_model
 @pytest.fixture()
 def tiny(tmp_path):
     model = tmp_path / "tiny.onnx"
-    model.write_bytes(_tiny_classifier().SerializeToString())
+    model.write_bytes(tiny_classifier().SerializeToString())
     images = np.random.default_rng(0).integers(0, 256, (80, 8, 8, 3), dtype=np.uint8)
     (tmp_path / "small.toml").write_text("reward_size = 16\ntest_size = 16\nfinetune_epochs = 1\n")
     return tmp_path, model, images
@@ -42,6 +42,21 @@ def test_unlabelled_images_compress_by_fidelity_and_the_output_states_its_prepro
     written = load_model(out / "model.onnx")
     metadata = {prop.key: prop.value for prop in written.metadata_props}
     assert '"mean": [0.5, 0.5, 0.5]' in metadata[METADATA_KEY]
+
+
+def test_arrays_keyed_by_input_name_reconstruct_and_ship_int8_judged_by_fidelity(tiny):
+    tmp_path, model, images = tiny
+    inputs = (images.transpose(0, 3, 1, 2) / 255.0).astype(np.float32)
+    np.savez(tmp_path / "named.npz", input=inputs)
+    out = tmp_path / "out"
+    result = _compress(model, "--data", tmp_path / "named.npz", "--quantize", "int8", "-o", out, "--json")
+    assert result.exit_code in (0, 3), result.output
+    report = json.loads((out / "report.json").read_text())
+    assert report["task"] == "fidelity" and report["preprocessing"].startswith("arrays fed as stored")
+    int8 = report["quantized"]
+    assert int8 is not None and 0.0 <= int8["test_fidelity"] <= 1.0 and int8["test_top1"] is None
+    assert report["fidelity_loss_points"] == pytest.approx(100 * (1 - int8["test_fidelity"]))  # judges INT8
+    assert "shipped INT8" in result.output
 
 
 def _compress(model, *args):
