@@ -182,6 +182,13 @@ class _Stages:
         check_written_model(self.model, result.model)
         return result.model
 
+    def quantize(self, final: onnx.ModelProto):
+        """The INT8 model that ships (calibrated on the fine-tuning inputs, the form faster on the target)."""
+        self.tell("quantize", "INT8 on the fine-tuned model; format measured on the target")
+        data = self.data
+        calibration = data.splits.finetune if data.spec is not None else data.finetune
+        return quantize_stage(final, calibration, data.spec, self.config.target).quantized
+
     def _distill(self, pruned: onnx.ModelProto, data) -> onnx.ModelProto:
         config = self.config
         self.tell("finetune", f"{config.finetune_epochs} epoch(s) of pure distillation on {data.n_samples} inputs")
@@ -250,13 +257,8 @@ def run_compress(
     timings["finetune"], clock = time.perf_counter() - clock, time.perf_counter()
     stages.tell("evaluate", f"test {stages.data.task} of the compressed model")
     final_scores = stages.test_scores(final)
-    shipped, quantized = final, None
-    if config.quantize == "int8":
-        stages.tell("quantize", "INT8 on the fine-tuned model; format measured on the target")
-        data = stages.data
-        calibration = data.splits.finetune if data.spec is not None else data.finetune
-        quantized = quantize_stage(final, calibration, data.spec, config.target).quantized
-        shipped = quantized.model
+    quantized = stages.quantize(final) if config.quantize == "int8" else None
+    shipped = final if quantized is None else quantized.model
     stages.tell("latency", f"paired latency on {config.target}, original against the model that ships")
     paired = measure_paired(stages.model, shipped, config.target)
     timings["evaluate+latency"] = time.perf_counter() - clock
