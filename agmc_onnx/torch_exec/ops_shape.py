@@ -139,6 +139,13 @@ def gather(inputs, attrs, ctx):
     return [picked.reshape(tuple(data.shape[:axis]) + tuple(indices.shape) + tuple(data.shape[axis + 1 :]))]
 
 
+def gather_elements(inputs, attrs, ctx):
+    data, indices = inputs[:2]
+    axis = attrs.get("axis", 0) % data.dim()
+    indices = indices.to(device=data.device, dtype=torch.int64)
+    return [torch.gather(data, axis, torch.where(indices < 0, indices + data.shape[axis], indices))]
+
+
 def cast(inputs, attrs, ctx):
     return [inputs[0].to(torch_dtype(attrs["to"]))]
 
@@ -229,6 +236,7 @@ def register_shape_ops(registry: OpRegistry) -> None:
     registry.add("Split", split)
     registry.add("Slice", slice_)
     registry.add("Gather", gather)
+    registry.add("GatherElements", gather_elements)
     registry.add("Cast", cast, check_cast)
     registry.add("Identity", identity)
     registry.add("Constant", constant, check_constant)

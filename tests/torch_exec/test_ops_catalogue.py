@@ -126,6 +126,9 @@ CASES = {
     "reduce_mean_opset18": OpCase("ReduceMean", (2, 3, 4), {}, (_i(-1),), opset=18),
     "reduce_sum_input": OpCase("ReduceSum", (2, 3, 4), {"keepdims": 1}, (_i(0, 2),)),
     "gather_negative": OpCase("Gather", (5, 3), {"axis": 0}, (_i(-1, 0, 2),)),
+    "gather_elements_negative": OpCase(
+        "GatherElements", (3, 4), {"axis": 1}, (np.array([[0, -1], [3, 1], [-4, 2]], dtype=np.int64),)
+    ),
     "expand": OpCase("Expand", (3, 1), {}, (_i(2, 3, 4),)),
     "tile": OpCase("Tile", (2, 3), {}, (_i(2, 1),)),
     "where": OpCase("Where", (3, 4), {}, ()),  # built specially below
