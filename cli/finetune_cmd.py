@@ -43,7 +43,8 @@ def _train(model, teacher, paths, dataset, inputs, spec, config, options):
         err=True,
     )
     normalization = Normalization(spec.mean, spec.std, spec.scale, spec.layout)
-    return finetune(model, dataset.images, dataset.labels, normalization, config, teacher=teacher, **options), "val top-1"
+    result = finetune(model, dataset.images, dataset.labels, normalization, config, teacher=teacher, **options)
+    return result, "val top-1"
 
 
 @click.command("finetune")

@@ -94,3 +94,21 @@ def test_data_that_cannot_feed_the_model_names_the_input_and_what_it_expects(tin
     result = _compress(model, "--data", tmp_path / "big.npz", "-o", tmp_path / "out")
     assert result.exit_code == 1 and "16×16 but the model expects 8×8" in result.output
     assert not (tmp_path / "out").exists()
+
+
+def test_the_gate_judges_the_int8_model_that_ships_by_its_own_fidelity():
+    from agmc_onnx.compress.gate import evaluate_gate
+    from agmc_onnx.compress.pipeline import _with_int8
+    from agmc_onnx.compress.report import CompressionReport, ModelFigures
+
+    original = ModelFigures(100, 10, 1000, None, 1.0, 1.0, 1.0)
+    final = ModelFigures(50, 5, 500, None, None, None, 0.99)
+    report = CompressionReport(
+        "m.onnx", "model.onnx", "mobile-cpu", "flops", 0.5, 0.5, "agmc", 2, 0, 0.99, {}, original, final, final,
+        2.0, 1.9, 2.1, None, None, evaluate_gate("flops", 0.5, 0.5, None, None, 1.0, 5.0), {}, {},
+        config={"max_accuracy_drop": None, "max_fidelity_loss": 5.0}, task="fidelity", fidelity_loss_points=1.0,
+    )
+    judged = _with_int8(report, ModelFigures(50, 5, 200, None, 0.5, 0.6, 0.9), "qoperator")
+    assert judged.fidelity_loss_points == pytest.approx(10.0) and judged.accuracy_drop_points is None
+    assert not judged.gate.passed and judged.gate.verdict == "accuracy"
+    assert "fidelity fell 10.00" in judged.gate.reasons[0]
