@@ -21,6 +21,7 @@ from agmc_onnx.cli.options import (
     round_to_option,
     target_option,
     task_option,
+    workers_options,
 )
 from agmc_onnx.cli.progress import ProgressRenderer
 from agmc_onnx.compress.config import resolve_config
@@ -112,6 +113,7 @@ def _echo_result(report, paths: dict) -> None:
     help="Gate: largest allowed drop of test top-1, in percentage points.",
 )
 @round_to_option(from_config=True)
+@workers_options(from_config=True)
 @depth_option
 @click.option(
     "--quantize",

@@ -32,6 +32,7 @@ __all__ = [
     "preprocessing_options",
     "round_to_option",
     "target_option",
+    "workers_options",
 ]
 
 DATA_FORMS = "class folder, zip/tar(.gz/.xz) archive, .npz, or a folder with NAME_train/NAME_test files"
@@ -119,8 +120,33 @@ def policy_option(from_config: bool = False):
     )
 
 
-def episodes_option(from_config: bool = False):
+def episodes_option(from_config: bool = False, zero_applies_agent: bool = False):
+    """``--episodes``; ``zero_applies_agent``: 0 means "apply the saved --agent as is" (``search``)."""
+    if zero_applies_agent:
+        help_text = "Search episodes (0: apply the policy of --agent as is, one evaluation)."
+        return click.option("--episodes", type=click.IntRange(min=0), **_default(100, from_config, help_text))
     return click.option("--episodes", type=click.IntRange(min=1), **_default(100, from_config, "Search episodes."))
+
+
+def workers_options(from_config: bool = False) -> Callable:
+    """``--workers`` and ``--ray-address``: rewards evaluated in parallel on Ray (the ``ray`` extra)."""
+    workers = click.option(
+        "--workers",
+        type=click.IntRange(min=1),
+        **_default(
+            1,
+            from_config,
+            "Reward evaluations in parallel on this many Ray workers; the agent proposes as many episodes per "
+            "round. 1: in this process, without Ray.",
+        ),
+    )
+    address = click.option(
+        "--ray-address",
+        default=None,
+        metavar="ADDR",
+        help="Join this Ray cluster (HOST:PORT, ray://HOST:PORT or auto) instead of starting a local runtime.",
+    )
+    return lambda function: workers(address(function))
 
 
 def round_to_option(from_config: bool = False):

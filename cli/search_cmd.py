@@ -19,6 +19,7 @@ from agmc_onnx.cli.options import (
     round_to_option,
     target_option,
     task_option,
+    workers_options,
 )
 from agmc_onnx.cli.progress import ProgressRenderer
 
@@ -30,7 +31,7 @@ __all__ = ["command"]
 @data_option("Dataset", must_exist=True)
 @budget_options()
 @target_option()
-@episodes_option()
+@episodes_option(zero_applies_agent=True)
 @policy_option()
 @click.option(
     "--warmup",
@@ -69,6 +70,7 @@ __all__ = ["command"]
 @task_option
 @preprocessing_options
 @click.option("--seed", type=int, default=0, show_default=True)
+@workers_options()
 @click.option(
     "--run-dir",
     type=click.Path(file_okay=False, path_type=Path),
@@ -83,6 +85,20 @@ __all__ = ["command"]
     default=None,
     help="Also write the best pruned model (with re-estimated BatchNormalization statistics).",
 )
+@click.option(
+    "--agent",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Start from an agent saved by --save-agent (any network; agmc or amc, as saved): no warm-up unless "
+    "--warmup is given.",
+)
+@click.option(
+    "--save-agent",
+    "save_agent_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write the learned agent (encoder, actor, critic) for --agent on other networks.",
+)
 @output_option("Where to write the PruningPlan JSON (apply it with `agmc-onnx prune --ratios`).")
 def command(
     model_path: Path,
@@ -94,6 +110,7 @@ def command(
     save_model_path: Path | None,
     task: str | None,
     preprocessing: Preprocessing,
+    save_agent_path: Path | None,
     output: Path,
     **search_options,
 ) -> None:
@@ -106,6 +123,8 @@ def command(
     from agmc_onnx.search import RewardConfig, search_model
 
     config = _search_config(**search_options)
+    if save_agent_path is not None and config.policy not in ("agmc", "amc"):
+        raise click.BadParameter(f"the {config.policy} policy learns no agent to save", param_hint="--save-agent")
     if resume and run_dir is None and not output.with_suffix(".run").exists():
         raise click.BadParameter(
             f"nothing to resume: {output.with_suffix('.run')} does not exist", param_hint="--resume"
@@ -135,6 +154,10 @@ def command(
     write_bytes_atomic(output, result.plan.to_json().encode())
     if save_model_path is not None:
         save_model(result.best_model(), save_model_path)
+    if save_agent_path is not None:
+        from agmc_onnx.search.transfer import save_agent
+
+        save_agent(result.agent, save_agent_path)
     search = result.plan.metadata["search"]
     if result.latency_fit is not None:
         click.echo(
@@ -144,7 +167,7 @@ def command(
     click.echo(_summary(config.policy, result, search["reward_images"], output, task))
 
 
-def _search_config(flops, latency, episodes, warmup, **same_names):
+def _search_config(flops, latency, episodes, warmup, agent, **same_names):
     """The SearchConfig of the options; the library's budget check becomes a usage error."""
     from agmc_onnx.errors import PreconditionError
     from agmc_onnx.search import DDPGConfig, SearchConfig
@@ -155,10 +178,13 @@ def _search_config(flops, latency, episodes, warmup, **same_names):
             flops_keep_ratio=flops,
             latency_keep_ratio=latency,
             ddpg=DDPGConfig(warmup_episodes=warmup),
+            agent=str(agent) if agent is not None else None,
             **same_names,
         )
     except PreconditionError as exc:
-        raise click.UsageError(f"{exc} (--flops F or --latency L)") from None
+        hints = {"budget": " (--flops F or --latency L)", "episode": " (--episodes 0 needs --agent)"}
+        hint = next((text for word, text in hints.items() if word in str(exc)), "")
+        raise click.UsageError(f"{exc}{hint}") from None
 
 
 def _reward_data(model, data_path: Path, task: str, preprocessing: Preprocessing, reward_size: int, seed: int):

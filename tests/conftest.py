@@ -24,3 +24,25 @@ def corpus_cache_dir() -> Path:
     path = REPO_ROOT / ".cache" / "corpus"
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+@pytest.fixture(scope="session")
+def ray_runtime():
+    """One local Ray runtime (2 CPUs) for every test that needs it: starting Ray takes seconds.
+
+    Its workers see the test folders on their path, so rewards defined in test modules unpickle there.
+    """
+    import os
+    import sys
+
+    import ray
+
+    path = os.pathsep.join(p for p in sys.path if p)
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        runtime_env={"env_vars": {"PYTHONPATH": path}},
+    )
+    yield ray
+    ray.shutdown()

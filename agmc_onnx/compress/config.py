@@ -59,6 +59,8 @@ class CompressConfig:
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
     cache_dir: str | None = None  # where decoded images are cached (None: ~/.cache/agmc-onnx)
+    workers: int = 1  # reward evaluations in parallel on Ray workers (1: in this process)
+    ray_address: str | None = None  # join this Ray cluster instead of starting a local runtime
 
     def __post_init__(self) -> None:
         for name, kind in (("size", int), ("mean", float), ("std", float)):
@@ -76,6 +78,8 @@ class CompressConfig:
             raise ConfigError(f"max_fidelity_loss is {self.max_fidelity_loss}; it is in percentage points, 0–100")
         if self.flops is not None or self.latency is not None:
             one_budget(self.flops, self.latency)
+        if self.workers < 1:
+            raise ConfigError(f"workers is {self.workers}; it must be at least 1")
         if self.episodes < 1 or self.finetune_epochs < 0 or self.round_to < 1 or self.reward_size < 1:
             raise ConfigError("episodes, reward_size and round_to must be positive and finetune_epochs ≥ 0")
         if self.depth is not None and not 0.0 < float(self.depth) < 1.0:
@@ -107,6 +111,8 @@ class CompressConfig:
             round_to=self.round_to,
             depth_threshold=self.depth,
             seed=self.seed,
+            workers=self.workers,
+            ray_address=self.ray_address,
             latency_precision=search_precision(self.quantize) if kind == "latency" else "fp32",
         )
 

@@ -244,7 +244,12 @@ def run_compress(
     started = time.perf_counter()
     stages = _Stages(Path(model_path), config, progress)
     stages.load_data()
-    settings = {**config.as_dict(), "warmup_episodes": config.search_config().ddpg.warmup_episodes}
+    search_config = config.search_config()
+    settings = {
+        **config.as_dict(),
+        "warmup_episodes": search_config.ddpg.warmup_episodes,
+        "episodes_per_round": search_config.episodes_per_round,  # the log depends on it, not on the workers
+    }
     work = WorkDirectory(out_dir, stage_identities(Path(model_path).read_bytes(), settings), restart)
     stages.attach(work)
     timings: dict[str, float] = {}

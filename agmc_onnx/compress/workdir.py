@@ -21,7 +21,8 @@ __all__ = ["WorkDirectory", "stage_identities", "STAGES"]
 STAGES = ("baseline", "search", "searched", "finetune")
 _STAGE_SETTINGS = {
     "baseline": ("data", "reward_size", "test_size", "seed", "task", "layout", "color", "size", "scale", "mean", "std"),
-    "search": ("target", "flops", "latency", "policy", "episodes", "round_to", "warmup_episodes"),
+    "search": ("target", "flops", "latency", "policy", "episodes", "round_to", "warmup_episodes",
+               "episodes_per_round"),
     "searched": (),
     "finetune": ("finetune_epochs", "finetune_images", "distill"),
 }

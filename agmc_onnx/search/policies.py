@@ -23,6 +23,7 @@ from agmc_onnx.search.encoder import EncoderConfig
 from agmc_onnx.search.env import PruningEnv
 from agmc_onnx.search.features import build_graph_features, rule_features
 from agmc_onnx.search.states import GraphState, RuleState
+from agmc_onnx.search.transfer import apply_snapshot
 
 __all__ = [
     "SearchPolicy",
@@ -56,28 +57,42 @@ class DDPGPolicy:
     max_episodes = None
 
     def __init__(
-        self, name: str, state_encoder: torch.nn.Module, n_groups: int, config: DDPGConfig, seed: int
+        self,
+        name: str,
+        state_encoder: torch.nn.Module,
+        n_groups: int,
+        config: DDPGConfig,
+        seed: int,
+        snapshot: dict | None = None,
     ) -> None:
         self.name = name
         self.config = config
         self.rng = np.random.default_rng(seed)
-        self.encoder_history = state_encoder.pretrain(seed)
+        # A transferred agent brings its trained encoder: pre-training it on this graph would overwrite it.
+        self.encoder_history = state_encoder.pretrain(seed) if snapshot is None else []
         self.agent = DDPGAgent(state_encoder, n_groups, config, seed)
+        if snapshot is not None:
+            apply_snapshot(self, snapshot)
+        self.frozen = False  # True: act with the actor's mean, learn nothing (a transferred policy as is)
         self._table: torch.Tensor | None = None
 
     def exploration(self, episode: int) -> float:
+        if self.frozen:
+            return 0.0
         return 1.0 if episode < self.config.warmup_episodes else self.config.sigma(episode)
 
     def begin_episode(self, episode: int) -> None:
         self._table = self.agent.static_table()
 
     def act(self, step: int, dynamic: np.ndarray, episode: int) -> float:
-        if episode < self.config.warmup_episodes:
+        if not self.frozen and episode < self.config.warmup_episodes:
             return float(self.rng.uniform())
         mean = self.agent.act(self._table, step, dynamic)
-        return truncated_normal(mean, self.config.sigma(episode), self.rng)
+        return truncated_normal(mean, self.exploration(episode), self.rng)
 
     def observe(self, episode: int, transitions: Sequence[Transition], reward: float) -> dict[str, float]:
+        if self.frozen:
+            return {}
         last = len(transitions) - 1
         for i, (step, dynamic, action) in enumerate(transitions):
             next_step, next_dynamic = (
@@ -163,14 +178,25 @@ class RandomPolicy:
         self.rng.bit_generator.state = state["rng"]
 
 
-def _ddpg_policy(name, analysis, groups, env, seed, ddpg, encoder) -> DDPGPolicy:
+def _ddpg_policy(name, analysis, groups, env, seed, ddpg, encoder, snapshot=None) -> DDPGPolicy:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         if name == "agmc":
             state_encoder = GraphState(build_graph_features(analysis, groups), encoder)
         else:
             state_encoder = RuleState(torch.as_tensor(rule_features(analysis, groups)))
-    return DDPGPolicy(name, state_encoder, len(groups), ddpg, seed)
+    return DDPGPolicy(name, state_encoder, len(groups), ddpg, seed, snapshot)
+
+
+def _untrained(factory):
+    """Policies without an agent: a saved agent cannot be given to them."""
+
+    def build(name, analysis, groups, env, seed, ddpg, encoder, snapshot=None):
+        if snapshot is not None:
+            raise PreconditionError(f"the {name} policy has no agent to load; a saved agent needs agmc or amc")
+        return factory(name, analysis, groups, env, seed, ddpg, encoder)
+
+    return build
 
 
 # The policy registry. Its names are ``POLICY_NAMES`` (kept in the package's light ``__init__`` so the CLI's
@@ -178,8 +204,8 @@ def _ddpg_policy(name, analysis, groups, env, seed, ddpg, encoder) -> DDPGPolicy
 POLICIES = {
     "agmc": _ddpg_policy,
     "amc": _ddpg_policy,
-    "uniform": lambda name, analysis, groups, env, seed, ddpg, encoder: UniformPolicy(env),
-    "random": lambda name, analysis, groups, env, seed, ddpg, encoder: RandomPolicy(seed),
+    "uniform": _untrained(lambda name, analysis, groups, env, seed, ddpg, encoder: UniformPolicy(env)),
+    "random": _untrained(lambda name, analysis, groups, env, seed, ddpg, encoder: RandomPolicy(seed)),
 }
 
 
@@ -191,8 +217,10 @@ def make_policy(
     seed: int,
     ddpg: DDPGConfig,
     encoder: EncoderConfig = EncoderConfig(),
+    snapshot: dict | None = None,
 ) -> SearchPolicy:
+    """The named policy; ``snapshot`` (``transfer.load_agent``) starts agmc or amc from a saved agent."""
     factory = POLICIES.get(name)
     if factory is None:
         raise PreconditionError(f"unknown policy '{name}'; choose one of {', '.join(POLICY_NAMES)}")
-    return factory(name, analysis, groups, env, seed, ddpg, encoder)
+    return factory(name, analysis, groups, env, seed, ddpg, encoder, snapshot)

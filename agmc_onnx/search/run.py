@@ -21,14 +21,19 @@ from agmc_onnx.search.budget import ActionWall, CostModel, macs_wall, one_budget
 from agmc_onnx.search.depth_budget import fit_removal_savings, searchable_removals
 from agmc_onnx.search.encoder import EncoderConfig
 from agmc_onnx.search.env import PruningEnv
+from agmc_onnx.search.evaluation import make_evaluator
 from agmc_onnx.search.features import search_order
 from agmc_onnx.search.latency_model import LatencyFit, fit_latency_model
 from agmc_onnx.search.log import EpisodeProgress, EpisodeRecord, RunDirectory
-from agmc_onnx.search.policies import SearchPolicy, Transition, make_policy
+from agmc_onnx.search.policies import make_policy
 from agmc_onnx.search.reward import AccuracyReward, FidelityReward, RewardFn
+from agmc_onnx.search.rounds import SearchState, observe, propose_round
 from agmc_onnx.search.table_budget import table_budget
+from agmc_onnx.search.transfer import agent_snapshot, load_agent
 
 __all__ = ["SearchConfig", "SearchResult", "run_search"]
+
+_Progress = SearchState  # the name checkpoints written before rounds existed unpickle through
 
 
 @dataclass(frozen=True)
@@ -57,12 +62,24 @@ class SearchConfig:
     latency_model: str = "table"
     latency_precision: str = "fp32"  # the form that ships: "fp32", "int8-qoperator" or "int8-qdq" (table only)
     table_cache_dir: str | None = None
+    # Rewards evaluated in parallel: ``workers`` Ray actors (1 and no address: in this process, no Ray);
+    # ``episodes_per_round`` (K, default: workers) episodes are proposed before the policy observes them.
+    workers: int = 1
+    episodes_per_round: int | None = None
+    ray_address: str | None = None
+    # A saved agent (``transfer.save_agent``) to start from: no encoder pre-training, no warm-up unless
+    # asked for; with ``n_episodes`` 0 its policy is applied as is (one episode, no exploration, no update).
+    agent: str | None = None
 
     def __post_init__(self) -> None:
         one_budget(self.flops_keep_ratio, self.latency_keep_ratio)
         if self.ddpg.warmup_episodes is None:  # the one place the warm-up length is decided
-            warmup = scaled_warmup(self.n_episodes)
+            warmup = 0 if self.agent is not None else scaled_warmup(self.n_episodes)
             object.__setattr__(self, "ddpg", dataclasses.replace(self.ddpg, warmup_episodes=warmup))
+        if self.workers < 1 or (self.episodes_per_round is not None and self.episodes_per_round < 1):
+            raise PreconditionError("workers and episodes per round must be at least 1")
+        if self.episodes_per_round is None:
+            object.__setattr__(self, "episodes_per_round", self.workers)
         if not 0.0 < self.lower_bound <= 1.0:
             raise PreconditionError(f"lower bound {self.lower_bound} must be a keep ratio in (0, 1]")
         if self.action_center not in ("none", "uniform"):
@@ -74,8 +91,10 @@ class SearchConfig:
                 f"depth threshold {self.depth_threshold} must lie in (0, 1): the share of the action range "
                 "that deletes a removable branch"
             )
-        if self.n_episodes < 1:
-            raise PreconditionError(f"the search needs at least 1 episode, got {self.n_episodes}")
+        if self.n_episodes < (0 if self.agent is not None else 1):
+            raise PreconditionError(
+                f"the search needs at least 1 episode, got {self.n_episodes} (0 applies a saved agent as is)"
+            )
         if self.latency_model not in ("table", "fit"):
             raise PreconditionError(f"latency model '{self.latency_model}' is unknown; use 'table' or 'fit'")
         if self.latency_precision != "fp32" and self.latency_model != "table":
@@ -97,6 +116,8 @@ class SearchResult:
     latency_fit: LatencyFit | None
     n_evaluations: int  # evaluations that were not served from the cache
     seconds: float
+    # The agent's transferable weights (agmc, amc), what ``transfer.save_agent`` writes; None otherwise.
+    agent: dict | None = field(default=None, compare=False, repr=False)
     # The reward that scored the episodes (``search_model`` sets it); it rebuilds the best model.
     reward: AccuracyReward | FidelityReward | None = field(default=None, compare=False, repr=False)
 
@@ -110,6 +131,10 @@ class SearchResult:
 def _identity(analysis: ModelAnalysis, config: SearchConfig) -> dict:
     fields = dataclasses.asdict(config)
     fields.pop("n_episodes")  # a resumed run may be extended
+    for where in ("workers", "ray_address"):  # ... and resumed on other workers: the log does not depend on them
+        fields.pop(where)
+    if fields["episodes_per_round"] == 1:  # one episode per round is the sequential search of earlier runs
+        fields.pop("episodes_per_round")
     fields["model_sha1"] = hashlib.sha1(analysis.model.SerializeToString()).hexdigest()
     return fields
 
@@ -140,28 +165,6 @@ def _budget(analysis, groups, config, checkpoint) -> tuple[ActionWall, LatencyFi
     return ActionWall(groups, fit.cost_model, target_ms, config.lower_bound, config.round_to, removable), fit
 
 
-def _play_episode(env: PruningEnv, policy: SearchPolicy, episode: int) -> list[Transition]:
-    env.reset()
-    policy.begin_episode(episode)
-    transitions = []
-    for step in range(env.n_steps):
-        dynamic = env.dynamic()
-        action = policy.act(step, dynamic, episode)
-        transitions.append((step, dynamic, env.step(action)))
-    return transitions
-
-
-@dataclass
-class _Progress:
-    """Mutable loop state, checkpointed after every episode."""
-
-    records: list = field(default_factory=list)
-    best_reward: float = -np.inf
-    best_counts: tuple = ()
-    best_episode: int = -1
-    n_evaluations: int = 0
-
-
 def run_search(
     analysis: ModelAnalysis,
     reward_fn: RewardFn,
@@ -185,24 +188,19 @@ def run_search(
     env = PruningEnv(
         groups, wall, config.importance, center, config.depth_threshold, analysis.depth, scores=scores
     )
-    policy = make_policy(config.policy, analysis, groups, env, config.seed, config.ddpg, config.encoder)
+    snapshot = load_agent(config.agent) if config.agent is not None else None
+    policy = make_policy(config.policy, analysis, groups, env, config.seed, config.ddpg, config.encoder, snapshot)
+    if config.n_episodes == 0:
+        policy.frozen = True
     encoder_loss = tuple(getattr(policy, "encoder_history", ()))
-    state = _Progress()
-    if checkpoint:
-        policy.load_state_dict(checkpoint["policy"])
-        state = checkpoint["progress"]
-        state.records = [EpisodeRecord.from_dict(r) for r in state.records]
-        directory.rewrite_log(state.records)
-        getattr(reward_fn, "cache", {}).update(checkpoint.get("reward_cache", {}))
-    macs_cost = CostModel.of_macs(wall.cost_model.macs)
-    n_episodes = min(config.n_episodes, policy.max_episodes or config.n_episodes)
-    for episode in range(len(state.records), n_episodes):
-        record = _episode(env, policy, episode, reward_fn, state, macs_cost, fit)
-        state.records.append(record)
-        if directory:
-            directory.append(record)
-            directory.save_checkpoint(_checkpoint(policy, state, reward_fn, fit))
-        report(progress, EpisodeProgress(record, n_episodes))
+    state = _restore(checkpoint, policy, directory, reward_fn) if checkpoint else SearchState()
+    requested = max(config.n_episodes, 1)  # 0: the one episode of a saved policy applied as is
+    n_episodes = min(requested, policy.max_episodes or requested)
+    evaluator = make_evaluator(reward_fn, config.workers, config.ray_address, progress)
+    try:
+        _loop(env, policy, evaluator, state, n_episodes, config.episodes_per_round, directory, progress, fit)
+    finally:
+        evaluator.close()
     metadata = _plan_metadata(config, state, groups, fit)
     return SearchResult(
         plan=env.plan(state.best_counts, metadata),
@@ -213,55 +211,47 @@ def run_search(
         latency_fit=fit,
         n_evaluations=state.n_evaluations,
         seconds=time.perf_counter() - started,
+        agent=agent_snapshot(policy) if hasattr(policy, "agent") else None,
     )
 
 
-def _episode(env, policy, episode, reward_fn, state: _Progress, macs_cost: CostModel, fit) -> EpisodeRecord:
-    started = time.perf_counter()
-    transitions = _play_episode(env, policy, episode)
-    outcome = env.finish()
-    if outcome.corrected:
-        transitions = [(s, d, a) for (s, d, _), a in zip(transitions, outcome.actions)]
-    sample = reward_fn(env.selection(outcome.keep_counts))
-    state.n_evaluations += int(not sample.cached)
-    losses = policy.observe(episode, transitions, sample.accuracy)
-    if sample.accuracy > state.best_reward:
-        state.best_reward, state.best_counts, state.best_episode = (
-            sample.accuracy,
-            outcome.keep_counts,
-            episode,
-        )
-    fractions = env.wall.fractions(np.array(outcome.keep_counts))
-    return EpisodeRecord(
-        episode=episode,
-        policy=policy.name,
-        keep_ratios=tuple(c / g.n_units for c, g in zip(outcome.keep_counts, env.groups)),
-        actions=outcome.actions,
-        macs_kept_fraction=macs_cost.cost(fractions) / macs_cost.full_cost,
-        cost_kept_fraction=outcome.cost_fraction,
-        predicted_latency_ms=env.wall.cost(np.array(outcome.keep_counts)) if fit else None,
-        reward=sample.accuracy,
-        best_reward=state.best_reward,
-        cached=sample.cached,
-        corrected=outcome.corrected,
-        exploration_sigma=policy.exploration(episode),
-        eval_seconds=sample.seconds,
-        episode_seconds=time.perf_counter() - started,
-        losses=losses,
-    )
+def _restore(checkpoint: dict, policy, directory: RunDirectory, reward_fn) -> SearchState:
+    """The loop state of a checkpoint, with the policy, the log and the reward cache put back."""
+    policy.load_state_dict(checkpoint["policy"])
+    state = checkpoint["progress"]
+    state.records = [EpisodeRecord.from_dict(r) for r in state.records]
+    state.pending = list(getattr(state, "pending", []))  # checkpoints of earlier versions have none
+    directory.rewrite_log(state.records)
+    getattr(reward_fn, "cache", {}).update(checkpoint.get("reward_cache", {}))
+    return state
 
 
-def _checkpoint(policy, state: _Progress, reward_fn, fit) -> dict:
+def _loop(env, policy, evaluator, state: SearchState, n_episodes, per_round, directory, progress, fit) -> None:
+    """Rounds until ``n_episodes`` are logged; a checkpoint after every observed episode."""
+    macs_cost = CostModel.of_macs(env.wall.cost_model.macs)
+    while len(state.records) < n_episodes:
+        if not state.pending:
+            first = len(state.records)
+            state.pending = propose_round(env, policy, evaluator, first, min(per_round, n_episodes - first))
+        record = observe(env, policy, state.pending.pop(0), state, macs_cost, fit)
+        state.records.append(record)
+        if directory:
+            directory.append(record)
+            directory.save_checkpoint(_checkpoint(policy, state, evaluator, fit))
+        report(progress, EpisodeProgress(record, n_episodes))
+
+
+def _checkpoint(policy, state: SearchState, evaluator, fit) -> dict:
     stored = dataclasses.replace(state, records=[dataclasses.asdict(r) for r in state.records])
     return {
         "policy": policy.state_dict(),
         "progress": stored,
-        "reward_cache": dict(getattr(reward_fn, "cache", {})),
+        "reward_cache": dict(getattr(evaluator, "cache", None) or {}),
         "latency_fit": fit,
     }
 
 
-def _plan_metadata(config: SearchConfig, state: _Progress, groups, fit) -> dict:
+def _plan_metadata(config: SearchConfig, state: SearchState, groups, fit) -> dict:
     best = state.records[state.best_episode] if state.best_episode >= 0 else None
     return {
         "search": {

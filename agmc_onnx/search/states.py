@@ -64,6 +64,14 @@ class GraphState(nn.Module):
     def pretrain(self, seed: int) -> list[float]:
         return pretrain_encoder(self.encoder, self.decoder, self.data, self.config, seed)
 
+    def transferable_state(self) -> dict:
+        """The GNN's weights without this network's graph (``pool`` is sized by its groups and nodes)."""
+        return {"encoder": self.encoder.state_dict(), "decoder": self.decoder.state_dict()}
+
+    def load_transferable_state(self, state: dict) -> None:
+        self.encoder.load_state_dict(state["encoder"])
+        self.decoder.load_state_dict(state["decoder"])
+
 
 class RuleState(nn.Module):
     """Shapes: forward(group_index [B], dynamic [B, 3]) -> [B, 7 + 3]."""
@@ -88,3 +96,9 @@ class RuleState(nn.Module):
 
     def pretrain(self, seed: int) -> list[float]:
         return []
+
+    def transferable_state(self) -> dict:
+        return {}  # the rule table is this network's own; nothing is learned
+
+    def load_transferable_state(self, state: dict) -> None:
+        return None

@@ -1,0 +1,106 @@
+"""A learned agent saved on one network and started on another with a different number of layers."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+from search_fixtures import one_torch_thread  # noqa: F401  (autouse fixture)
+from trained_models import shared_model_path
+
+from agmc_onnx.analysis import analyze_model
+from agmc_onnx.cli.main import cli
+from agmc_onnx.data import load_splits, sample_subset, spec_from_model
+from agmc_onnx.errors import AgmcError
+from agmc_onnx.io import load_model
+from agmc_onnx.models.zoo import demo_data_path
+from agmc_onnx.search import AccuracyReward, DDPGConfig, EncoderConfig, SearchConfig, run_search
+from agmc_onnx.search.transfer import load_agent, save_agent
+
+FAST = {"ddpg": DDPGConfig(warmup_episodes=1, batch_size=16), "encoder": EncoderConfig(pretrain_epochs=10)}
+
+
+def _network(name: str):
+    model = load_model(shared_model_path(name))
+    spec = spec_from_model(model)
+    reward_set = sample_subset(load_splits(demo_data_path(), spec, reward_size=64).reward, 32)
+    analysis = analyze_model(model)
+    return analysis, AccuracyReward(analysis, reward_set, spec)
+
+
+@pytest.fixture(scope="module")
+def networks():
+    return {name: _network(name) for name in ("resnet20", "resnet56")}
+
+
+def test_an_agmc_agent_trained_on_resnet20_drives_resnet56(networks, tmp_path):
+    """The amc agent's transfer runs through the CLI test below."""
+    source, target = networks["resnet20"], networks["resnet56"]
+    assert len(target[0].prunable_groups) > len(source[0].prunable_groups)
+    trained = run_search(*source, SearchConfig(policy="agmc", n_episodes=2, **FAST))
+    save_agent(trained.agent, tmp_path / "agent.pt")
+    applied = run_search(*target, SearchConfig(policy="agmc", n_episodes=0, agent=str(tmp_path / "agent.pt"), **FAST))
+    assert len(applied.records) == 1 and applied.records[0].exploration_sigma == 0.0
+    assert applied.encoder_loss == ()  # the transferred encoder is not pre-trained again
+    for part in ("actor", "critic"):
+        for key, value in trained.agent[part].items():
+            assert torch.equal(applied.agent[part][key], value)  # applied as is: loaded and not updated
+    assert applied.records[0].macs_kept_fraction <= 0.5 + 1e-9
+    for key, value in trained.agent["encoder"]["encoder"].items():
+        assert torch.equal(applied.agent["encoder"]["encoder"][key], value)
+
+
+@pytest.mark.slow
+def test_a_transferred_agent_acts_and_learns_from_the_first_episode(networks, tmp_path):
+    trained = run_search(*networks["resnet20"], SearchConfig(policy="agmc", n_episodes=2, **FAST))
+    save_agent(trained.agent, tmp_path / "agent.pt")
+    fast = {**FAST, "ddpg": DDPGConfig(batch_size=16)}  # the warm-up left to the default
+    config = SearchConfig(policy="agmc", n_episodes=1, agent=str(tmp_path / "agent.pt"), **fast)
+    tuned = run_search(*networks["resnet56"], config)
+    assert tuned.records[0].exploration_sigma == fast["ddpg"].sigma_start  # no warm-up: the agent acts at once
+    assert not torch.equal(tuned.agent["actor"]["0.0.weight"], trained.agent["actor"]["0.0.weight"])
+
+
+def test_an_agent_of_another_kind_or_file_is_refused(networks, tmp_path):
+    trained = run_search(*networks["resnet20"], SearchConfig(policy="amc", n_episodes=1, **FAST))
+    save_agent(trained.agent, tmp_path / "amc.pt")
+    with pytest.raises(AgmcError, match="saved agent is an amc agent; this search's policy is agmc"):
+        run_search(*networks["resnet20"], SearchConfig(policy="agmc", n_episodes=0, agent=str(tmp_path / "amc.pt")))
+    (tmp_path / "junk.pt").write_bytes(b"not an agent")
+    with pytest.raises(AgmcError, match="is not an agent saved by --save-agent"):
+        load_agent(tmp_path / "junk.pt")
+    with pytest.raises(AgmcError, match="random policy has no agent to load"):
+        run_search(*networks["resnet20"], SearchConfig(policy="random", n_episodes=1, agent=str(tmp_path / "amc.pt")))
+    with pytest.raises(AgmcError, match="0 applies a saved agent"):
+        SearchConfig(policy="agmc", n_episodes=0)
+
+
+def test_cli_saves_an_agent_and_applies_it_to_another_network(tmp_path):
+    data = str(demo_data_path())
+    common = ["--data", data, "--flops", "0.5", "--reward-size", "32", "--policy", "amc"]
+    saved = CliRunner().invoke(
+        cli,
+        ["search", str(shared_model_path("resnet20")), *common, "--episodes", "2", "--save-agent",
+         str(tmp_path / "agent.pt"), "-o", str(tmp_path / "a.json")],
+    )
+    assert saved.exit_code == 0, saved.output
+    applied = CliRunner().invoke(
+        cli,
+        ["search", str(shared_model_path("resnet56")), *common, "--episodes", "0", "--agent",
+         str(tmp_path / "agent.pt"), "-o", str(tmp_path / "b.json")],
+    )
+    assert applied.exit_code == 0, applied.output
+    plan = json.loads((tmp_path / "b.json").read_text())
+    assert plan["metadata"]["search"]["episodes"] == 1
+    refused = CliRunner().invoke(
+        cli, ["search", str(shared_model_path("resnet56")), *common, "--episodes", "0", "-o", str(tmp_path / "c.json")]
+    )
+    assert refused.exit_code == 2 and "--episodes 0 needs --agent" in refused.output
+    random_save = CliRunner().invoke(
+        cli,
+        ["search", str(shared_model_path("resnet20")), *common[:-2], "--policy", "random", "--episodes", "1",
+         "--save-agent", str(tmp_path / "r.pt"), "-o", str(tmp_path / "r.json")],
+    )
+    assert random_save.exit_code == 2 and "learns no agent" in random_save.output
