@@ -83,10 +83,26 @@ def test_ray_rounds_give_the_in_process_log(tiny, ray_runtime):
     assert any(isinstance(e, WorkerNotice) and "3 workers share 2 cores" in e.message for e in events)
 
 
+class PickleCounting:
+    """A reward that counts how often this process serialises it (to ship it to workers)."""
+
+    def __init__(self, reward) -> None:
+        self.reward, self.cache, self.pickled = reward, reward.cache, 0
+
+    def __getstate__(self) -> dict:
+        self.pickled += 1
+        return {"reward": self.reward, "cache": self.cache, "pickled": 0}
+
+    def __call__(self, selection):
+        return self.reward(selection)
+
+
 def test_same_seed_and_k_give_the_same_log_in_process_and_on_ray(tiny, ray_runtime, tmp_path):
     config = _config("amc", 5, episodes_per_round=2)
     local = run_search(tiny[0], _reward(tiny), config)
-    on_ray = run_search(tiny[0], _reward(tiny), dataclasses.replace(config, workers=2), run_dir=tmp_path)
+    shipped = PickleCounting(_reward(tiny))
+    on_ray = run_search(tiny[0], shipped, dataclasses.replace(config, workers=2), run_dir=tmp_path)
+    assert shipped.pickled == 1  # model and reward images go to the object store once, not per episode
     assert _log(on_ray.records) == _log(local.records)
     assert _log(RunDirectory(tmp_path).read_log()) == _log(local.records)
     one_per_round = run_search(tiny[0], _reward(tiny), dataclasses.replace(config, episodes_per_round=1))
@@ -144,3 +160,32 @@ def test_an_unreachable_cluster_is_one_clear_error(tiny, tmp_path):
     with pytest.raises(AgmcError, match="cannot reach the Ray cluster at 127.0.0.1:9"):
         run_search(tiny[0], _reward(tiny), _config("random", 2, ray_address="127.0.0.1:9"), run_dir=tmp_path)
     assert RunDirectory(tmp_path).read_log() == []
+
+
+def _search_args(tmp_path, *extra):
+    from agmc_onnx.models.zoo import demo_data_path, zoo_model_path
+
+    return ["search", str(zoo_model_path("resnet20")), "--data", str(demo_data_path()), "--flops", "0.5",
+            "--reward-size", "16", "--episodes", "2", "--policy", "random", "-o", str(tmp_path / "p.json"), *extra]
+
+
+def test_cli_workers_without_ray_or_cluster_is_one_line(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from agmc_onnx.cli.main import cli
+
+    unreachable = CliRunner().invoke(cli, _search_args(tmp_path, "--ray-address", "127.0.0.1:9"))
+    assert unreachable.exit_code == 1 and "Traceback" not in unreachable.output
+    assert unreachable.output.strip().splitlines()[-1].startswith("Error: cannot reach the Ray cluster at 127.0.0.1:9")
+    monkeypatch.setitem(sys.modules, "ray", None)
+    missing = CliRunner().invoke(cli, _search_args(tmp_path, "--workers", "2"))
+    assert missing.exit_code == 1 and "pip install 'agmc-onnx[ray]'" in missing.output
+    assert not (tmp_path / "p.json").exists()
+
+
+def test_compress_reads_workers_from_its_toml(tmp_path):
+    from agmc_onnx.compress.config import CompressConfig, read_toml
+
+    (tmp_path / "c.toml").write_text('[compress]\nworkers = 4\nray-address = "head:6379"\n')
+    search = CompressConfig(**read_toml(tmp_path / "c.toml")).search_config()
+    assert (search.workers, search.episodes_per_round, search.ray_address) == (4, 4, "head:6379")
