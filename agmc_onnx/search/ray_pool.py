@@ -82,7 +82,7 @@ def connect(workers: int, address: str | None) -> tuple[object, bool]:
             ray.init(num_cpus=os.cpu_count() or 1, **settings)
         else:
             ray.init(address=address, **settings)
-    except (ConnectionError, RuntimeError, ValueError) as exc:
+    except Exception as exc:  # Ray raises plain Exception too (e.g. a raylet start-up timeout)
         raise WorkerError(f"cannot start Ray at {address or 'this machine'}: {str(exc).splitlines()[0]}") from None
     return ray, True
 

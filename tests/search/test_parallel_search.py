@@ -98,7 +98,8 @@ class PickleCounting:
 
 
 def test_same_seed_and_k_give_the_same_log_in_process_and_on_ray(tiny, ray_runtime, tmp_path):
-    config = _config("amc", 5, episodes_per_round=2)
+    """The one Ray test of the default suite (Ray's start-up is shared with the slow ones)."""
+    config = _config("amc", 4, episodes_per_round=2)
     local = run_search(tiny[0], _reward(tiny), config)
     shipped = PickleCounting(_reward(tiny))
     on_ray = run_search(tiny[0], shipped, dataclasses.replace(config, workers=2), run_dir=tmp_path)

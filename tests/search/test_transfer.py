@@ -35,6 +35,7 @@ def networks():
     return {name: _network(name) for name in ("resnet20", "resnet56")}
 
 
+@pytest.mark.slow
 def test_an_agmc_agent_trained_on_resnet20_drives_resnet56(networks, tmp_path):
     """The amc agent's transfer runs through the CLI test below."""
     source, target = networks["resnet20"], networks["resnet56"]
