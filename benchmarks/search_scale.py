@@ -183,7 +183,15 @@ def main() -> None:
     load_at_start = os.getloadavg()
     started = time.perf_counter()
     # One local runtime for every setting: the CLI starts one per search; its cost is reported once.
-    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+    for attempt in range(3):  # Ray gives its raylet 30 s to register, which a loaded machine can exceed
+        try:
+            ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+            break
+        except Exception as exc:  # Ray raises a plain Exception for that time-out
+            print(f"Ray start-up failed ({str(exc).splitlines()[0]}); attempt {attempt + 2} of 3", flush=True)
+            ray.shutdown()
+    else:
+        raise SystemExit("Ray did not start on this machine")
     ray_start = time.perf_counter() - started
     results = {
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
