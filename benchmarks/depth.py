@@ -3,21 +3,27 @@
     python benchmarks/depth.py [--models resnet20,resnet56,mobilenetv2] [--data ../shared/data/cifar10]
         [--test-images 2000] [--train-images 5000] [--target mobile-cpu] [--out benchmarks/results/depth.md]
 
-Policies (no search, so that the comparison is about depth, not about the agent):
-- width-only: one keep ratio for every prunable group (L1 importance), bisected to 50 % of the MACs;
-- width+depth: the k residual branches whose output is smallest relative to their skip input (mean
-  ||branch|| / ||skip|| on 128 training images) are deleted, the remaining groups share one keep ratio
-  bisected so the total is 50 % of the MACs; k is picked among n/6, n/3, n/2 of the n removable branches
-  by top-1 on 500 held-out training images after BatchNormalization re-estimation;
-- width+depth at equal latency: the same deleted branches, the keep ratio raised as far as the measured
-  speed-up stays at least the width-only one (bisection on paired measurements);
-- the fastest of each kind: every group at keep 0.2 rounded to 8 channels (width-only), and the same with
-  every removable branch deleted (with depth).
+Every plan rounds kept channel counts to multiples of 8 (the widths onnxruntime runs fast; odd widths make a
+pruned model slower than the original). Policies (no search, so that the comparison is about depth, not
+about the agent):
+- width-only, 50 % MACs: one keep ratio for every prunable group (L1 importance), the largest within
+  50 % of the MACs, then groups raised one 8-channel step at a time (smallest keep first) while the MACs
+  stay within 50 % (a uniform ratio alone jumps from 25 % to 72 % on the 16-channel stages);
+- width+depth, 50 % MACs: the k residual branches whose output is smallest relative to their skip input
+  (mean ||branch|| / ||skip|| on 128 training images) are deleted and the rest filled the same way to
+  50 % of the MACs; k is picked among n/6, n/3, n/2 of the n removable branches by top-1 on 500
+  held-out training images after BatchNormalization re-estimation;
+- width-only at 3x: the largest uniform keep ratio whose measured speed-up reaches 3x (bisection);
+- with depth at 3x: for keep 0.5, 0.625, 0.75, 0.875 and 1, the fewest deleted branches (smallest
+  relative output first) that reach 3x measured; the candidate with the best held-out top-1 is kept;
+- the fastest plans: every group at keep 0.2 (width-only), and the same with every removable branch
+  deleted (the ceiling of depth, not a usable policy).
 Accuracy: top-1 on a fixed class-balanced test subset after BatchNormalization re-estimation on 256
 training images (no fine-tuning), and after 1 epoch of plain SGD fine-tuning (lr 0.01, batch 128, cosine)
-on a fixed class-balanced training subset, CPU. Speed-ups: ``agmc_onnx.cost.measure_paired`` (A-B-B-A
-interleaved, median of per-round ratios with a bootstrap 95 % interval) of each pruned model against the
-original on the target profile.
+on a fixed class-balanced training subset, CPU; the last epoch's weights are kept (no best-epoch
+selection, so a row never silently falls back to its starting point).
+Speed-ups: ``agmc_onnx.cost.measure_paired`` (A-B-B-A interleaved, median of per-round ratios with a
+bootstrap 95 % interval) of each pruned model against the original on the target profile.
 """
 
 from __future__ import annotations
@@ -73,7 +79,10 @@ def branch_scores(analysis, batch: np.ndarray) -> dict[str, float]:
     return {bid: float(np.mean(norms(out) / np.maximum(norms(skip), 1e-12))) for bid, (out, skip) in pairs.items()}
 
 
-def plan_of(analysis, keep: float, removed: tuple[str, ...] = (), round_to: int = 1) -> PruningPlan:
+ROUND_TO = 8
+
+
+def plan_of(analysis, keep: float, removed: tuple[str, ...] = (), round_to: int = ROUND_TO) -> PruningPlan:
     ratios = {g.id: keep for g in analysis.prunable_groups}
     ratios.update({analysis.depth.branch(b).groups[0]: 0.0 for b in removed})
     return PruningPlan(ratios, round_to=round_to)
@@ -99,6 +108,27 @@ def keep_for_macs(analysis, macs: MacsModel, removed: tuple[str, ...], target: f
         else:
             high = middle
     return low
+
+
+def filled_plan(analysis, macs: MacsModel, removed: tuple[str, ...], target: float) -> PruningPlan:
+    """The uniform plan of ``keep_for_macs``, then groups raised one 8-channel step at a time (smallest keep
+    first) while the MACs stay within ``target``: with multiples of 8 on 16-channel stages a uniform ratio
+    alone jumps from 25 % to 72 % of the MACs."""
+    plan = plan_of(analysis, keep_for_macs(analysis, macs, removed, target), removed)
+    ratios = dict(plan.keep_ratios)
+    groups = {g.id: g for g in analysis.prunable_groups}
+    raised = True
+    while raised:
+        raised = False
+        for gid in sorted((g for g in ratios if ratios[g] > 0), key=lambda g: (ratios[g], g)):
+            count = kept_unit_count(groups[gid], ratios[gid], ROUND_TO)
+            if count >= groups[gid].n_units:
+                continue
+            trial = dict(ratios, **{gid: min(count + ROUND_TO, groups[gid].n_units) / groups[gid].n_units})
+            if macs_fraction(analysis, macs, PruningPlan(trial, round_to=ROUND_TO)) <= target:
+                ratios, raised = trial, True
+                break
+    return PruningPlan(ratios, round_to=ROUND_TO)
 
 
 class Bench:
@@ -129,7 +159,7 @@ class Bench:
 
     def finetuned_top1(self, model) -> float:
         normalization = Normalization(self.spec.mean, self.spec.std, self.spec.scale)
-        config = FinetuneConfig(epochs=1, batch_size=128, lr=0.01, seed=0, device="cpu")
+        config = FinetuneConfig(epochs=1, batch_size=128, lr=0.01, seed=0, device="cpu", val_fraction=0.0)
         result = finetune(model, self.train.images, self.train.labels, normalization, config)
         return evaluate_accuracy(result.model, self.test, self.spec).top1
 
@@ -140,6 +170,7 @@ class Bench:
             "policy": label,
             "removed_branches": list(result.selection.removed_branches),
             "keep_ratio": max(float(r) for r in plan.keep_ratios.values()),
+            "mean_keep": float(np.mean([r for r in plan.keep_ratios.values() if r > 0])),
             "round_to": plan.round_to,
             "macs_fraction": result.after.macs / result.before.macs,
             "nodes": len(result.model.graph.node),
@@ -149,51 +180,96 @@ class Bench:
         if finetune_too:
             row["top1_1_epoch"] = self.finetuned_top1(calibrated)
         row["seconds"] = time.perf_counter() - started
-        print(f"  {self.name} {label}: {json.dumps({k: v for k, v in row.items() if k != 'removed_branches'})}", flush=True)
+        print(
+            f"  {self.name} {label}: {json.dumps({k: v for k, v in row.items() if k != 'removed_branches'})}",
+            flush=True,
+        )
         return row
 
     def held_out_top1(self, plan: PruningPlan) -> float:
         return evaluate_accuracy(self.prune(plan)[1], self.held_out, self.spec).top1
 
 
-def depth_choice(bench: Bench, target: float) -> tuple[tuple[str, ...], float, list[dict]]:
+def depth_choice(bench: Bench, target: float) -> tuple[tuple[str, ...], list[dict]]:
     """The number of deleted branches (smallest relative output first) that scores best on held-out images."""
     ranked = tuple(sorted(bench.scores, key=bench.scores.get))
     n = len(ranked)
     trials = []
     for k in sorted({max(1, n // 6), max(1, n // 3), max(1, n // 2)}):
-        removed = ranked[:k]
-        keep = keep_for_macs(bench.analysis, bench.macs, removed, target)
-        trials.append({"k": k, "keep_ratio": keep, "held_out_top1": bench.held_out_top1(plan_of(bench.analysis, keep, removed))})
+        plan = filled_plan(bench.analysis, bench.macs, ranked[:k], target)
+        trials.append({"k": k, "held_out_top1": bench.held_out_top1(plan)})
     best = max(trials, key=lambda t: t["held_out_top1"])
-    return ranked[: best["k"]], best["keep_ratio"], trials
+    return ranked[: best["k"]], trials
 
 
-def equal_latency_keep(bench: Bench, removed: tuple[str, ...], low: float, target_speedup: float) -> float:
-    """Largest keep ratio in [low, 1] whose measured speed-up is still at least ``target_speedup``."""
-    high = 1.0
-    for _ in range(5):
+def width_for_speedup(bench: Bench, target_speedup: float) -> float | None:
+    """Largest uniform keep ratio whose measured speed-up reaches ``target_speedup`` (bisection, paired)."""
+
+    def reaches(keep: float) -> bool:
+        result = prune_model(bench.original, plan_of(bench.analysis, keep), bench.analysis)
+        return bench.speedup(result.model)["speedup"] >= target_speedup
+
+    low, high = 0.2, 1.0
+    if not reaches(low):
+        return None
+    for _ in range(6):
         middle = (low + high) / 2
-        result = prune_model(bench.original, plan_of(bench.analysis, middle, removed), bench.analysis)
-        if bench.speedup(result.model)["speedup"] >= target_speedup:
-            low = middle
-        else:
-            high = middle
+        low, high = (middle, high) if reaches(middle) else (low, middle)
     return low
+
+
+def depth_for_speedup(bench: Bench, keep: float, target_speedup: float) -> tuple[str, ...] | None:
+    """The fewest deleted branches (smallest relative output first) that reach ``target_speedup`` at ``keep``;
+    None when even every branch deleted does not (bisection on the count, paired measurements)."""
+    ranked = tuple(sorted(bench.scores, key=bench.scores.get))
+
+    def reaches(k: int) -> bool:
+        result = prune_model(bench.original, plan_of(bench.analysis, keep, ranked[:k]), bench.analysis)
+        return bench.speedup(result.model)["speedup"] >= target_speedup
+
+    if not reaches(len(ranked)):
+        return None
+    low, high = 0, len(ranked)  # reaches(high) holds; reaches(low) unknown until tested
+    while high - low > 1:
+        middle = (low + high) // 2
+        if reaches(middle):
+            high = middle
+        else:
+            low = middle
+    return ranked[:high]
+
+
+def depth_at_speedup(bench: Bench, target_speedup: float) -> tuple[float, tuple[str, ...]] | None:
+    """Among keep ratios 0.5 to 1, each with the fewest branches that reach ``target_speedup``, the one
+    that scores best on held-out images after BatchNormalization re-estimation."""
+    candidates = []
+    for keep in (0.5, 0.625, 0.75, 0.875, 1.0):
+        removed = depth_for_speedup(bench, keep, target_speedup)
+        if removed is not None:
+            candidates.append((bench.held_out_top1(plan_of(bench.analysis, keep, removed)), keep, removed))
+    if not candidates:
+        return None
+    _, keep, removed = max(candidates, key=lambda c: c[0])
+    return keep, removed
 
 
 def run_model(name: str, args) -> dict:
     bench = Bench(name, args)
     analysis = bench.analysis
     all_branches = tuple(b.id for b in analysis.depth.branches)
-    width_keep = keep_for_macs(analysis, bench.macs, (), 0.5)
-    removed, depth_keep, trials = depth_choice(bench, 0.5)
-    rows = [bench.row("width-only, 50 % MACs", plan_of(analysis, width_keep), True)]
-    rows.append(bench.row("width+depth, 50 % MACs", plan_of(analysis, depth_keep, removed), True))
-    latency_keep = equal_latency_keep(bench, removed, depth_keep, rows[0]["speedup"])
-    rows.append(bench.row("width+depth, width-only's latency", plan_of(analysis, latency_keep, removed), True))
-    rows.append(bench.row("width-only fastest (keep 0.2, round 8)", plan_of(analysis, 0.2, (), 8), False))
-    rows.append(bench.row("with depth fastest (all branches, keep 0.2, round 8)", plan_of(analysis, 0.2, all_branches, 8), False))
+    removed, trials = depth_choice(bench, 0.5)
+    rows = [bench.row("width-only, 50 % MACs", filled_plan(analysis, bench.macs, (), 0.5), True)]
+    rows.append(bench.row("width+depth, 50 % MACs", filled_plan(analysis, bench.macs, removed, 0.5), True))
+    width_3x = width_for_speedup(bench, 3.0)
+    if width_3x is not None:
+        rows.append(bench.row(f"width-only at 3x (keep {width_3x:.3f})", plan_of(analysis, width_3x), True))
+    depth_3x = depth_at_speedup(bench, 3.0)
+    if depth_3x is not None:
+        keep, branches = depth_3x
+        rows.append(bench.row(f"with depth at 3x (keep {keep}, {len(branches)} branches)",
+                              plan_of(analysis, keep, branches), True))
+    rows.append(bench.row("width-only fastest (keep 0.2)", plan_of(analysis, 0.2), True))
+    rows.append(bench.row("with depth fastest (all branches, keep 0.2)", plan_of(analysis, 0.2, all_branches), False))
     return {
         "model": name,
         "original_top1": evaluate_accuracy(bench.original, bench.test, bench.spec).top1,
@@ -210,8 +286,10 @@ def render(results: list[dict], args) -> str:
         "",
         f"Command: `python benchmarks/depth.py --models {args.models} --test-images {args.test_images} "
         f"--train-images {args.train_images} --target {args.target} --rounds {args.rounds}` on this machine's CPU "
-        "(2 cores shared with other work; run under the shared heavy-work lock; 1-minute load average after "
-        "each model: " + ", ".join(f"{r['model']} {r['load_average']:.1f}" for r in results) + ").",
+        "(2 cores; the benchmark ran alone on one core, every other process of the machine pinned to the other; "
+        "1-minute load average of the whole machine after each model: "
+        + ", ".join(f"{r['model']} {r['load_average']:.1f}" for r in results)
+        + ").",
         "",
         (__doc__ or "").split("\n\n", 2)[2].strip(),
         "",
@@ -226,15 +304,17 @@ def render(results: list[dict], args) -> str:
             f"## {result['model']}: original {result['original_top1']:.2%}, {result['removable_branches']} removable "
             "residual branches",
             "",
-            "| policy | deleted branches | keep ratio | MACs | operators | speed-up (95 % CI) | top-1, BN re-est. | "
+            "| policy | deleted branches | mean keep ratio | MACs | operators | speed-up (95 % CI) "
+            "| top-1, BN re-est. | "
             "top-1, 1 epoch |",
             "| --- | ---: | ---: | ---: | ---: | --- | ---: | ---: |",
         ]
         for row in result["rows"]:
             tuned = f"{row['top1_1_epoch']:.2%}" if "top1_1_epoch" in row else "—"
             lines.append(
-                f"| {row['policy']} | {len(row['removed_branches'])} | {row['keep_ratio']:.3f} | "
-                f"{row['macs_fraction']:.1%} | {row['nodes']} | {row['speedup']:.2f}x ({row['low']:.2f}–{row['high']:.2f}) "
+                f"| {row['policy']} | {len(row['removed_branches'])} | {row.get('mean_keep', row['keep_ratio']):.3f} | "
+                f"{row['macs_fraction']:.1%} | {row['nodes']} | "
+                f"{row['speedup']:.2f}x ({row['low']:.2f}–{row['high']:.2f}) "
                 f"| {row['top1_no_ft']:.2%} | {tuned} |"
             )
         trials = ", ".join(f"k={t['k']}: {t['held_out_top1']:.1%}" for t in result["depth_trials"])
