@@ -15,6 +15,7 @@ from agmc_onnx.quantize.stage import (
     QuantizedModel,
     check_quantizable,
     float_operators,
+    needs_reduced_range,
     quantize_model,
 )
 
@@ -28,6 +29,7 @@ __all__ = [
     "QuantizedModel",
     "calibration_inputs",
     "check_quantizable",
+    "needs_reduced_range",
     "choose_format",
     "float_operators",
     "quantize_model",

@@ -27,6 +27,7 @@ __all__ = [
     "quantize_model",
     "float_operators",
     "check_quantizable",
+    "needs_reduced_range",
 ]
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,7 @@ class QuantizedModel:
     quant_format: str  # one of QUANT_FORMATS
     float_operators: tuple[FloatOperator, ...]
     n_quantized: int  # operators that compute in INT8
+    reduced_range: bool = False  # 7-bit weights (see ``needs_reduced_range``)
 
     @property
     def portable(self) -> bool:
@@ -70,18 +72,47 @@ def check_quantizable(model: onnx.ModelProto) -> None:
         )
 
 
+def needs_reduced_range(cpu_flags: frozenset[str] | None = None) -> bool:
+    """Whether INT8 weights should use 7 bits on this CPU.
+
+    On x86 without VNNI, onnxruntime's U8S8 kernels multiply with VPMADDUBSW, whose 16-bit pair sums
+    saturate when weights use the full signed 8-bit range (onnxruntime's quantization guide). Measured
+    here on an AVX2 CPU: ResNet-56 INT8 QOperator 86.7 % with 8-bit weights, 89.7 % with 7-bit, fp32
+    90.2 % (1,000 test images). VNNI sums in 32 bits, so the full range is safe there.
+    """
+    flags = _cpu_flags() if cpu_flags is None else cpu_flags
+    x86_simd = {"avx2", "avx512f", "sse4_1"} & flags
+    vnni = {"avx512_vnni", "avx_vnni", "amx_int8"} & flags
+    return bool(x86_simd) and not vnni
+
+
+def _cpu_flags() -> frozenset[str]:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:  # not Linux: onnxruntime's default (full range) applies
+        return frozenset()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return frozenset(line.split(":", 1)[1].split())
+    return frozenset()
+
+
 def quantize_model(
     model: onnx.ModelProto,
     calibration: Sequence[np.ndarray],
     quant_format: str = "qoperator",
     *,
     per_channel: bool = True,
+    reduce_range: bool | None = None,
 ) -> QuantizedModel:
     """Pre-process (shape inference, BatchNorm folding), calibrate on ``calibration`` batches, quantize.
 
     Activations are unsigned and weights signed 8-bit (the U8S8 pair onnxruntime's x86 kernels prefer),
-    weights per output channel. ``model`` is not modified.
+    weights per output channel; ``reduce_range`` (None: ``needs_reduced_range()`` on this CPU) keeps
+    weights to 7 bits. ``model`` is not modified.
     """
+    if reduce_range is None:
+        reduce_range = needs_reduced_range()
     from onnxruntime.quantization import QuantFormat, QuantType, quant_pre_process, quantize_static
 
     if quant_format not in QUANT_FORMATS:
@@ -100,6 +131,7 @@ def quantize_model(
             _BatchReader(input_name, calibration, _fixed_batch(model)),
             quant_format=QuantFormat.QOperator if quant_format == "qoperator" else QuantFormat.QDQ,
             per_channel=per_channel,
+            reduce_range=reduce_range,
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
         )
@@ -113,8 +145,9 @@ def quantize_model(
         raise PreconditionError(
             "onnxruntime's quantizer left every operator in floating point; nothing was quantized"
         )
-    log.info("quantized %d operators (%s); %d left fp32", n_quantized, quant_format, len(floats))
-    return QuantizedModel(result, quant_format, floats, n_quantized)
+    log.info("quantized %d operators (%s%s); %d left fp32", n_quantized, quant_format,
+             ", 7-bit weights" if reduce_range else "", len(floats))
+    return QuantizedModel(result, quant_format, floats, n_quantized, reduce_range)
 
 
 class _BatchReader:

@@ -7,10 +7,11 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import tiny_models
+from onnx import TensorProto, numpy_helper
 from tiny_models import TinyNet
 
 from agmc_onnx.errors import PreconditionError
-from agmc_onnx.quantize import float_operators, quantize_model
+from agmc_onnx.quantize import float_operators, needs_reduced_range, quantize_model
 
 
 def _batches(shape=(3, 8, 8), n=4, seed=0) -> list[np.ndarray]:
@@ -58,3 +59,28 @@ def test_model_without_weighted_operators_is_refused() -> None:
 def test_unknown_format_is_refused() -> None:
     with pytest.raises(PreconditionError, match="unknown quantization format"):
         quantize_model(tiny_models.conv_bn_relu(), _batches(), "int4")
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        ({"sse4_1", "avx2", "fma"}, True),  # AVX2 without VNNI: U8S8 pair sums saturate at 16 bits
+        ({"avx2", "avx512f", "avx512_vnni"}, False),
+        ({"avx2", "avx_vnni"}, False),
+        ({"asimd", "fp"}, False),  # not x86
+        (set(), False),
+    ],
+)
+def test_weights_use_seven_bits_only_where_the_cpu_lacks_vnni(flags, expected) -> None:
+    assert needs_reduced_range(frozenset(flags)) is expected
+
+
+@pytest.mark.parametrize("reduce_range", [False, True])
+def test_reduced_range_keeps_weights_within_seven_bits(reduce_range: bool) -> None:
+    quantized = quantize_model(tiny_models.conv_bn_relu(), _batches(), "qoperator", reduce_range=reduce_range)
+    weights = [
+        numpy_helper.to_array(init) for init in quantized.model.graph.initializer if init.data_type == TensorProto.INT8
+    ]
+    assert weights and quantized.reduced_range is reduce_range
+    widest = max(int(np.abs(w.astype(np.int32)).max()) for w in weights)
+    assert (widest <= 64) if reduce_range else (widest == 127)  # per-channel scales reach the range's end

@@ -10,13 +10,23 @@ from search_fixtures import SPEC, labelled_by_model, one_torch_thread, tiny_clas
 from agmc_onnx.analysis import analyze_model
 from agmc_onnx.graph.counting import count_cost
 from agmc_onnx.search import AccuracyReward, SearchConfig, run_search
+from agmc_onnx.search.features import search_order
+
+
+STEP = 4
+
+
+def _ceil_to_step(count: int) -> int:
+    return -(-count // STEP) * STEP
 
 
 def _idealised_device(monkeypatch) -> None:
-    """Latency proportional to MACs, so the test checks the search's logic, not this machine's load."""
+    """Latency proportional to MACs at channel counts rounded up to a multiple of ``STEP`` (the staircase
+    a vectorised kernel gives), so the test checks the search's logic, not this machine's load: only
+    multiples of ``STEP`` (and the full count) are fast steps."""
 
     def layer_ms(signature, c_in, c_out, profile, precision, **kwargs):
-        return 1e-4 * c_in * c_out + 1e-3
+        return 1e-4 * _ceil_to_step(c_in) * _ceil_to_step(c_out) + 1e-3
 
     def paired(model_a, model_b, profile, **kwargs):
         a_ms, b_ms = (count_cost(m).macs * 1e-6 + 0.01 for m in (model_a, model_b))
@@ -36,6 +46,7 @@ def test_table_latency_search_keeps_counts_on_fast_steps_within_budget(tmp_path,
         flops_keep_ratio=None,
         latency_keep_ratio=0.95,
         lower_bound=0.5,
+        round_to=1,  # without the staircase every count from half the width up would be allowed
         table_cache_dir=str(tmp_path),
     )
     result = run_search(analysis, AccuracyReward(analysis, labelled_by_model(model, 16), SPEC), config)
@@ -43,7 +54,14 @@ def test_table_latency_search_keeps_counts_on_fast_steps_within_budget(tmp_path,
     budget_ms = 0.95 * result.latency_fit.original_ms
     fast = {s.group_id: set(s.fast_counts) | {s.counts[-1]} for s in latency_model.staircases}
     units = {g.id: g.n_units for g in analysis.prunable_groups}
+    for staircase in latency_model.staircases:  # the steps were read from the device, not assumed
+        swept = set(staircase.counts)
+        assert len(swept) > len(fast[staircase.group_id])
+        assert fast[staircase.group_id] == {c for c in swept if c % STEP == 0 or c == staircase.counts[-1]}
+    order = [g.id for g in search_order(analysis)]
     for record in result.records:
         assert record.predicted_latency_ms <= budget_ms + 1e-9
+        for group_id, keep_ratio in zip(order, record.keep_ratios):
+            assert round(keep_ratio * units[group_id]) in fast[group_id], (group_id, keep_ratio)
     for group_id, keep_ratio in result.plan.keep_ratios.items():
         assert round(keep_ratio * units[group_id]) in fast[group_id]
