@@ -19,8 +19,8 @@ from google.protobuf.message import DecodeError
 
 from agmc_onnx.errors import ModelLoadError
 from agmc_onnx.external_data import copy_fields, read_external_data, write_external_data
-from agmc_onnx.graph.skeleton import weightless_copy
 from agmc_onnx.graph.versions import default_opset, list_initializers_as_inputs, upgrade_opset
+from agmc_onnx.passes.check_model import CheckModelPass
 
 __all__ = ["load_model", "save_model", "write_bytes_atomic", "model_file_size", "stored_size", "MIN_OPSET", "EXTERNAL_DATA_KEY", "default_opset"]
 
@@ -71,11 +71,7 @@ def check_model(model: onnx.ModelProto, source: str = "model") -> None:
             f"{source} uses opset {opset}; opset {MIN_OPSET} or newer is required "
             "(upgrade with onnx.version_converter.convert_version)"
         )
-    try:
-        onnx.checker.check_model(weightless_copy(model)[0], full_check=True)
-    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelLoadError(f"{source} fails the ONNX checker: {first_line}") from None
+    CheckModelPass(subject=source, error=ModelLoadError)(model)
 
 
 def save_model(model: onnx.ModelProto, path: str | os.PathLike, external_data: bool | None = None) -> Path:

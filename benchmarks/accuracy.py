@@ -31,10 +31,12 @@ from agmc_onnx.data import load_split, sample_subset, spec_from_model
 from agmc_onnx.evaluate import evaluate_accuracy
 from agmc_onnx.importance import build_importance
 from agmc_onnx.io import load_model
+from agmc_onnx.passes.base import run_passes
+from agmc_onnx.passes.reestimate_batchnorm import ReestimateBatchNormPass
 from agmc_onnx.plan import PruningPlan, uniform_plan
 from agmc_onnx.prune import prune_model
 from agmc_onnx.reconstruct.run import ReconstructConfig, reconstruct_pruned
-from agmc_onnx.search.recalibrate import calibration_batches, recalibrate_batchnorm
+from agmc_onnx.search.recalibrate import calibration_batches
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -121,10 +123,11 @@ def grid_row(model, analysis, plan, importance_name, batches, labels, train, tes
     result = prune_model(model, plan, analysis=analysis, importance=importance)
     prune_s = time.perf_counter() - started
     started = time.perf_counter()
-    bn_only = recalibrate_batchnorm(result.model, calibration_batches(train, spec, 256)[1])
+    reestimate = ReestimateBatchNormPass(calibration_batches(train, spec, 256)[1])
+    bn_only = run_passes(result.model, [reestimate])
     bn_s = time.perf_counter() - started
     reconstructed = reconstruct_pruned(analysis, result.selection, result.model, train, spec, ReconstructConfig())
-    with_bn = recalibrate_batchnorm(reconstructed.model, calibration_batches(train, spec, 256)[1])
+    with_bn = run_passes(reconstructed.model, [reestimate])
     return {
         "macs_fraction": result.after.macs / result.before.macs,
         "select_and_prune_s": prune_s,

@@ -47,9 +47,11 @@ from agmc_onnx.evaluate import evaluate_accuracy
 from agmc_onnx.finetune import FinetuneConfig, Normalization, finetune
 from agmc_onnx.groups.macs_model import MacsModel
 from agmc_onnx.io import load_model
+from agmc_onnx.passes.base import run_passes
+from agmc_onnx.passes.reestimate_batchnorm import ReestimateBatchNormPass
 from agmc_onnx.plan import PruningPlan, kept_unit_count
 from agmc_onnx.prune import prune_model
-from agmc_onnx.search.recalibrate import calibration_batches, recalibrate_batchnorm
+from agmc_onnx.search.recalibrate import calibration_batches
 from agmc_onnx.validate import validate_pruned
 
 REPO = Path(__file__).resolve().parents[1]
@@ -151,7 +153,7 @@ class Bench:
     def prune(self, plan: PruningPlan):
         result = prune_model(self.original, plan, self.analysis)
         validate_pruned(self.original, self.analysis, result.selection, result.model)
-        return result, recalibrate_batchnorm(result.model, self.batches)
+        return result, run_passes(result.model, [ReestimateBatchNormPass(self.batches)])
 
     def speedup(self, model) -> dict:
         paired = measure_paired(self.original, model, self.args.target, n_rounds=self.args.rounds)

@@ -123,7 +123,9 @@ def speedup_table(name: str, latency_models: dict, args) -> list[dict]:
     BatchNormalization re-estimation (no fine-tuning)."""
     from agmc_onnx.data import load_split, sample_subset, spec_from_model
     from agmc_onnx.evaluate import evaluate_accuracy
-    from agmc_onnx.search.recalibrate import calibration_batches, recalibrate_batchnorm
+    from agmc_onnx.passes.base import run_passes
+    from agmc_onnx.passes.reestimate_batchnorm import ReestimateBatchNormPass
+    from agmc_onnx.search.recalibrate import calibration_batches
 
     model = load_model(zoo_model_path(name))
     analysis = analyze_model(model)
@@ -136,7 +138,7 @@ def speedup_table(name: str, latency_models: dict, args) -> list[dict]:
     for label, (keep, predicted) in plans.items():
         selection = select_channels(PruningPlan(keep), analysis.groups, channel_scores(analysis))
         pruned, _ = apply_selection(analysis, selection)
-        pruned = recalibrate_batchnorm(pruned, batches)
+        pruned = run_passes(pruned, [ReestimateBatchNormPass(batches)])
         if "INT8" in label:
             pruned = quantize_model(pruned, batches, "qoperator").model
         variants[label] = (pruned, predicted)

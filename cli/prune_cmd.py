@@ -62,7 +62,9 @@ def _importance(name: str | None, plan: PruningPlan, training) -> Importance | N
 
 def _finish(original, analysis, result, training, reconstruct: bool, n_images: int | None):
     """BN re-estimation, or least-squares reconstruction then BN re-estimation; checked like any output."""
-    from agmc_onnx.search.recalibrate import calibration_batches, recalibrate_batchnorm
+    from agmc_onnx.passes.base import run_passes
+    from agmc_onnx.passes.reestimate_batchnorm import ReestimateBatchNormPass
+    from agmc_onnx.search.recalibrate import calibration_batches
     from agmc_onnx.validate import check_written_model
 
     dataset, spec = training
@@ -73,7 +75,7 @@ def _finish(original, analysis, result, training, reconstruct: bool, n_images: i
         model = reconstruct_pruned(analysis, result.selection, result.model, dataset, spec, config).model
     else:
         _, batches = calibration_batches(dataset, spec, n_images or 256)
-        model = recalibrate_batchnorm(result.model, batches)
+        model = run_passes(result.model, [ReestimateBatchNormPass(batches)])
     check_written_model(original, model)
     return model
 

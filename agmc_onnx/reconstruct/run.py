@@ -15,9 +15,10 @@ from agmc_onnx.data.feeds import Feeder
 from agmc_onnx.errors import DataError
 from agmc_onnx.passes.base import PassManager
 from agmc_onnx.passes.reconstruct_weights import ReconstructWeightsPass, RefitSettings, images_needed
+from agmc_onnx.passes.reestimate_batchnorm import ReestimateBatchNormPass
 from agmc_onnx.plan import ChannelSelection
 from agmc_onnx.reconstruct.consumers import find_consumers
-from agmc_onnx.search.recalibrate import calibration_batches, calibration_feeds, recalibrate_batchnorm
+from agmc_onnx.search.recalibrate import calibration_batches, calibration_feeds
 
 __all__ = ["ReconstructConfig", "ReconstructResult", "reconstruct_pruned", "DEFAULT_CALIBRATION_IMAGES"]
 
@@ -74,9 +75,9 @@ def reconstruct_pruned(
         )
     batches = _calibration(dataset, spec, n_images, config.batch_size)
     passes = [ReconstructWeightsPass(analysis.model, consumers, batches, config.refit)]
-    model, stats = PassManager(passes).run(pruned)
     if config.recalibrate_bn:
-        model = recalibrate_batchnorm(model, batches)
+        passes.append(ReestimateBatchNormPass(batches))
+    model, stats = PassManager(passes).run(pruned)
     refitted = int(stats["ReconstructWeightsPass"].get("layers_refitted", 0))
     log.info("re-fitted %d of %d layers on %d images", refitted, len(consumers), n_images)
     return ReconstructResult(model, n_images, refitted, time.perf_counter() - started)

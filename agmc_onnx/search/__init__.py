@@ -33,7 +33,7 @@ _EXPORTS = {
     "build_graph_features": "features",
     "rule_features": "features",
     "search_order": "features",
-    "recalibrate_batchnorm": "recalibrate",
+    "calibration_batches": "recalibrate",
 }
 
 __all__ = ["POLICY_NAMES", *_EXPORTS]

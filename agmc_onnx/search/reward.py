@@ -26,9 +26,11 @@ from agmc_onnx.data.preprocessing import PreprocessSpec
 from agmc_onnx.evaluate import evaluate_accuracy
 from agmc_onnx.fidelity import ReferenceOutputs, evaluate_fidelity
 from agmc_onnx.importance import channel_scores
+from agmc_onnx.passes.base import run_passes
+from agmc_onnx.passes.reestimate_batchnorm import ReestimateBatchNormPass
 from agmc_onnx.plan import ChannelSelection, PruningPlan, select_channels
 from agmc_onnx.prune import apply_selection
-from agmc_onnx.search.recalibrate import calibration_batches, calibration_feeds, recalibrate_batchnorm
+from agmc_onnx.search.recalibrate import calibration_batches, calibration_feeds
 
 __all__ = ["RewardConfig", "RewardSample", "AccuracyReward", "FidelityReward", "RewardFn", "selection_key"]
 
@@ -92,7 +94,7 @@ class _PrunedModelReward(abc.ABC):
     def recalibrated(self, pruned: onnx.ModelProto) -> onnx.ModelProto:
         """``pruned`` with BatchNormalization statistics re-estimated on the reward set (when enabled)."""
         if self.config.recalibrate_bn:
-            pruned = recalibrate_batchnorm(pruned, self._calibration, self.config.profile())
+            pruned = run_passes(pruned, [ReestimateBatchNormPass(self._calibration, self.config.profile())])
         return pruned
 
     @abc.abstractmethod

@@ -18,9 +18,10 @@ from agmc_onnx.evaluate import evaluate_accuracy
 from agmc_onnx.importance import channel_scores
 from agmc_onnx.io import load_model
 from agmc_onnx.models.zoo import demo_data_path
+from agmc_onnx.passes.base import run_passes
+from agmc_onnx.passes.reestimate_batchnorm import ReestimateBatchNormPass, batchnorm_nodes
 from agmc_onnx.plan import select_channels, uniform_plan
 from agmc_onnx.prune import apply_selection
-from agmc_onnx.search.recalibrate import batchnorm_nodes, recalibrate_batchnorm
 from agmc_onnx.search.reward import AccuracyReward, RewardConfig
 
 
@@ -30,6 +31,10 @@ def _tensor_value(model: onnx.ModelProto, name: str, feeds: dict) -> np.ndarray:
     probe.graph.output.append(helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
     session = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
     return session.run([name], feeds)[0]
+
+
+def recalibrate_batchnorm(model: onnx.ModelProto, batches: list) -> onnx.ModelProto:
+    return run_passes(model, [ReestimateBatchNormPass(batches)])
 
 
 def _initializer(model: onnx.ModelProto, name: str) -> np.ndarray:
