@@ -22,7 +22,17 @@ from agmc_onnx.external_data import copy_fields, read_external_data, write_exter
 from agmc_onnx.graph.versions import default_opset, list_initializers_as_inputs, upgrade_opset
 from agmc_onnx.passes.check_model import CheckModelPass
 
-__all__ = ["load_model", "save_model", "write_bytes_atomic", "model_file_size", "stored_size", "MIN_OPSET", "EXTERNAL_DATA_KEY", "default_opset"]
+__all__ = [
+    "load_model",
+    "check_model_file",
+    "save_model",
+    "write_bytes_atomic",
+    "model_file_size",
+    "stored_size",
+    "MIN_OPSET",
+    "EXTERNAL_DATA_KEY",
+    "default_opset",
+]
 
 log = logging.getLogger(__name__)
 
@@ -39,13 +49,7 @@ def load_model(path: str | os.PathLike, *, check: bool = True) -> onnx.ModelProt
     Raises ``ModelLoadError`` with one readable sentence for a missing, non-ONNX, truncated
     or invalid file, or one whose external-data file is missing.
     """
-    path = Path(path)
-    if not path.exists():
-        raise ModelLoadError(f"model file not found: {path}")
-    if path.is_dir():
-        raise ModelLoadError(f"expected an ONNX file, got a directory: {path}")
-    if path.stat().st_size == 0:
-        raise ModelLoadError(f"model file is empty: {path}")
+    path = check_model_file(path)
     try:
         model = onnx.load(str(path), load_external_data=False)  # noqa: TID251
     except (DecodeError, RuntimeError, ValueError) as exc:
@@ -61,6 +65,19 @@ def load_model(path: str | os.PathLike, *, check: bool = True) -> onnx.ModelProt
     if check:
         check_model(model, source=str(path))
     return model
+
+
+def check_model_file(path: str | os.PathLike) -> Path:
+    """``path`` as a ``Path`` when it names a non-empty file; otherwise the ``ModelLoadError`` that
+    ``load_model`` gives (the CLI checks a MODEL argument with this before any work starts)."""
+    path = Path(path)
+    if not path.exists():
+        raise ModelLoadError(f"model file not found: {path}")
+    if path.is_dir():
+        raise ModelLoadError(f"expected an ONNX file, got a directory: {path}")
+    if path.stat().st_size == 0:
+        raise ModelLoadError(f"model file is empty: {path}")
+    return path
 
 
 def check_model(model: onnx.ModelProto, source: str = "model") -> None:

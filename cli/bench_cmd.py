@@ -8,8 +8,9 @@ from pathlib import Path
 
 import click
 
-from agmc_onnx.cli.options import model_argument, target_option
+from agmc_onnx.cli.options import MODEL_FILE, model_argument, target_option
 from agmc_onnx.cost import LatencyStats, measure_latency, measure_paired
+from agmc_onnx.io import load_model
 
 __all__ = ["command"]
 
@@ -26,7 +27,7 @@ def _describe(stats: LatencyStats) -> str:
 @click.option(
     "--vs",
     "other_path",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    type=MODEL_FILE,
     default=None,
     help="Second model: measure both interleaved (A-B-B-A) and report MODEL/OTHER median ratio.",
 )
@@ -62,6 +63,9 @@ def command(
     as_json: bool,
 ) -> None:
     """Latency of MODEL through onnxruntime on a target profile (with --vs: paired speed-up)."""
+    for path in (model_path, other_path):  # read and checked as every command reads its models
+        if path is not None:
+            load_model(path)
     if other_path is None:
         stats = measure_latency(model_path, target, batch_size=batch_size, min_seconds=min_seconds)
         if as_json:

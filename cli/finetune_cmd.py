@@ -7,7 +7,14 @@ from pathlib import Path
 
 import click
 
-from agmc_onnx.cli.options import Preprocessing, data_option, model_argument, output_option, preprocessing_options
+from agmc_onnx.cli.options import (
+    MODEL_FILE,
+    Preprocessing,
+    data_option,
+    model_argument,
+    output_option,
+    preprocessing_options,
+)
 from agmc_onnx.cli.progress import ProgressRenderer
 from agmc_onnx.data import load_split, sample_subset
 from agmc_onnx.data.feeds import Feeder, model_inputs
@@ -55,7 +62,7 @@ def _train(model, teacher, paths, dataset, inputs, spec, config, options):
 @click.option(
     "--distill",
     "teacher_path",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    type=MODEL_FILE,
     default=None,
     help="The original (unpruned) model: distil its softened logits into MODEL (without labels: pure "
     "distillation on all of its outputs).",

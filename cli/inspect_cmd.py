@@ -51,7 +51,7 @@ def _millions(value: float) -> str:
 
 
 @click.command("inspect")
-@model_argument(checked_by_loader=True)
+@model_argument()
 @click.option("--json", "as_json", is_flag=True, help="Print the analysis as JSON on stdout.")
 @click.option("--all", "show_all", is_flag=True, help="List every group (default: the first 40).")
 def command(model_path: Path, as_json: bool, show_all: bool) -> None:

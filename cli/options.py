@@ -17,6 +17,7 @@ import click
 
 __all__ = [
     "DATA_FORMS",
+    "MODEL_FILE",
     "Preprocessing",
     "budget_options",
     "data_option",
@@ -37,11 +38,28 @@ __all__ = [
 
 DATA_FORMS = "class folder, zip/tar(.gz/.xz) archive, .npz, or a folder with NAME_train/NAME_test files"
 
-def model_argument(checked_by_loader: bool = False):
-    """MODEL as ``model_path``. ``checked_by_loader``: a missing file is left to ``load_model``'s one-line
-    error (exit 1) instead of click's usage error (exit 2), for commands that load the model first."""
-    kind = click.Path(path_type=Path) if checked_by_loader else click.Path(exists=True, dir_okay=False, path_type=Path)
-    return click.argument("model_path", metavar="MODEL", type=kind)
+class _ModelFile(click.ParamType):
+    """A model file path, checked as ``load_model`` checks it: a missing, directory or empty MODEL is the
+    loader's one-line error and exit 1 in every command, as a non-ONNX or truncated file is when it loads."""
+
+    name = "model"
+
+    def convert(self, value, param, ctx) -> Path:
+        from agmc_onnx.errors import ModelLoadError
+        from agmc_onnx.io import check_model_file
+
+        try:
+            return check_model_file(value)
+        except ModelLoadError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+MODEL_FILE = _ModelFile()
+
+
+def model_argument():
+    """MODEL as ``model_path`` (a ``MODEL_FILE``)."""
+    return click.argument("model_path", metavar="MODEL", type=MODEL_FILE)
 
 
 def data_option(purpose: str = "Dataset", must_exist: bool = False, required: bool = True):

@@ -86,7 +86,7 @@ def _fmt(before: float, after: float, unit: str = "") -> str:
 
 
 @click.command("prune")
-@model_argument(checked_by_loader=True)
+@model_argument()
 @click.option(
     "--keep",
     "keep_ratio",
