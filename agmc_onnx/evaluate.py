@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import ClassVar
 
 import numpy as np
 import onnxruntime as ort
@@ -21,7 +20,7 @@ from agmc_onnx.data.preprocessing import (
     to_model_input,
 )
 from agmc_onnx.errors import DataError
-from agmc_onnx.progress import ProgressFn, report
+from agmc_onnx.progress import CountedProgress, ProgressFn, report
 
 __all__ = ["AccuracyResult", "EvaluationProgress", "evaluate_accuracy", "session_spec"]
 
@@ -29,14 +28,11 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class EvaluationProgress:
+class EvaluationProgress(CountedProgress, stage="evaluate", unit="image"):
     """A ``ProgressEvent`` after every batch: ``done`` of ``total`` images scored."""
 
     done: int
     total: int
-    stage: ClassVar[str] = "evaluate"
-    unit: ClassVar[str] = "image"
-    lasting: ClassVar[bool] = False
 
     @property
     def message(self) -> str:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from agmc_onnx.documents import json_object
 from agmc_onnx.errors import PlanError
 from agmc_onnx.groups.depth import DepthAnalysis
 from agmc_onnx.groups.find import ChannelGroup
@@ -60,12 +61,9 @@ class PruningPlan:
 
     @classmethod
     def from_json(cls, text: str, source: str = "plan") -> PruningPlan:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise PlanError(f"{source} is not valid JSON: {exc}") from None
-        if not isinstance(data, dict):
-            raise PlanError(f"{source} must hold a JSON object of group -> keep ratio")
+        data = json_object(
+            text, PlanError, f"{source} is not valid JSON", f"{source} must hold a JSON object of group -> keep ratio"
+        )
         if "keep_ratios" not in data:  # a bare {"g0": 0.5, ...} mapping is accepted too
             data = {"keep_ratios": data}
         ratios = data["keep_ratios"]

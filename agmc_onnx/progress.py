@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import ClassVar, Protocol
 
-__all__ = ["ProgressEvent", "ProgressFn", "StageEvent", "report"]
+__all__ = ["CountedProgress", "ProgressEvent", "ProgressFn", "StageEvent", "report"]
 
 
 class ProgressEvent(Protocol):
@@ -56,6 +56,20 @@ class StageEvent:
     total: None = None
     unit: str = ""
     lasting: bool = True
+
+
+class CountedProgress:
+    """Base of the events a counted run sends (``done`` of ``total``): a subclass names its stage and unit in
+    its class line, ``class EvaluationProgress(CountedProgress, stage="evaluate", unit="image")``, and
+    provides ``done``, ``total`` and ``message``; its ticks are not ``lasting`` unless it says so."""
+
+    stage: ClassVar[str]
+    unit: ClassVar[str]
+    lasting: ClassVar[bool] = False
+
+    def __init_subclass__(cls, *, stage: str, unit: str, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.stage, cls.unit = stage, unit
 
 
 def report(progress: ProgressFn | None, event: ProgressEvent) -> None:

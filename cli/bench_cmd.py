@@ -8,9 +8,8 @@ from pathlib import Path
 
 import click
 
-from agmc_onnx.cli.options import MODEL_FILE, model_argument, target_option
+from agmc_onnx.cli.options import MODEL_FILE, json_option, model_argument, target_option, valued_option
 from agmc_onnx.cost import LatencyStats, measure_latency, measure_paired
-from agmc_onnx.io import load_model
 
 __all__ = ["command"]
 
@@ -24,35 +23,24 @@ def _describe(stats: LatencyStats) -> str:
 
 @click.command("bench")
 @model_argument()
-@click.option(
+@valued_option(
     "--vs",
     "other_path",
     type=MODEL_FILE,
-    default=None,
     help="Second model: measure both interleaved (A-B-B-A) and report MODEL/OTHER median ratio.",
 )
 @target_option()
-@click.option(
-    "--batch-size",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Batch size for a dynamic batch dimension [default: the target's].",
+@valued_option(
+    "--batch-size", type=click.IntRange(min=1), help="Batch size for a dynamic batch dimension [default: the target's]."
 )
-@click.option(
+@valued_option(
     "--min-seconds",
     type=click.FloatRange(min=0.0),
     default=1.0,
-    show_default=True,
     help="Single-model mode: keep timing at least this long.",
 )
-@click.option(
-    "--rounds",
-    type=click.IntRange(min=2),
-    default=20,
-    show_default=True,
-    help="Paired mode: number of A-B-B-A rounds.",
-)
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@valued_option("--rounds", type=click.IntRange(min=2), default=20, help="Paired mode: number of A-B-B-A rounds.")
+@json_option()
 def command(
     model_path: Path,
     other_path: Path | None,
@@ -63,9 +51,6 @@ def command(
     as_json: bool,
 ) -> None:
     """Latency of MODEL through onnxruntime on a target profile (with --vs: paired speed-up)."""
-    for path in (model_path, other_path):  # read and checked as every command reads its models
-        if path is not None:
-            load_model(path)
     if other_path is None:
         stats = measure_latency(model_path, target, batch_size=batch_size, min_seconds=min_seconds)
         if as_json:

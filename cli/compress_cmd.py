@@ -15,12 +15,15 @@ from agmc_onnx.cli.options import (
     data_option,
     depth_option,
     episodes_option,
+    json_option,
     model_argument,
+    path_option,
     policy_option,
     preprocessing_options,
     round_to_option,
     target_option,
     task_option,
+    valued_option,
     workers_options,
 )
 from agmc_onnx.cli.progress import ProgressRenderer
@@ -105,54 +108,42 @@ def _echo_result(report, paths: dict) -> None:
 @data_option("Dataset", must_exist=True, required=False)
 @episodes_option(from_config=True)
 @policy_option(from_config=True)
-@click.option("--finetune-epochs", type=click.IntRange(min=0), default=None, help="[1]")
-@click.option(
+@valued_option("--finetune-epochs", type=click.IntRange(min=0), help="[1]")
+@valued_option(
     "--max-accuracy-drop",
     type=click.FloatRange(min=0.0),
-    default=None,
     help="Gate: largest allowed drop of test top-1, in percentage points.",
 )
 @round_to_option(from_config=True)
 @workers_options(from_config=True)
 @depth_option
-@click.option(
+@valued_option(
     "--quantize",
     type=click.Choice(["none", "int8"]),
-    default=None,
     help="int8: quantize the fine-tuned model (static, per channel; the ONNX form measured faster on --target); "
     "the gate and a --latency budget then judge the INT8 model [none].",
 )
 @task_option
-@click.option(
+@valued_option(
     "--max-fidelity-loss",
     type=click.FloatRange(0.0, 100.0),
-    default=None,
     help="Gate: largest allowed fall of test fidelity to the original, in percentage points.",
 )
 @preprocessing_options
-@click.option(
+@valued_option(
     "--config",
     "config_file",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    default=None,
     help="TOML file with the same options (a [compress] table); flags override it.",
 )
-@click.option(
-    "-o",
-    "--output",
-    "out_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Output folder [MODEL's name + '-compressed'].",
-)
+@path_option("-o", "--output", "out_dir", folder=True, help="Output folder [MODEL's name + '-compressed'].")
 @click.option("--dry-run", is_flag=True, help="Analyse and estimate the budget without searching.")
 @click.option("--restart", is_flag=True, help="Ignore an interrupted run's state in OUTPUT and start afresh.")
-@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary on stdout.")
-@click.option(
+@json_option("Print a machine-readable summary on stdout.")
+@valued_option(
     "--threads",
     type=click.IntRange(min=1),
     default=1,
-    show_default=True,
     help="torch threads for the agent and fine-tuning (onnxruntime threads follow --target).",
 )
 def command(

@@ -8,7 +8,15 @@ from pathlib import Path
 
 import click
 
-from agmc_onnx.cli.options import Preprocessing, data_option, model_argument, preprocessing_options
+from agmc_onnx.cli.options import (
+    MODEL_FILE,
+    Preprocessing,
+    data_option,
+    json_option,
+    model_argument,
+    preprocessing_options,
+    valued_option,
+)
 from agmc_onnx.cli.progress import ProgressRenderer
 from agmc_onnx.data import load_split, sample_subset
 from agmc_onnx.data.feeds import Feeder, model_inputs
@@ -33,15 +41,14 @@ __all__ = ["command"]
 )
 @click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
 @preprocessing_options
-@click.option(
+@valued_option(
     "--reference",
     "reference_path",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    default=None,
+    type=MODEL_FILE,
     help="The original model: measure MODEL's fidelity to its outputs instead (needs no labels).",
 )
 @click.option("--no-cache", is_flag=True, help="Decode the images again and do not write the cache.")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@json_option()
 def command(
     model_path: Path,
     data_path: Path,
@@ -59,6 +66,7 @@ def command(
     else 1 − relative L2 per output), without labels.
     """
     model = load_model(model_path)
+    reference = load_model(reference_path) if reference_path is not None else None  # models before data
     inputs = model_inputs(model)
     names = [info.name for info in inputs]
     dataset, spec = preprocessing.spec_for(
@@ -69,8 +77,8 @@ def command(
     )
     if limit is not None:
         dataset = sample_subset(dataset, limit)
-    if reference_path is not None:
-        _echo_fidelity(model, load_model(reference_path), Feeder(dataset, inputs, spec), split, as_json)
+    if reference is not None:
+        _echo_fidelity(model, reference, Feeder(dataset, inputs, spec), split, as_json)
         return
     if not dataset.labelled:
         raise DataError(

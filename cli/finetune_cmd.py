@@ -13,7 +13,9 @@ from agmc_onnx.cli.options import (
     data_option,
     model_argument,
     output_option,
+    path_option,
     preprocessing_options,
+    valued_option,
 )
 from agmc_onnx.cli.progress import ProgressRenderer
 from agmc_onnx.data import load_split, sample_subset
@@ -58,55 +60,42 @@ def _train(model, teacher, paths, dataset, inputs, spec, config, options):
 @model_argument()
 @data_option("Training data")
 @output_option("Where to write the fine-tuned model (atomically).")
-@click.option("--epochs", type=click.IntRange(min=1), default=1, show_default=True)
-@click.option(
+@valued_option("--epochs", type=click.IntRange(min=1), default=1)
+@valued_option(
     "--distill",
     "teacher_path",
     type=MODEL_FILE,
-    default=None,
     help="The original (unpruned) model: distil its softened logits into MODEL (without labels: pure "
     "distillation on all of its outputs).",
 )
-@click.option(
+@valued_option(
     "--distill-weight",
     type=click.FloatRange(0.0, 1.0),
     default=0.5,
-    show_default=True,
     help="Share of the loss taken by the distillation term.",
 )
-@click.option("--temperature", type=click.FloatRange(min=0.0, min_open=True), default=4.0, show_default=True)
-@click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True)
-@click.option(
+@valued_option("--temperature", type=click.FloatRange(min=0.0, min_open=True), default=4.0)
+@valued_option("--batch-size", type=click.IntRange(min=1), default=128)
+@valued_option(
     "--lr",
     type=click.FloatRange(min=0.0, min_open=True),
     default=0.01,
-    show_default=True,
     help="Peak SGD learning rate (cosine schedule to 0).",
 )
-@click.option("--weight-decay", type=click.FloatRange(min=0.0), default=5e-4, show_default=True)
-@click.option("--label-smoothing", type=click.FloatRange(0.0, 1.0, max_open=True), default=0.0, show_default=True)
-@click.option(
+@valued_option("--weight-decay", type=click.FloatRange(min=0.0), default=5e-4)
+@valued_option("--label-smoothing", type=click.FloatRange(0.0, 1.0, max_open=True), default=0.0)
+@valued_option(
     "--val-fraction",
     type=click.FloatRange(0.0, 1.0, max_open=True),
     default=0.02,
-    show_default=True,
     help="Share of the training images held out to pick the best epoch.",
 )
-@click.option(
-    "--limit",
-    type=click.IntRange(min=2),
-    default=None,
-    help="Train on a seeded, class-balanced subset of this many images.",
+@valued_option(
+    "--limit", type=click.IntRange(min=2), help="Train on a seeded, class-balanced subset of this many images."
 )
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda[:N].")
-@click.option(
-    "--checkpoint",
-    "checkpoint_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Per-epoch checkpoint [default: OUTPUT with suffix .ckpt].",
-)
+@valued_option("--seed", type=int, default=0)
+@valued_option("--device", type=str, default="auto", help="auto, cpu or cuda[:N].")
+@path_option("--checkpoint", "checkpoint_path", help="Per-epoch checkpoint [default: OUTPUT with suffix .ckpt].")
 @click.option("--resume", is_flag=True, help="Continue from the checkpoint if it exists.")
 @preprocessing_options
 def command(

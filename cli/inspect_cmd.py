@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from agmc_onnx.analysis import ModelAnalysis, analyze_model
-from agmc_onnx.cli.options import model_argument
+from agmc_onnx.cli.options import json_option, model_argument
 from agmc_onnx.graph.versions import converted_from_opset, default_opset
 from agmc_onnx.io import load_model
 
@@ -52,7 +52,7 @@ def _millions(value: float) -> str:
 
 @click.command("inspect")
 @model_argument()
-@click.option("--json", "as_json", is_flag=True, help="Print the analysis as JSON on stdout.")
+@json_option("Print the analysis as JSON on stdout.")
 @click.option("--all", "show_all", is_flag=True, help="List every group (default: the first 40).")
 def command(model_path: Path, as_json: bool, show_all: bool) -> None:
     """List the channel groups of MODEL: channels, MACs and parameter share, prunable or pinned and why."""

@@ -24,19 +24,23 @@ __all__ = [
     "depth_option",
     "DEFAULT_DEPTH_THRESHOLD",
     "episodes_option",
+    "json_option",
     "model_argument",
     "output_option",
     "parse_floats",
     "parse_size",
+    "path_option",
     "task_option",
     "policy_option",
     "preprocessing_options",
     "round_to_option",
     "target_option",
     "workers_options",
+    "valued_option",
 ]
 
 DATA_FORMS = "class folder, zip/tar(.gz/.xz) archive, .npz, or a folder with NAME_train/NAME_test files"
+
 
 class _ModelFile(click.ParamType):
     """A model file path, checked as ``load_model`` checks it: a missing, directory or empty MODEL is the
@@ -62,13 +66,20 @@ def model_argument():
     return click.argument("model_path", metavar="MODEL", type=MODEL_FILE)
 
 
-def data_option(purpose: str = "Dataset", must_exist: bool = False, required: bool = True):
-    """``--data`` as ``data_path``; without ``must_exist`` the data loader reports a missing path itself."""
+def data_option(
+    purpose: str = "Dataset",
+    must_exist: bool = False,
+    required: bool = True,
+    flag: str = "--data",
+    dest: str = "data_path",
+):
+    """``--data`` as ``data_path`` (or another dataset option, ``flag`` as ``dest``); without ``must_exist``
+    the data loader reports a missing path itself."""
     # An explicit default (even None) would satisfy click's ``required``, so only optional --data gets one.
     default = {} if required else {"default": None}
     return click.option(
-        "--data",
-        "data_path",
+        flag,
+        dest,
         required=required,
         type=click.Path(exists=must_exist, path_type=Path),
         help=f"{purpose}: {DATA_FORMS}.",
@@ -81,6 +92,22 @@ def output_option(help_text: str = "Where to write the model."):
     return click.option(
         "-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path), help=help_text
     )
+
+
+def valued_option(*names: str, type: click.ParamType, default=None, help: str | None = None):
+    """An option that takes a value of ``type``; its default, when it has one, is shown in --help."""
+    return click.option(*names, type=type, default=default, show_default=default is not None, help=help)
+
+
+def path_option(*names: str, folder: bool = False, help: str):
+    """An optional path the command writes or reads: a file, or a folder with ``folder``; default None."""
+    kind = click.Path(file_okay=not folder, dir_okay=folder, path_type=Path)
+    return click.option(*names, type=kind, default=None, help=help)
+
+
+def json_option(help_text: str = "Print the result as JSON."):
+    """``--json`` as ``as_json``."""
+    return click.option("--json", "as_json", is_flag=True, help=help_text)
 
 
 def _default(value, from_config: bool, help: str) -> dict:
@@ -126,16 +153,16 @@ def target_option(
     """``--target`` as ``target``, one of the cost module's profiles."""
     from agmc_onnx.cost import profile_names
 
-    return click.option("--target", type=click.Choice(profile_names()), **_default("mobile-cpu", from_config, help_text))
+    return click.option(
+        "--target", type=click.Choice(profile_names()), **_default("mobile-cpu", from_config, help_text)
+    )
 
 
 def policy_option(from_config: bool = False):
     """``--policy``: the choices are the search's policy registry."""
     from agmc_onnx.search import POLICY_NAMES
 
-    return click.option(
-        "--policy", type=click.Choice(POLICY_NAMES), **_default("agmc", from_config, "Search policy.")
-    )
+    return click.option("--policy", type=click.Choice(POLICY_NAMES), **_default("agmc", from_config, "Search policy."))
 
 
 def episodes_option(from_config: bool = False, zero_applies_agent: bool = False):

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from agmc_onnx.analysis import analyze_model
-from agmc_onnx.cli.options import model_argument
+from agmc_onnx.cli.options import data_option, json_option, model_argument, output_option, valued_option
 from agmc_onnx.errors import PlanError
 from agmc_onnx.graph.versions import converted_from_opset, default_opset
 from agmc_onnx.importance import DATA_IMPORTANCE, IMPORTANCE_NAMES, Importance, build_importance
@@ -87,51 +87,49 @@ def _fmt(before: float, after: float, unit: str = "") -> str:
 
 @click.command("prune")
 @model_argument()
-@click.option(
+@valued_option(
     "--keep",
     "keep_ratio",
     type=click.FloatRange(0.0, 1.0, min_open=True),
     help="Keep this fraction of every prunable group's channels.",
 )
-@click.option(
+@valued_option(
     "--ratios",
     "ratios_file",
     type=click.Path(path_type=Path),
     help="JSON file of keep ratios per group (a policy written by `search`).",
 )
-@click.option(
+@valued_option(
     "--round-to",
     type=click.IntRange(min=1),
-    default=None,
     help="Round kept channel counts up to a multiple of this (default 1, or the file's).",
 )
-@click.option("--importance", type=click.Choice(IMPORTANCE_NAMES), default=None, help="Channel ranking (default l1).")
-@click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="Where to write the model.")
-@click.option(
-    "--calibrate",
-    "calibration_data",
-    type=click.Path(exists=True, path_type=Path),
-    default=None,
-    help="Re-estimate BatchNormalization statistics on 256 class-balanced training images of this dataset "
-    "(without it a pruned model's accuracy collapses until it is fine-tuned).",
+@valued_option("--importance", type=click.Choice(IMPORTANCE_NAMES), help="Channel ranking (default l1).")
+@output_option()
+@data_option(
+    "Re-estimate BatchNormalization statistics on 256 class-balanced training images of this dataset (without "
+    "it a pruned model's accuracy collapses until it is fine-tuned)",
+    must_exist=True,
+    required=False,
+    flag="--calibrate",
+    dest="calibration_data",
 )
-@click.option(
-    "--reconstruct",
-    "reconstruction_data",
-    type=click.Path(exists=True, path_type=Path),
-    default=None,
-    help="Re-fit every layer that lost input channels by least squares so it reproduces the original on "
-    "class-balanced training images of this dataset, then re-estimate BatchNormalization statistics.",
+@data_option(
+    "Re-fit every layer that lost input channels by least squares so it reproduces the original on "
+    "class-balanced training images of this dataset",
+    must_exist=True,
+    required=False,
+    flag="--reconstruct",
+    dest="reconstruction_data",
 )
-@click.option(
+@valued_option(
     "--calibration-images",
     type=click.IntRange(min=1),
-    default=None,
     help="Images for --calibrate (default 256) or --reconstruct (default 256, more when a layer has more "
     "unknown weights).",
 )
 @click.option("--no-validate", is_flag=True, help="Skip the equivalence oracle (the checker still runs).")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
+@json_option("Print the result as JSON on stdout.")
 def command(
     model_path: Path,
     keep_ratio: float | None,
@@ -184,16 +182,19 @@ def command(
     }
     if as_json:
         click.echo(json.dumps(summary, indent=2))
-        return
+    else:
+        _render(summary, default_opset(pruned))
+
+
+def _render(summary: dict, opset: int) -> None:
     removed = len(summary["removed_branches"])
     click.echo(
-        f"wrote {output} ({summary['pruned_groups']} groups pruned"
+        f"wrote {summary['output']} ({summary['pruned_groups']} groups pruned"
         f"{f', {removed} residual branches removed' if removed else ''}"
-        f"{', oracle passed' if not no_validate else ''})"
+        f"{', oracle passed' if summary['validated'] else ''})"
     )
     if summary["converted_from_opset"] is not None:
-        converted = summary["converted_from_opset"]
-        click.echo(f"opset {converted} of the input was converted to {default_opset(pruned)} on load")
+        click.echo(f"opset {summary['converted_from_opset']} of the input was converted to {opset} on load")
     click.echo(f"MACs       {_fmt(*summary['macs'])}")
     click.echo(f"params     {_fmt(*summary['params'])}")
     click.echo(f"file size  {_fmt(*summary['file_bytes'], ' B')}")

@@ -10,6 +10,7 @@ import click
 from agmc_onnx.cli.options import (
     Preprocessing,
     data_option,
+    json_option,
     model_argument,
     output_option,
     preprocessing_options,
@@ -106,7 +107,7 @@ def _payload(report: QuantizeReport, output: Path) -> dict:
 @target_option("Latency target the format choice and the speed-up are measured on.")
 @click.option("--rounds", type=click.IntRange(min=2), default=10, show_default=True, help="Paired A-B-B-A rounds.")
 @preprocessing_options
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@json_option()
 def command(
     model_path: Path,
     data_path: Path,

@@ -14,11 +14,13 @@ from agmc_onnx.cli.options import (
     episodes_option,
     model_argument,
     output_option,
+    path_option,
     policy_option,
     preprocessing_options,
     round_to_option,
     target_option,
     task_option,
+    valued_option,
     workers_options,
 )
 from agmc_onnx.cli.progress import ProgressRenderer
@@ -33,56 +35,40 @@ __all__ = ["command"]
 @target_option()
 @episodes_option(zero_applies_agent=True)
 @policy_option()
-@click.option(
+@valued_option(
     "--warmup",
     type=click.IntRange(min=0),
-    default=None,
     help="Random warm-up episodes before the agent acts (agmc, amc) [25, fewer below 100 episodes].",
 )
 @round_to_option()
-@click.option(
+@valued_option(
     "--lower-bound",
     type=click.FloatRange(0.0, 1.0, min_open=True),
     default=0.2,
-    show_default=True,
     help="Smallest keep ratio any group may get.",
 )
-@click.option(
+@valued_option(
     "--action-center",
     type=click.Choice(["none", "uniform"]),
     default="none",
-    show_default=True,
     help="uniform: action 0.5 means the largest uniform keep ratio that meets the budget.",
 )
-@click.option(
-    "--reward-size",
-    type=click.IntRange(min=1),
-    default=1000,
-    show_default=True,
-    help="Held-out TRAIN images that score each candidate.",
+@valued_option(
+    "--reward-size", type=click.IntRange(min=1), default=1000, help="Held-out TRAIN images that score each candidate."
 )
 @click.option(
-    "--no-bn-recal",
-    is_flag=True,
-    help="Score candidates without re-estimating BatchNormalization statistics.",
+    "--no-bn-recal", is_flag=True, help="Score candidates without re-estimating BatchNormalization statistics."
 )
 @depth_option
 @task_option
 @preprocessing_options
-@click.option("--seed", type=int, default=0, show_default=True)
+@valued_option("--seed", type=int, default=0)
 @workers_options()
-@click.option(
-    "--run-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Episode log and checkpoints [default: OUTPUT with suffix .run].",
-)
+@path_option("--run-dir", folder=True, help="Episode log and checkpoints [default: OUTPUT with suffix .run].")
 @click.option("--resume", is_flag=True, help="Continue the search stored in --run-dir.")
-@click.option(
+@path_option(
     "--save-model",
     "save_model_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
     help="Also write the best pruned model (with re-estimated BatchNormalization statistics).",
 )
 @click.option(
@@ -92,11 +78,9 @@ __all__ = ["command"]
     help="Start from an agent saved by --save-agent (any network; agmc or amc, as saved): no warm-up unless "
     "--warmup is given.",
 )
-@click.option(
+@path_option(
     "--save-agent",
     "save_agent_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
     help="Also write the learned agent (encoder, actor, critic) for --agent on other networks.",
 )
 @output_option("Where to write the PruningPlan JSON (apply it with `agmc-onnx prune --ratios`).")

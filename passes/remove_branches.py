@@ -41,19 +41,26 @@ def _check_branch_present(graph: gs.Graph, branch: ResidualBranch, pass_name: st
     return merge
 
 
-class RemoveBranchesPass(GraphPass):
-    """Deletes each branch's operators and bypasses its merge.
-
-    Requires: every merge and branch node exists, and the merge still reads the branch output.
-    Ensures: no branch operator remains and nothing reads a branch output.
-    """
+class _BranchesPass(GraphPass):
+    """A pass over residual branches. Requires: every merge and branch node exists, and the merge still
+    reads the branch output."""
 
     def __init__(self, branches: Sequence[ResidualBranch]) -> None:
-        self.branches = outermost_branches(branches)
+        self.branches = tuple(branches)
 
     def requires(self, graph: gs.Graph) -> None:
         for branch in self.branches:
             _check_branch_present(graph, branch, self.name)
+
+
+class RemoveBranchesPass(_BranchesPass):
+    """Deletes each branch's operators and bypasses its merge (of nested branches, the outermost).
+
+    Ensures: no branch operator remains and nothing reads a branch output.
+    """
+
+    def __init__(self, branches: Sequence[ResidualBranch]) -> None:
+        super().__init__(outermost_branches(branches))
 
     def call(self, graph: gs.Graph) -> PassResult:
         nodes = {node.name: node for node in graph.nodes}
@@ -102,15 +109,8 @@ def _numpy_dtype(tensor: gs.Tensor) -> np.dtype:
         return np.dtype(onnx.helper.tensor_dtype_to_np_dtype(int(tensor.dtype)))
 
 
-class ZeroBranchesPass(GraphPass):
+class ZeroBranchesPass(_BranchesPass):
     """Multiplies each branch's output by 0 where the merge reads it: the reference of a depth removal."""
-
-    def __init__(self, branches: Sequence[ResidualBranch]) -> None:
-        self.branches = tuple(branches)
-
-    def requires(self, graph: gs.Graph) -> None:
-        for branch in self.branches:
-            _check_branch_present(graph, branch, self.name)
 
     def call(self, graph: gs.Graph) -> PassResult:
         nodes = {node.name: node for node in graph.nodes}

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import onnx
 
+from agmc_onnx.documents import json_object
 from agmc_onnx.errors import DataError
 
 __all__ = [
@@ -83,12 +84,8 @@ class PreprocessSpec:
 
     @classmethod
     def from_json(cls, text: str, source: str = "metadata") -> PreprocessSpec:
-        try:
-            raw = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{source}: preprocessing is not valid JSON: {exc}") from None
-        if not isinstance(raw, dict):
-            raise DataError(f"{source}: preprocessing must be a JSON object, got {type(raw).__name__}")
+        what = f"{source}: preprocessing"
+        raw = json_object(text, DataError, f"{what} is not valid JSON", f"{what} must be a JSON object")
         unknown = set(raw) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
             log.warning("%s: ignoring unknown preprocessing keys %s", source, sorted(unknown))

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import ClassVar
 
 import onnx
 
 from agmc_onnx.errors import PreconditionError
+from agmc_onnx.progress import CountedProgress
 
 __all__ = ["FinetuneConfig", "Normalization", "EpochRecord", "FinetuneProgress", "FinetuneResult"]
 
@@ -97,7 +97,7 @@ def _percent(value: float) -> str:
 
 
 @dataclass(frozen=True)
-class FinetuneProgress:
+class FinetuneProgress(CountedProgress, stage="finetune", unit="batch"):
     """A ``ProgressEvent`` after every batch (``record`` None) and every epoch (``record`` set)."""
 
     epoch: int
@@ -106,8 +106,6 @@ class FinetuneProgress:
     batches: int
     loss: float
     record: EpochRecord | None = None
-    stage: ClassVar[str] = "finetune"
-    unit: ClassVar[str] = "batch"
 
     @property
     def done(self) -> int:

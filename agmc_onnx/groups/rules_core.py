@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 import onnx_graphsurgeon as gs
 
 from agmc_onnx.groups.context import RuleContext
-from agmc_onnx.groups.flow import RewriteAttribute, SliceConstant
+from agmc_onnx.groups.flow import ChannelTensor, RewriteAttribute, SliceConstant
 
 __all__ = [
     "conv_rule",
@@ -22,31 +24,48 @@ __all__ = [
 ]
 
 
-def conv_rule(node: gs.Node, ctx: RuleContext) -> None:
-    x_tensor, y_tensor = node.inputs[0], node.outputs[0]
+class _Conv(NamedTuple):
+    weight: np.ndarray
+    x: ChannelTensor | None  # the input's channels (None: untracked)
+    x_name: str
+    y_name: str
+    groups: int
+    y_atoms: np.ndarray
+
+
+def _conv_producer(node: gs.Node, ctx: RuleContext, out_axis: int) -> _Conv | None:
+    """What Conv and ConvTranspose share: a constant weight on a channels-first input, whose axis
+    ``out_axis`` (times the group count for ConvTranspose) gives fresh output atoms; None after declaring
+    a barrier."""
     weight = ctx.const(node.inputs[1])
-    x = ctx.info(x_tensor)
+    x = ctx.info(node.inputs[0])
     if weight is None or (x is not None and x.axis != 1):
-        ctx.barrier(node, f"Conv '{node.name}' has a non-constant weight or an unusual layout")
-        return
+        ctx.barrier(node, f"{node.op} '{node.name}' has a non-constant weight or an unusual layout")
+        return None
     groups = int(ctx.attr(node, "group", 1))
-    n_out, n_in = int(weight.shape[0]), int(weight.shape[1]) * groups
-    y_atoms = ctx.flow.new_atoms(n_out)
-    ctx.set(y_tensor, 1, y_atoms)
-    ctx.flow.producers[node.name] = y_tensor.name
+    y_atoms = ctx.flow.new_atoms(int(weight.shape[out_axis]) * (groups if out_axis == 1 else 1))
+    ctx.set(node.outputs[0], 1, y_atoms)
+    ctx.flow.producers[node.name] = node.outputs[0].name
+    return _Conv(weight, x, node.inputs[0].name, node.outputs[0].name, groups, y_atoms)
+
+
+def conv_rule(node: gs.Node, ctx: RuleContext) -> None:
+    conv = _conv_producer(node, ctx, out_axis=0)
+    if conv is None:
+        return
     edits = ctx.flow.edits
-    edits.append(SliceConstant(node.name, 1, 0, y_tensor.name, is_weight=True))
+    edits.append(SliceConstant(node.name, 1, 0, conv.y_name, is_weight=True))
     if len(node.inputs) > 2 and node.inputs[2].name:
-        edits.append(SliceConstant(node.name, 2, 0, y_tensor.name))
-    if groups == 1:
-        if x is not None:
-            edits.append(SliceConstant(node.name, 1, 1, x_tensor.name, is_weight=True, consumes=True))
+        edits.append(SliceConstant(node.name, 2, 0, conv.y_name))
+    if conv.groups == 1:
+        if conv.x is not None:
+            edits.append(SliceConstant(node.name, 1, 1, conv.x_name, is_weight=True, consumes=True))
         return
-    if x is None or len(x) != n_in:
-        ctx.flow.pin(y_atoms, f"grouped Conv '{node.name}' reads an untracked input")
+    if conv.x is None or len(conv.x) != int(conv.weight.shape[1]) * conv.groups:
+        ctx.flow.pin(conv.y_atoms, f"grouped Conv '{node.name}' reads an untracked input")
         return
-    _tie_whole_groups(ctx, x.atoms, y_atoms, groups)
-    edits.append(RewriteAttribute(node.name, "conv_group", (y_tensor.name,), (groups, n_out)))
+    _tie_whole_groups(ctx, conv.x.atoms, conv.y_atoms, conv.groups)
+    edits.append(RewriteAttribute(node.name, "conv_group", (conv.y_name,), (conv.groups, len(conv.y_atoms))))
 
 
 def _tie_whole_groups(ctx: RuleContext, x_atoms: np.ndarray, y_atoms: np.ndarray, groups: int) -> None:
@@ -57,31 +76,23 @@ def _tie_whole_groups(ctx: RuleContext, x_atoms: np.ndarray, y_atoms: np.ndarray
 
 
 def conv_transpose_rule(node: gs.Node, ctx: RuleContext) -> None:
-    x_tensor, y_tensor = node.inputs[0], node.outputs[0]
-    weight = ctx.const(node.inputs[1])
-    x = ctx.info(x_tensor)
-    if weight is None or (x is not None and x.axis != 1):
-        ctx.barrier(node, f"ConvTranspose '{node.name}' has a non-constant weight")
+    conv = _conv_producer(node, ctx, out_axis=1)
+    if conv is None:
         return
-    groups = int(ctx.attr(node, "group", 1))
-    n_out = int(weight.shape[1]) * groups
-    y_atoms = ctx.flow.new_atoms(n_out)
-    ctx.set(y_tensor, 1, y_atoms)
-    ctx.flow.producers[node.name] = y_tensor.name
     edits = ctx.flow.edits
     if len(node.inputs) > 2 and node.inputs[2].name:
-        edits.append(SliceConstant(node.name, 2, 0, y_tensor.name))
-    if groups == 1:
-        edits.append(SliceConstant(node.name, 1, 1, y_tensor.name, is_weight=True))
-        if x is not None:
-            edits.append(SliceConstant(node.name, 1, 0, x_tensor.name, is_weight=True, consumes=True))
+        edits.append(SliceConstant(node.name, 2, 0, conv.y_name))
+    if conv.groups == 1:
+        edits.append(SliceConstant(node.name, 1, 1, conv.y_name, is_weight=True))
+        if conv.x is not None:
+            edits.append(SliceConstant(node.name, 1, 0, conv.x_name, is_weight=True, consumes=True))
         return
-    if x is None or len(x) != int(weight.shape[0]):
-        ctx.flow.pin(y_atoms, f"grouped ConvTranspose '{node.name}' reads an untracked input")
+    if conv.x is None or len(conv.x) != int(conv.weight.shape[0]):
+        ctx.flow.pin(conv.y_atoms, f"grouped ConvTranspose '{node.name}' reads an untracked input")
         return
-    _tie_whole_groups(ctx, x.atoms, y_atoms, groups)
-    edits.append(SliceConstant(node.name, 1, 0, x_tensor.name, is_weight=True))
-    edits.append(RewriteAttribute(node.name, "conv_group", (y_tensor.name,), (groups, n_out)))
+    _tie_whole_groups(ctx, conv.x.atoms, conv.y_atoms, conv.groups)
+    edits.append(SliceConstant(node.name, 1, 0, conv.x_name, is_weight=True))
+    edits.append(RewriteAttribute(node.name, "conv_group", (conv.y_name,), (conv.groups, len(conv.y_atoms))))
 
 
 def gemm_rule(node: gs.Node, ctx: RuleContext) -> None:

@@ -14,12 +14,12 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
 
 import torch
 
 from agmc_onnx.errors import PreconditionError
 from agmc_onnx.io import write_bytes_atomic
+from agmc_onnx.progress import CountedProgress
 
 __all__ = ["EpisodeRecord", "EpisodeProgress", "RunDirectory"]
 
@@ -54,14 +54,11 @@ class EpisodeRecord:
 
 
 @dataclass(frozen=True)
-class EpisodeProgress:
+class EpisodeProgress(CountedProgress, stage="search", unit="episode"):
     """A ``ProgressEvent`` after every episode of the search."""
 
     record: EpisodeRecord
     total: int
-    stage: ClassVar[str] = "search"
-    unit: ClassVar[str] = "episode"
-    lasting: ClassVar[bool] = False
 
     @property
     def done(self) -> int:
