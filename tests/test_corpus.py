@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
+import tiny_models
 
 from agmc_onnx.analysis import analyze_model
 from agmc_onnx.io import load_model
 from agmc_onnx.models.corpus import CORPUS, export_corpus_model
-from agmc_onnx.plan import PruningPlan, uniform_plan
+from agmc_onnx.plan import uniform_plan
 from agmc_onnx.prune import prune_model
 from agmc_onnx.validate import validate_pruned
 
@@ -41,12 +41,7 @@ def test_corpus_model_prunes_validly(name, fused, corpus_cache_dir):
     # Most of a CNN's MACs must be prunable: pinned convolutions are an engine failure. Transformers keep
     # their residual stream (LayerNorm) at full width; their share is reported by the extended benchmark.
     assert analysis.prunable_macs / analysis.total_macs > (0.5 if CORPUS[name].extended else 0.9)
-    rng = np.random.default_rng(0)
-    plans = [
-        uniform_plan(analysis.groups, 0.5),
-        PruningPlan({g.id: float(rng.uniform(0.2, 1.0)) for g in analysis.prunable_groups}),
-    ]
-    for plan in plans:
+    for plan in tiny_models.half_and_random_plans(analysis, low=0.2):
         result = prune_model(model, plan, analysis=analysis)
         assert validate_pruned(model, analysis, result.selection, result.model).passed
         assert result.after.macs < result.before.macs

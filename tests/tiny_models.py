@@ -8,6 +8,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from agmc_onnx.plan import PruningPlan, uniform_plan
+
 
 class TinyNet:
     """Builds a float32 model with input ``input`` (dynamic batch) in a few lines per architecture."""
@@ -357,3 +359,13 @@ def save_with_external_data(model: onnx.ModelProto, path, location: str) -> None
         location=location,
         size_threshold=0,
     )
+
+
+def half_and_random_plans(analysis, low: float) -> list[PruningPlan]:
+    """The two plans the oracle tests prune every model with: each group at 0.5, and seeded random keep
+    ratios in [low, 1) for the prunable groups."""
+    rng = np.random.default_rng(0)
+    return [
+        uniform_plan(analysis.groups, 0.5),
+        PruningPlan({g.id: float(rng.uniform(low, 1.0)) for g in analysis.prunable_groups}),
+    ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import operator
+from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
@@ -169,27 +171,25 @@ def normalization_rule(node: gs.Node, ctx: RuleContext) -> None:
         ctx.flow.edits.append(SliceConstant(node.name, index, 0, node.inputs[0].name))
 
 
-def layer_norm_rule(node: gs.Node, ctx: RuleContext) -> None:
-    tracked = ctx.tracked_input(node)
-    if tracked is None:
-        return
-    x, shape = tracked
-    axis = int(ctx.attr(node, "axis", -1)) % len(shape)
-    if x.axis >= axis:
-        ctx.flow.pin(x.atoms, f"LayerNormalization '{node.name}' normalises over the channel axis")
-    ctx.set(node.outputs[0], x.axis, x.atoms)
+def _pinned_by_axis(mixes: Callable[[int, int], bool], reason: str) -> Callable[[gs.Node, RuleContext], None]:
+    """A rule for an op with an ``axis`` attribute that passes channels through unless it mixes values
+    across them: ``mixes(channel axis, op axis)`` pins them with ``reason`` ("{op} '{name}' ...")."""
+
+    def rule(node: gs.Node, ctx: RuleContext) -> None:
+        tracked = ctx.tracked_input(node)
+        if tracked is None:
+            return
+        x, shape = tracked
+        if mixes(x.axis, int(ctx.attr(node, "axis", -1)) % len(shape)):
+            ctx.flow.pin(x.atoms, reason.format(op=node.op, name=node.name))
+        ctx.set(node.outputs[0], x.axis, x.atoms)
+
+    return rule
 
 
-def axis_mixing_rule(node: gs.Node, ctx: RuleContext) -> None:
-    """Softmax-like ops: mixing along ``axis`` pins the channels if that is the channel axis."""
-    tracked = ctx.tracked_input(node)
-    if tracked is None:
-        return
-    x, shape = tracked
-    axis = int(ctx.attr(node, "axis", -1)) % len(shape)
-    if axis == x.axis:
-        ctx.flow.pin(x.atoms, f"{node.op} '{node.name}' mixes values across channels")
-    ctx.set(node.outputs[0], x.axis, x.atoms)
+# LayerNormalization normalises over ``axis`` and every later axis; Softmax-like ops mix along ``axis`` only.
+layer_norm_rule = _pinned_by_axis(operator.ge, "{op} '{name}' normalises over the channel axis")
+axis_mixing_rule = _pinned_by_axis(operator.eq, "{op} '{name}' mixes values across channels")
 
 
 def channelwise_rule(node: gs.Node, ctx: RuleContext) -> None:

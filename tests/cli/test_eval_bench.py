@@ -34,19 +34,13 @@ def test_help_lists_the_options(runner: CliRunner, name: str, option: str) -> No
     assert option in result.stdout and "MODEL" in result.stdout
 
 
+def _eval_on_demo_data(runner: CliRunner, cache_dir: Path, *options: str):
+    args = ["eval", RESNET20, "--data", str(demo_data_path()), *options, "--cache-dir", str(cache_dir)]
+    return runner.invoke(cli, args)
+
+
 def test_eval_json_on_the_demo_data(runner: CliRunner, tmp_path: Path) -> None:
-    args = [
-        "eval",
-        RESNET20,
-        "--data",
-        str(demo_data_path()),
-        "--limit",
-        "200",
-        "--json",
-        "--cache-dir",
-        str(tmp_path),
-    ]
-    result = runner.invoke(cli, args)
+    result = _eval_on_demo_data(runner, tmp_path, "--limit", "200", "--json")
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
     assert payload["n_images"] == 200 and payload["split"] == "test"
@@ -55,19 +49,7 @@ def test_eval_json_on_the_demo_data(runner: CliRunner, tmp_path: Path) -> None:
 
 
 def test_eval_text_reports_top1_and_top5(runner: CliRunner, tmp_path: Path) -> None:
-    args = [
-        "eval",
-        RESNET20,
-        "--data",
-        str(demo_data_path()),
-        "--split",
-        "train",
-        "--limit",
-        "50",
-        "--cache-dir",
-        str(tmp_path),
-    ]
-    result = runner.invoke(cli, args)
+    result = _eval_on_demo_data(runner, tmp_path, "--split", "train", "--limit", "50")
     assert result.exit_code == 0, result.output
     assert "(train, 50 images): top-1" in result.stdout and "top-5" in result.stdout
 

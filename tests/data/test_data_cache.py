@@ -5,20 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pytest
-from tiny_datasets import ARCHIVE_NAMES, SIZE, make_archive, write_image_folder
+from tiny_datasets import SIZE
 
 from agmc_onnx.data import PreprocessSpec, cache_path, load_dataset
-
-
-@pytest.fixture
-def image_folder(tmp_path: Path) -> Path:
-    return write_image_folder(tmp_path / "images")
-
-
-@pytest.fixture(params=ARCHIVE_NAMES)
-def image_archive(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
-    return make_archive(write_image_folder(tmp_path / "images", suffix=".jpg"), tmp_path / request.param)
 
 
 def test_second_load_hits_the_cache_with_identical_arrays(image_archive: Path, tmp_path: Path) -> None:

@@ -8,30 +8,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 from tiny_datasets import (
-    ARCHIVE_NAMES,
     CLASSES,
     IMAGES_PER_CLASS,
     SIZE,
     class_color,
     expected_labels,
     make_archive,
-    write_image_folder,
 )
 
 from agmc_onnx.data import PreprocessSpec, load_dataset
 from agmc_onnx.errors import DataError
 
 NO_CACHE = {"use_cache": False}
-
-
-@pytest.fixture
-def image_folder(tmp_path: Path) -> Path:
-    return write_image_folder(tmp_path / "images")
-
-
-@pytest.fixture(params=ARCHIVE_NAMES)
-def image_archive(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
-    return make_archive(write_image_folder(tmp_path / "images", suffix=".jpg"), tmp_path / request.param)
 
 
 def test_folder_loads_labels_in_alphabetical_class_order(image_folder: Path) -> None:

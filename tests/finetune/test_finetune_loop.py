@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import numpy as np
 import pytest
@@ -53,32 +54,13 @@ def _stop_after_epoch_one(event):
 def test_resumed_run_ends_exactly_where_an_uninterrupted_run_ends(tmp_path):
     model = tiny_classifier(dropout=True)
     images, labels = synthetic_images(96, seed=1)
-    teacher = tiny_classifier(seed=5)
-    straight = finetune(
-        model,
-        images,
-        labels,
-        NORMALIZATION,
-        CONFIG,
-        teacher=teacher,
-        checkpoint_path=tmp_path / "straight.ckpt",
-    )
+    run = functools.partial(finetune, model, images, labels, NORMALIZATION, CONFIG, teacher=tiny_classifier(seed=5))
+    straight = run(checkpoint_path=tmp_path / "straight.ckpt")
     checkpoint = tmp_path / "interrupted.ckpt"
     with pytest.raises(_Interrupt):
-        finetune(
-            model,
-            images,
-            labels,
-            NORMALIZATION,
-            CONFIG,
-            teacher=teacher,
-            checkpoint_path=checkpoint,
-            progress=_stop_after_epoch_one,
-        )
+        run(checkpoint_path=checkpoint, progress=_stop_after_epoch_one)
     assert checkpoint.exists()
-    resumed = finetune(
-        model, images, labels, NORMALIZATION, CONFIG, teacher=teacher, checkpoint_path=checkpoint, resume=True
-    )
+    resumed = run(checkpoint_path=checkpoint, resume=True)
     assert resumed.model.SerializeToString() == straight.model.SerializeToString()
     assert _without_time(resumed.history) == _without_time(straight.history)
     assert resumed.best_epoch == straight.best_epoch

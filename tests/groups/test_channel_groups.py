@@ -32,12 +32,7 @@ def test_oracle_holds_at_half_and_random_keep_ratios(name):
     model = tiny_models.CATALOGUE[name]()
     analysis = analyze_model(model)
     assert analysis.prunable_groups, f"{name} should have something to prune"
-    rng = np.random.default_rng(0)
-    plans = [
-        uniform_plan(analysis.groups, 0.5),
-        PruningPlan({g.id: float(rng.uniform(0.1, 1.0)) for g in analysis.prunable_groups}),
-    ]
-    for plan in plans:
+    for plan in tiny_models.half_and_random_plans(analysis, low=0.1):
         result = prune_model(model, plan, analysis=analysis)
         report = validate_pruned(model, analysis, result.selection, result.model)
         assert report.passed

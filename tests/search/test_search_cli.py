@@ -21,98 +21,59 @@ def test_help_lists_budgets_and_policies():
     assert "agmc|amc|uniform|random" in result.output
 
 
-def test_two_budgets_at_once_are_a_usage_error(tmp_path):
+def _search(tmp_path, *options: str):
+    """``search`` on the shared ResNet-20 and the demo data, the plan written to ``tmp_path/plan.json``."""
     model = shared_model_path("resnet20")
-    args = [
-        "search",
-        str(model),
-        "--data",
-        str(demo_data_path()),
-        "--flops",
-        "0.5",
-        "--latency",
-        "0.5",
-        "-o",
-        str(tmp_path / "plan.json"),
-    ]
-    result = CliRunner().invoke(cli, args)
+    args = ["search", str(model), "--data", str(demo_data_path()), *options, "-o", str(tmp_path / "plan.json")]
+    return CliRunner().invoke(cli, args)
+
+
+def test_two_budgets_at_once_are_a_usage_error(tmp_path):
+    result = _search(tmp_path, "--flops", "0.5", "--latency", "0.5")
     assert result.exit_code == 2
     assert "exactly one budget" in result.output
     assert not (tmp_path / "plan.json").exists()
 
 
 def test_unreachable_budget_fails_with_a_clear_message(tmp_path):
-    model = shared_model_path("resnet20")
-    args = [
-        "search",
-        str(model),
-        "--data",
-        str(demo_data_path()),
-        "--flops",
-        "0.02",
-        "--reward-size",
-        "64",
-        "-o",
-        str(tmp_path / "plan.json"),
-    ]
-    result = CliRunner().invoke(cli, args)
+    result = _search(tmp_path, "--flops", "0.02", "--reward-size", "64")
     assert result.exit_code == 1
     assert "budget unreachable" in result.output and "lower bound 0.2" in result.output
     assert not (tmp_path / "plan.json").exists()
 
 
+def _search_then_prune(tmp_path, *options: str):
+    """Two random episodes on 64 reward images, then ``prune --ratios`` with the plan written:
+    (the search's result, its plan, the prune's result)."""
+    result = _search(tmp_path, "--policy", "random", "--episodes", "2", "--reward-size", "64", *options)
+    assert result.exit_code == 0, result.output
+    plan_path, model = tmp_path / "plan.json", shared_model_path("resnet20")
+    pruned = CliRunner().invoke(
+        cli, ["prune", str(model), "--ratios", str(plan_path), "-o", str(tmp_path / "pruned.onnx")]
+    )
+    return result, PruningPlan.from_json(plan_path.read_text()), pruned
+
+
 def test_search_writes_a_plan_that_prune_applies(tmp_path):
     model = shared_model_path("resnet20")
-    plan_path, pruned_path = tmp_path / "plan.json", tmp_path / "pruned.onnx"
-    args = [
-        "search",
-        str(model),
-        "--data",
-        str(demo_data_path()),
-        "--flops",
-        "0.6",
-        "--policy",
-        "random",
-        "--episodes",
-        "2",
-        "--reward-size",
-        "64",
-        "--action-center",
-        "uniform",
-        "-o",
-        str(plan_path),
-    ]
-    result = CliRunner().invoke(cli, args)
-    assert result.exit_code == 0, result.output
+    result, plan, pruned = _search_then_prune(tmp_path, "--flops", "0.6", "--action-center", "uniform")
     assert "episode 2/2" in result.output and "plan written to" in result.output
-    plan = PruningPlan.from_json(plan_path.read_text())
     assert plan.round_to == 8 and plan.metadata["search"]["policy"] == "random"
     assert plan.metadata["search"]["reward_bn_recalibrated"] is True
     assert plan.metadata["search"]["macs_kept_fraction"] <= 0.6
     log_lines = (tmp_path / "plan.run" / "episodes.jsonl").read_text().splitlines()
     assert [json.loads(line)["episode"] for line in log_lines] == [0, 1]
-    pruned = CliRunner().invoke(
-        cli, ["prune", str(model), "--ratios", str(plan_path), "-o", str(pruned_path)]
-    )
     assert pruned.exit_code == 0, pruned.output
-    assert pruned_path.stat().st_size < model.stat().st_size
+    assert (tmp_path / "pruned.onnx").stat().st_size < model.stat().st_size
 
 
 def test_search_with_depth_writes_a_plan_that_deletes_branches(tmp_path):
-    model = shared_model_path("resnet20")
-    plan_path, pruned_path = tmp_path / "plan.json", tmp_path / "pruned.onnx"
-    args = ["search", str(model), "--data", str(demo_data_path()), "--flops", "0.5", "--policy", "random"]
-    args += ["--episodes", "2", "--reward-size", "64", "--depth", "0.9", "-o", str(plan_path)]
-    result = CliRunner().invoke(cli, args)
-    assert result.exit_code == 0, result.output
-    plan = PruningPlan.from_json(plan_path.read_text())
+    _, plan, pruned = _search_then_prune(tmp_path, "--flops", "0.5", "--depth", "0.9")
     assert plan.metadata["search"]["depth_threshold"] == 0.9
     assert 0.0 in plan.keep_ratios.values()
-    pruned = CliRunner().invoke(cli, ["prune", str(model), "--ratios", str(plan_path), "-o", str(pruned_path)])
     assert pruned.exit_code == 0 and "residual branches removed, oracle passed" in pruned.output
 
 
 def test_depth_threshold_outside_the_action_range_is_a_usage_error(tmp_path):
-    args = ["search", str(shared_model_path("resnet20")), "--data", str(demo_data_path()), "--flops", "0.5"]
-    result = CliRunner().invoke(cli, [*args, "--depth", "1.5", "-o", str(tmp_path / "plan.json")])
+    result = _search(tmp_path, "--flops", "0.5", "--depth", "1.5")
     assert result.exit_code == 2 and "--depth" in result.output

@@ -7,12 +7,12 @@ import math
 import numpy as np
 import onnx
 import pytest
+import tiny_models
 from trained_models import shared_model_path
 
 from agmc_onnx.analysis import analyze_model
 from agmc_onnx.groups.macs_model import MacsModel
 from agmc_onnx.io import load_model
-from agmc_onnx.plan import PruningPlan, uniform_plan
 from agmc_onnx.prune import prune_model
 
 _WEIGHTED = ("Conv", "ConvTranspose", "Gemm", "MatMul")
@@ -93,12 +93,7 @@ def _check(model: onnx.ModelProto) -> None:
     analysis = analyze_model(model)
     macs_model = MacsModel.from_analysis(analysis)
     assert count_macs(model) == pytest.approx(macs_model.total, rel=0.005)
-    rng = np.random.default_rng(0)
-    plans = [
-        uniform_plan(analysis.groups, 0.5),
-        PruningPlan({g.id: float(rng.uniform(0.2, 1.0)) for g in analysis.prunable_groups}),
-    ]
-    for plan in plans:
+    for plan in tiny_models.half_and_random_plans(analysis, low=0.2):
         result = prune_model(model, plan, analysis=analysis)
         predicted = macs_model.macs(_kept_fractions(analysis, result.selection))
         counted = count_macs(result.model)
