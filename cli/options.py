@@ -202,14 +202,19 @@ def round_to_option(from_config: bool = False):
     )
 
 
+def _numbers(value: str, kind: type, expected: str) -> tuple:
+    """``1,2,3`` or ``1 2 3`` as a tuple of ``kind``; anything else is a ``BadParameter`` saying ``expected``."""
+    try:
+        return tuple(kind(part) for part in value.replace(",", " ").split())
+    except ValueError:
+        raise click.BadParameter(f"expected {expected}, got {value!r}") from None
+
+
 def parse_floats(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[float, ...] | None:
     """Click callback: "0.49,0.48,0.45" (commas or spaces) -> (0.49, 0.48, 0.45)."""
     if value is None:
         return None
-    try:
-        numbers = tuple(float(part) for part in value.replace(",", " ").split())
-    except ValueError:
-        raise click.BadParameter(f"expected numbers separated by commas, got {value!r}") from None
+    numbers = _numbers(value, float, "numbers separated by commas")
     if not numbers:
         raise click.BadParameter("expected at least one number")
     return numbers
@@ -219,10 +224,7 @@ def parse_size(ctx: click.Context, param: click.Parameter, value: str | None) ->
     """Click callback: "224,224" (height, width) -> (224, 224)."""
     if value is None:
         return None
-    try:
-        size = tuple(int(part) for part in value.replace(",", " ").split())
-    except ValueError:
-        raise click.BadParameter(f"expected HEIGHT,WIDTH in pixels, got {value!r}") from None
+    size = _numbers(value, int, "HEIGHT,WIDTH in pixels")
     if len(size) != 2 or min(size) < 1:
         raise click.BadParameter(f"expected HEIGHT,WIDTH in pixels, got {value!r}")
     return size
