@@ -103,7 +103,7 @@ def command(
     import torch
 
     from agmc_onnx.analysis import analyze_model
-    from agmc_onnx.io import load_model, save_model, write_bytes_atomic
+    from agmc_onnx.io import load_model
     from agmc_onnx.search import RewardConfig, search_model
 
     config = _search_config(**search_options)
@@ -135,6 +135,13 @@ def command(
             resume=resume,
             progress=progress,
         )
+    _write_and_report(result, config, task, output, save_model_path, save_agent_path)
+
+
+def _write_and_report(result, config, task: str, output: Path, save_model_path, save_agent_path) -> None:
+    """The plan (and the best model, the agent when asked) written; the outcome on stdout."""
+    from agmc_onnx.io import save_model, write_bytes_atomic
+
     write_bytes_atomic(output, result.plan.to_json().encode())
     if save_model_path is not None:
         save_model(result.best_model(), save_model_path)
