@@ -176,6 +176,8 @@ def main() -> None:
     parser.add_argument("--search-workers", default="1,2")
     parser.add_argument("-o", "--output", type=Path, default=Path("benchmarks/results/search_scale"))
     args = parser.parse_args()
+    # The raylet waits for its metrics agent (a Python process) 30 s by default; a loaded machine needs longer.
+    os.environ.setdefault("RAY_agent_register_timeout_ms", "180000")
     import ray
 
     torch.set_num_threads(1)
@@ -188,7 +190,7 @@ def main() -> None:
             ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
             break
         except Exception as exc:  # Ray raises a plain Exception for that time-out
-            print(f"Ray start-up failed ({str(exc).splitlines()[0]}); attempt {attempt + 2} of 3", flush=True)
+            print(f"Ray start-up failed ({str(exc).splitlines()[0]}), attempt {attempt + 1} of 3", flush=True)
             ray.shutdown()
     else:
         raise SystemExit("Ray did not start on this machine")

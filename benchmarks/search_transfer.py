@@ -35,7 +35,7 @@ from agmc_onnx.cost import create_session
 from agmc_onnx.data import load_splits, sample_subset, spec_from_model
 from agmc_onnx.evaluate import evaluate_accuracy
 from agmc_onnx.io import load_model, write_bytes_atomic
-from agmc_onnx.search import SearchConfig, search_model
+from agmc_onnx.search import EncoderConfig, SearchConfig, search_model
 from agmc_onnx.search.transfer import save_agent
 
 SHARED_MODELS = Path(__file__).resolve().parents[1] / ".." / "shared" / "models"
@@ -65,6 +65,7 @@ class Network:
             seed=args.seed,
             workers=args.workers,
             agent=str(agent) if agent else None,
+            encoder=EncoderConfig(pretrain_epochs=args.pretrain_epochs),
         )
         return search_model(self.analysis, self.reward_set, config, spec=self.spec, run_dir=run_dir, resume=True)
 
@@ -143,17 +144,20 @@ def main() -> None:
     parser.add_argument("--test-size", type=int, default=10000)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--pretrain-epochs", type=int, default=300, help="GNN auto-encoder pre-training")
+    parser.add_argument("--runs", type=Path, default=None, help="run directories [OUTPUT.runs]")
     parser.add_argument("-o", "--output", type=Path, default=Path("benchmarks/results/search_transfer"))
     args = parser.parse_args()
     torch.set_num_threads(1)
-    runs = args.output.with_suffix(".runs")
+    runs = args.runs or args.output.with_suffix(".runs")
     networks = {name: Network(name, args) for name in args.models.split(",")}
     results = {
         "scale": f"train {args.train_episodes} episodes per source network, short {args.short}, long {args.long}, "
-        f"reward {args.reward_size} images, test {args.test_size} images",
+        f"reward {args.reward_size} images, test {args.test_size} images, GNN pre-training {args.pretrain_epochs} "
+        "epochs",
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
         "command": "python benchmarks/search_transfer.py " + " ".join(
-            f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k != "output"
+            f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k not in ("output", "runs")
         ),
         "folds": {},
     }
