@@ -1,18 +1,32 @@
 #!/bin/bash
-# Mutation testing (mutmut 3) of the oracle, the plans, the pruning pass and the channel rules.
+# Mutation testing (mutmut 3) of the oracle, the plans, the pruning pass and the channel rules on a
+# seeded uniform random sample of the mutants, stratified per file (the whole set does not fit on a
+# 2-core machine).
 #
-#     flock /tmp/agmc-heavy.lock benchmarks/mutation.sh [END_UTC]     e.g. benchmarks/mutation.sh 00:56
+#     benchmarks/mutation.sh [SEED] [SIZE]            defaults: 10 400
+#     .venv/bin/python benchmarks/mutation_report.py .cache/mutation
+#
+# Environment: SAMPLE=FILE runs the mutant names listed in FILE instead of drawing a sample (e.g.
+# benchmarks/results/mutation_sample.txt, the committed sample); TESTS="PATH ..." replaces the test
+# selection (e.g. only new tests, against the mutants an earlier run left alive); WORK=DIR (default
+# .cache/mutation) is the workspace.
 #
 # mutmut derives module names from file paths and imports the mutated copy from mutants/, so the
 # repository's folders are laid out as the installed package (passes/ and cli/ inside agmc_onnx/) in
-# .cache/mutation. Each target runs in a capped stage, all ending by END_UTC, so that every target gets
-# some coverage on a busy machine; mutmut only runs, per mutant, the tests that executed its function.
-# Summarise with benchmarks/mutation_report.py.
+# .cache/mutation. Step 1 generates every mutant and records which tests execute which function (a
+# `mutmut run` whose filter matches no mutant stops right after that); step 2 draws the sample
+# (mutation_report.py sample); step 3 runs it. mutmut runs, per mutant, only the selected tests that
+# executed its function, fastest first, stopping at the first failure. Everything runs at nice 19 with
+# one worker: the machine is shared with latency measurements.
 set -e
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-WORK=$ROOT/.cache/mutation
+WORK=${WORK:-$ROOT/.cache/mutation}
+case $WORK in /*) ;; *) WORK=$ROOT/$WORK ;; esac
+[ -n "$SAMPLE" ] && SAMPLE=$(realpath "$SAMPLE")
+TESTS=${TESTS:-tests/validate tests/cli/test_validation_exits.py tests/groups tests/passes tests/search/test_budget.py tests/test_plan.py}
 PY=${PY:-$ROOT/.venv/bin/python}
-END=$(date -u -d "${1:-$(date -u -d '+40 min' +%H:%M)}" +%s)
+SEED=${1:-10}
+SIZE=${2:-400}
 rm -rf "$WORK" && mkdir -p "$WORK" && cd "$WORK"
 cp -r "$ROOT/agmc_onnx" agmc_onnx
 cp -r "$ROOT/passes" agmc_onnx/passes
@@ -21,7 +35,7 @@ mkdir agmc_onnx/models && cp "$ROOT"/models/*.py agmc_onnx/models/ && ln -s "$RO
 cp -r "$ROOT/tests" tests
 ln -s "$ROOT/models" models && ln -s "$ROOT/examples" examples
 find . -name __pycache__ -prune -exec rm -rf {} +
-cat > pyproject.toml <<'TOML'
+cat > pyproject.toml <<TOML
 [tool.pytest.ini_options]
 testpaths = ["tests"]
 pythonpath = ["tests"]
@@ -40,23 +54,18 @@ only_mutate = [
 ]
 also_copy = ["models", "examples"]
 pytest_add_cli_args_test_selection = [
-    "tests/validate",
-    "tests/cli/test_validation_exits.py",
-    "tests/groups",
-    "tests/passes",
-    "tests/search/test_budget.py",
+$(set -f; for t in $TESTS; do echo "    \"$t\","; done)
 ]
 TOML
+MUTMUT="nice -n 19 $PY -m mutmut run --max-children 1"
+echo "generate + test stats: $(date -u +%H:%M:%S)"
+$MUTMUT "agmc_onnx.no_such_mutant*" > log_generate.txt 2>&1 || grep -q "nothing matches" log_generate.txt
+if [ -n "$SAMPLE" ]; then
+    cp "$SAMPLE" sample.txt
+else
+    "$PY" "$ROOT/benchmarks/mutation_report.py" sample . "$SEED" "$SIZE" > sample.txt
+fi
+echo "run $(wc -l < sample.txt) mutants (${SAMPLE:-seed $SEED}) against: $TESTS; $(date -u +%H:%M:%S)"
 set +e
-stage() {  # stage NAME CAP_SECONDS PATTERN
-    local name=$1 cap=$2 left=$(( END - $(date -u +%s) ))
-    if (( left < 30 )); then echo "$name: skipped, out of time"; return; fi
-    (( cap > left )) && cap=$left
-    timeout "$cap" "$PY" -m mutmut run --max-children 2 "$3" > "log_$name.txt" 2>&1
-    echo "$name: exit $? after at most ${cap}s, $(date -u +%H:%M:%S)"
-}
-stage validate 420 "agmc_onnx.validate*"
-stage prune_channels 300 "agmc_onnx.passes.prune_channels*"
-stage plan 300 "agmc_onnx.plan*"
-stage groups 600 "agmc_onnx.groups*"
-stage mask_consumers 300 "agmc_onnx.passes.mask_consumers*"
+$MUTMUT $(cat sample.txt) > log_run.txt 2>&1
+echo "mutmut exit $?: $(date -u +%H:%M:%S)"

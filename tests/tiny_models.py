@@ -270,6 +270,96 @@ def no_prunable_group() -> onnx.ModelProto:
     return net.build(net.conv("input", 3, 4))
 
 
+def _shape_entry(net: TinyNet, x: str, axis: int) -> str:
+    """``x.size(axis)`` as a 1-element int64 tensor computed at run time (Shape → Gather → Unsqueeze)."""
+    size = net.node("Gather", [net.node("Shape", [x]), net.const(np.array(axis, np.int64))], axis=0)
+    return net.node("Unsqueeze", [size, net.const(np.array([0], np.int64))])
+
+
+def _static_output(model: onnx.ModelProto, *dims) -> onnx.ModelProto:
+    """Shape inference leaves the output's dimensions symbolic behind computed shapes; state them."""
+    output = model.graph.output[0]
+    output.type.CopyFrom(helper.make_tensor_type_proto(TensorProto.FLOAT, list(dims)))
+    return model
+
+
+def computed_chunks() -> onnx.ModelProto:
+    """``x.chunk(2, 1)`` as torch.export writes it: Slice bounds computed from the shape (C // 2, C)."""
+    net = TinyNet("computed_chunks")
+    x = net.conv("input", 3, 8)
+    size = _shape_entry(net, x, 1)
+    half = net.node("Div", [size, net.const(np.array([2], np.int64))])
+    zero, axis = net.const(np.array([0], np.int64)), net.const(np.array([1], np.int64))
+    a = net.node("Slice", [x, zero, half, axis])
+    b = net.node("Slice", [x, half, size, axis])
+    model = net.build(net.conv(net.node("Concat", [net.conv(a, 4, 4), net.conv(b, 4, 4)], axis=1), 8, 4))
+    return _static_output(model, "batch", 4, 8, 8)
+
+
+def computed_view() -> onnx.ModelProto:
+    """``x.view(x.size(0), x.size(1), -1)`` (the channel entry computed) and ``x.view(x.size(0), -1)``."""
+    net = TinyNet("computed_view")
+    x = net.node("Relu", [net.conv("input", 3, 8)])
+    batch = _shape_entry(net, x, 0)
+    minus_one = net.const(np.array([-1], np.int64))
+    tokens = net.node("Reshape", [x, net.node("Concat", [batch, _shape_entry(net, x, 1), minus_one], axis=0)])
+    pooled = net.node("ReduceMean", [tokens], axes=[2], keepdims=0)
+    flat = net.node("Reshape", [x, net.node("Concat", [batch, minus_one], axis=0)])
+    model = net.build(net.node("Add", [net.gemm(pooled, 8, 10), net.gemm(flat, 8 * 64, 10)]))
+    return _static_output(model, "batch", 10)
+
+
+def gather_spatial() -> onnx.ModelProto:
+    """Gather along a spatial axis (a row of the feature map) keeps the channels where they are."""
+    net = TinyNet("gather_spatial")
+    x = net.node("Relu", [net.conv("input", 3, 8)])
+    row = net.node("Gather", [x, net.const(np.array(0, np.int64))], axis=2)  # (N, 8, W)
+    cols = net.node("Gather", [row, net.const(np.array([1, 3], np.int64))], axis=-1)  # (N, 8, 2)
+    return net.build(net.gemm(net.node("ReduceMean", [cols], axes=[2], keepdims=0), 8, 10))
+
+
+def grouped_conv_transpose() -> onnx.ModelProto:
+    """A ConvTranspose with two groups: it keeps or drops whole groups, like a grouped Conv."""
+    net = TinyNet("grouped_conv_transpose")
+    x = net.node("Relu", [net.conv("input", 3, 8)])
+    x = net.node("ConvTranspose", [x, net.weight(8, 3, 2, 2), net.const(np.zeros(6, np.float32))], strides=[2, 2], group=2)
+    return net.build(net.conv(net.node("Relu", [x]), 6, 4))
+
+
+def pad_value_axes() -> onnx.ModelProto:
+    """Opset-18 Pad with a constant value and an axes input (only the spatial axes are padded)."""
+    net = TinyNet("pad_value_axes")
+    x = net.conv("input", 3, 8)
+    pads, value = net.const(np.array([1, 0, 0, 1], np.int64)), net.const(np.array(0.5, np.float32))
+    x = net.node("Pad", [x, pads, value, net.const(np.array([2, 3], np.int64))])
+    return net.build(net.conv(x, 8, 4), opset=18)
+
+
+def spatial_slice() -> onnx.ModelProto:
+    """Every other row (a strided Slice on a spatial axis, with a steps input) keeps the channels as they are."""
+    net = TinyNet("spatial_slice")
+    x = net.conv("input", 3, 8)
+    bounds = [net.const(np.array([v], np.int64)) for v in (0, 8, 2, 2)]  # starts, ends, axes, steps
+    return net.build(net.conv(net.node("Slice", [x, *bounds]), 8, 4))
+
+
+def squeezed_tokens() -> onnx.ModelProto:
+    """Pooled features squeezed, a no-op ReduceSum (no axes), then unsqueezed in front of the channels."""
+    net = TinyNet("squeezed_tokens")
+    x = net.node("GlobalAveragePool", [net.node("Relu", [net.conv("input", 3, 8)])])
+    x = net.node("Squeeze", [x, net.const(np.array([-1, 2], np.int64))])
+    x = net.node("ReduceSum", [x], noop_with_empty_axes=1)  # (N, 8)
+    x = net.node("Unsqueeze", [x, net.const(np.array([1], np.int64))])  # (N, 1, 8)
+    return net.build(net.node("MatMul", [x, net.weight(8, 10)]), opset=18)
+
+
+def equal_split() -> onnx.ModelProto:
+    """A Split into equal halves with no sizes input (opset 13-17): pruning must add the sizes."""
+    net = TinyNet("equal_split")
+    a, b = net.node("Split", [net.conv("input", 3, 8)], n_outputs=2, axis=1)
+    return net.build(net.conv(net.node("Concat", [net.conv(a, 4, 4), net.conv(b, 4, 4)], axis=1), 8, 4))
+
+
 CATALOGUE: dict[str, Callable[[], onnx.ModelProto]] = {
     fn.__name__: fn
     for fn in (
@@ -295,6 +385,14 @@ CATALOGUE: dict[str, Callable[[], onnx.ModelProto]] = {
         pooled_head,
         aliased_weights,
         unsupported_op,
+        computed_chunks,
+        computed_view,
+        gather_spatial,
+        grouped_conv_transpose,
+        pad_value_axes,
+        spatial_slice,
+        squeezed_tokens,
+        equal_split,
     )
 }
 
