@@ -319,19 +319,20 @@ def gather_spatial() -> onnx.ModelProto:
 
 
 def grouped_conv_transpose() -> onnx.ModelProto:
-    """A ConvTranspose with two groups: it keeps or drops whole groups, like a grouped Conv."""
+    """A ConvTranspose with four groups: it keeps or drops whole groups, like a grouped Conv."""
     net = TinyNet("grouped_conv_transpose")
     x = net.node("Relu", [net.conv("input", 3, 8)])
-    x = net.node("ConvTranspose", [x, net.weight(8, 3, 2, 2), net.const(np.zeros(6, np.float32))], strides=[2, 2], group=2)
-    return net.build(net.conv(net.node("Relu", [x]), 6, 4))
+    x = net.node("ConvTranspose", [x, net.weight(8, 3, 2, 2), net.const(np.zeros(12, np.float32))], strides=[2, 2], group=4)
+    return net.build(net.conv(net.node("Relu", [x]), 12, 4))
 
 
 def pad_value_axes() -> onnx.ModelProto:
-    """Opset-18 Pad with a constant value and an axes input (only the spatial axes are padded)."""
+    """Opset-18 Pads with a constant value, with and without an axes input (only spatial axes padded)."""
     net = TinyNet("pad_value_axes")
     x = net.conv("input", 3, 8)
     pads, value = net.const(np.array([1, 0, 0, 1], np.int64)), net.const(np.array(0.5, np.float32))
     x = net.node("Pad", [x, pads, value, net.const(np.array([2, 3], np.int64))])
+    x = net.node("Pad", [x, net.const(np.array([0, 0, 1, 0, 0, 0, 0, 1], np.int64)), value])  # no axes input
     return net.build(net.conv(x, 8, 4), opset=18)
 
 
@@ -358,6 +359,14 @@ def equal_split() -> onnx.ModelProto:
     net = TinyNet("equal_split")
     a, b = net.node("Split", [net.conv("input", 3, 8)], n_outputs=2, axis=1)
     return net.build(net.conv(net.node("Concat", [net.conv(a, 4, 4), net.conv(b, 4, 4)], axis=1), 8, 4))
+
+
+
+def gemm_bias_forms() -> onnx.ModelProto:
+    """A Gemm without bias, then one whose bias is a single value broadcast over every output."""
+    net = TinyNet("gemm_bias_forms", (16,))
+    x = net.node("Relu", [net.node("Gemm", ["input", net.weight(32, 16)], transB=1)])
+    return net.build(net.node("Gemm", [x, net.weight(32, 10), net.const(np.array([0.1], np.float32))]))
 
 
 CATALOGUE: dict[str, Callable[[], onnx.ModelProto]] = {
@@ -393,6 +402,7 @@ CATALOGUE: dict[str, Callable[[], onnx.ModelProto]] = {
         spatial_slice,
         squeezed_tokens,
         equal_split,
+        gemm_bias_forms,
     )
 }
 

@@ -60,10 +60,10 @@ def test_gather_on_spatial_axes_follows_the_channels():
 
 
 def test_grouped_conv_transpose_keeps_whole_groups():
-    analysis, pruned = _pruned(tiny_models.grouped_conv_transpose(), {"g0": (1,)})
-    assert analysis.groups[0].n_units == 2 and analysis.groups[0].unit_width == 4
+    analysis, pruned = _pruned(tiny_models.grouped_conv_transpose(), {"g0": (1, 3)})
+    assert analysis.groups[0].n_units == 4 and analysis.groups[0].unit_width == 2
     transpose = next(n for n in pruned.nodes if n.op == "ConvTranspose")
-    assert transpose.attrs["group"] == 1 and transpose.inputs[1].values.shape == (4, 3, 2, 2)
+    assert transpose.attrs["group"] == 2 and transpose.inputs[1].values.shape == (4, 3, 2, 2)
 
 
 def test_conv_transpose_weights_count_toward_the_importance_of_what_they_read():
@@ -136,3 +136,29 @@ def test_regrouping_reshape_pins_its_channels():
         return net.build(net.node("Relu", [x]))
 
     assert _pin_reason(build) == "Reshape 'Reshape7' splits or regroups channels"
+
+
+def test_gather_of_channels_pins_them_and_says_so():
+    def build(net):
+        x = net.node("Gather", [net.conv("input", 3, 8), net.const(np.array([0, 2], np.int64))], axis=1)
+        return net.build(net.conv(x, 2, 4))
+
+    assert _pin_reason(build) == "Gather 'Gather7' selects channels"
+
+
+def test_gemm_without_bias_and_with_a_broadcast_bias_prune_exactly():
+    analysis, pruned = _pruned(tiny_models.gemm_bias_forms(), {"g0": (3, 9, 30)})
+    gemms = [n for n in pruned.nodes if n.op == "Gemm"]
+    assert [len(n.inputs) for n in gemms] == [2, 3] and gemms[1].inputs[2].values.shape == (1,)
+    assert [n.inputs[1].values.shape for n in gemms] == [(3, 16), (3, 10)]
+
+
+def test_summaries_name_every_field():
+    analysis = analyze_model(tiny_models.residual_chain(depth=2))
+    group = analysis.groups[0].summary()
+    assert set(group) == {"id", "name", "n_channels", "n_units", "unit_width", "prunable", "status", "producers",
+                          "consumers", "macs", "params"}
+    assert (group["id"], group["n_channels"], group["name"]) == ("g0", analysis.groups[0].n_channels, analysis.groups[0].name)
+    branch = analysis.depth.branches[0]
+    summary = branch.summary()
+    assert summary["nodes"] == list(branch.nodes) and summary["params"] == branch.params

@@ -117,6 +117,20 @@ def test_macs_model_matches_an_independent_count_on_pruned_corpus_networks(name,
     _check(load_model(export_corpus_model(name, False, cache_dir=corpus_cache_dir)))
 
 
+@pytest.mark.parametrize("name", ["grouped_conv", "depthwise_after_producer"])
+def test_macs_model_matches_an_independent_count_on_grouped_convolutions(name):
+    import tiny_models
+
+    _check(tiny_models.CATALOGUE[name]())
+
+
+def test_groups_left_out_of_a_mapping_keep_everything():
+    macs_model = MacsModel.from_analysis(analyze_model(load_model(shared_model_path("resnet20"))))
+    assert macs_model.macs({}) == pytest.approx(macs_model.total)
+    first = macs_model.group_ids[0]
+    assert macs_model.macs({first: 0.5}) < macs_model.total
+
+
 def test_independent_count_of_a_known_conv():
     """A 3x3 conv 3 -> 8 on 8x8 with padding: 8*8 positions x 8 outputs x 3*9 inputs."""
     import tiny_models

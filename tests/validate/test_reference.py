@@ -28,12 +28,11 @@ def computed_consumer_weight() -> onnx.ModelProto:
     return net.build(net.node("Conv", [x, weight], kernel_shape=[3, 3], pads=[1] * 4))
 
 
-def _folded_differently(analysis, node_op: str = "Conv", index: int = 1):
+def _folded_differently(analysis, node_op: str = "Conv", index: int = 1, change=lambda v: v + 0.5):
     """The analysis of a model whose folded copy has one weight changed, as a folding bug would."""
     graph = gs.import_onnx(analysis.model)
     node = [n for n in graph.nodes if n.op == node_op][index]
-    values = np.array(node.inputs[1].values, copy=True)
-    values += 0.5  # every channel, so the change survives any selection
+    values = change(np.array(node.inputs[1].values, copy=True))  # every channel: survives any selection
     node.inputs[1] = gs.Constant(node.inputs[1].name + "_bug", values)
     model = gs.export_onnx(graph, do_type_check=False)
     del model.opset_import[:]
@@ -58,6 +57,15 @@ def test_folding_bug_is_reported_as_such():
     with pytest.raises(ValidationError, match="constant folding changed output") as caught:
         check_folding(model, bad, random_inputs(model))
     assert caught.value.output_name == model.graph.output[0].name
+    assert caught.value.max_abs_diff > 0.1
+
+
+def test_folding_check_is_exact_down_to_one_ulp():
+    model = tiny_models.conv_bn_relu()
+    bad = _folded_differently(analyze_model(model), change=lambda v: np.nextafter(v, np.float32(np.inf)))
+    with pytest.raises(ValidationError, match="constant folding changed output") as caught:
+        check_folding(model, bad, random_inputs(model))
+    assert 0 < caught.value.max_abs_diff < 1e-4  # far inside the pruning tolerance, still refused
 
 
 def test_pruning_a_badly_folded_model_fails_the_oracle_even_without_the_folding_check():
