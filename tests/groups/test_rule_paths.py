@@ -162,3 +162,15 @@ def test_summaries_name_every_field():
     branch = analysis.depth.branches[0]
     summary = branch.summary()
     assert summary["nodes"] == list(branch.nodes) and summary["params"] == branch.params
+
+
+def test_a_branch_whose_tensor_is_read_elsewhere_is_not_removable():
+    def build(net):
+        x = net.node("Relu", [net.conv("input", 3, 8)])
+        inner = net.node("Relu", [net.conv(x, 8, 8)])
+        block = net.node("Add", [x, net.conv(inner, 8, 8)])
+        return net.build(net.node("Add", [net.conv(block, 8, 4), net.conv(inner, 8, 4)]))  # inner read twice
+
+    model = build(TinyNet("pin"))
+    block_merge = next(n.name for n in model.graph.node if n.op_type == "Add")
+    assert block_merge not in [b.merge for b in analyze_model(model).depth.branches]
