@@ -119,8 +119,6 @@ def test_macs_model_matches_an_independent_count_on_pruned_corpus_networks(name,
 
 @pytest.mark.parametrize("name", ["grouped_conv", "depthwise_after_producer"])
 def test_macs_model_matches_an_independent_count_on_grouped_convolutions(name):
-    import tiny_models
-
     _check(tiny_models.CATALOGUE[name]())
 
 
