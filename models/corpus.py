@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["CorpusEntry", "CORPUS", "corpus_names", "export_corpus_model", "DEFAULT_CACHE_DIR"]
+__all__ = ["CorpusEntry", "CORPUS", "corpus_names", "export_corpus_model", "DEFAULT_CACHE_DIR", "export_text"]
 
 # Bumped whenever the export recipe changes, so cached exports are rebuilt.
 _RECIPE_VERSION = 2
@@ -200,7 +200,7 @@ def export_corpus_model(
     cache_dir.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     if entry.kind == "text":
-        _export_text(module, tmp, entry.opset)
+        export_text(module, tmp, entry.opset)
         os.replace(tmp, path)
         return path
     x = torch.randn(1, 3, entry.input_size, entry.input_size)
@@ -240,7 +240,7 @@ def _identity(entry: CorpusEntry) -> str:
     return repr(entry)
 
 
-def _export_text(module, path: Path, opset: int) -> None:
+def export_text(module, path: Path, opset: int) -> None:
     """Token ids and attention mask (int64), dynamic batch and sequence length."""
     import torch
 

@@ -2,9 +2,10 @@
 
 DnCNN-style: a stem conv, ``depth`` conv-BN-ReLU blocks, a 3-channel head that predicts the noise, and the
 output ``denoised = noisy − predicted noise``. Input and output are RGB in [0, 1] (N×3×H×W); the noise is
-Gaussian with ``sigma`` (on the [0, 1] scale). Trained with MSE for a fixed wall-clock budget on the CPU.
+Gaussian with ``sigma`` (on the [0, 1] scale). Trained with MSE for a fixed number of steps on the CPU (a
+step count, not a wall-clock budget, so a loaded machine trains the same model, only slower).
 
-    python -m agmc_onnx.models.denoiser --data ../shared/data/cifar10 --seconds 240 -o denoiser.onnx
+    python -m agmc_onnx.models.denoiser --data ../shared/data/cifar10 --steps 1500 -o denoiser.onnx
 """
 
 from __future__ import annotations
@@ -58,17 +59,17 @@ def psnr_db(denoised: np.ndarray, clean: np.ndarray) -> float:
 
 
 def train_denoiser(
-    images: np.ndarray, seconds: float, *, batch_size: int = 32, seed: int = 0
+    images: np.ndarray, steps: int, *, batch_size: int = 32, seed: int = 0
 ) -> tuple[Denoiser, dict]:
-    """Adam on MSE with fresh noise every batch until ``seconds`` of wall time have passed."""
+    """Adam on MSE with fresh noise every batch, for ``steps`` batches."""
     torch.manual_seed(seed)
     model = Denoiser()
     optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
     clean_all = torch.from_numpy(images.astype(np.float32).transpose(0, 3, 1, 2) / 255.0)
     generator = torch.Generator().manual_seed(seed)
-    started, steps, loss = time.perf_counter(), 0, math.nan
+    started, cpu_started, loss = time.perf_counter(), time.process_time(), math.nan
     model.train()
-    while time.perf_counter() - started < seconds:
+    for _ in range(steps):
         index = torch.randint(0, len(clean_all), (batch_size,), generator=generator)
         clean = clean_all[index]
         noisy = clean + torch.randn(clean.shape, generator=generator) * SIGMA
@@ -76,21 +77,22 @@ def train_denoiser(
         optimizer.zero_grad(set_to_none=True)
         loss_t.backward()
         optimizer.step()
-        steps, loss = steps + 1, loss_t.item()
-    seconds_used = time.perf_counter() - started
-    return model.eval(), {"steps": steps, "batch_size": batch_size, "seconds": seconds_used, "final_batch_mse": loss}
+        loss = loss_t.item()
+    log = {"steps": steps, "batch_size": batch_size, "final_batch_mse": loss}
+    log |= {"wall_s": time.perf_counter() - started, "cpu_s": time.process_time() - cpu_started}
+    return model.eval(), log
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, required=True, help="CIFAR-10 folder (NAME_train/NAME_test archives)")
-    parser.add_argument("--seconds", type=float, default=240.0, help="wall-clock training budget")
+    parser.add_argument("--steps", type=int, default=1500, help="training batches")
     parser.add_argument("--images", type=int, default=10000, help="training images (the first of the train split)")
     parser.add_argument("-o", "--output", type=Path, required=True)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     train = load_split(args.data, "train", DENOISER_SPEC).images[: args.images]
-    model, log = train_denoiser(train, args.seconds)
+    model, log = train_denoiser(train, args.steps)
     test = load_split(args.data, "test", DENOISER_SPEC).images[:1000]
     noisy, clean = noisy_pairs(test, seed=1)
     with torch.no_grad():
