@@ -353,7 +353,8 @@ def _denoiser_section(settings: dict, result: dict) -> list[str]:
         f"`models/denoiser.py` trains it for {trained.get('steps', settings['denoiser_steps'])} batches of 32 on "
         "10,000 CIFAR-10 training images with Gaussian noise σ = 0.1 (on [0, 1]); "
         "`models/zoo/cifar10_denoiser.json` records the run. It is compressed label-free (task chosen "
-        f"automatically: {Path(result['task_reason']).name}; its output is an image, so fidelity is {result['metric']}) from "
+        f"automatically: {Path(result['task_reason']).name}; its output is an image, so fidelity is "
+        f"{result['metric']}) from "
         "`.npz` files of noisy inputs keyed by the input name: 2,000 other training images, 1,000 test images for "
         "the run's test split. PSNR is measured on 1,000 further test images.",
         "",
@@ -376,7 +377,8 @@ def _text_section(text: dict | None) -> list[str]:
         f"`models/text_topics.py` trains the corpus's tiny BERT (2 layers, width 64, 4 heads) for {info['steps']} "
         f"batches of {info['batch_size']} on a {info['task']}; inputs are int64 token ids and an "
         "attention mask. It is compressed label-free (task chosen automatically: "
-        f"{Path(result['task_reason']).name}) from `.npz` files of token ids keyed by input name (2,000 train, 1,000 test "
+        f"{Path(result['task_reason']).name}) from `.npz` files of token ids keyed by input name (2,000 train, "
+        "1,000 test "
         f"sequences; the topics are not in the files), with the same settings as above ({settings['episodes']} "
         f"episodes, {settings['finetune_epochs']} distillation epoch(s)). Top-1 on the topic labels is measured "
         f"afterwards on {result['scored_sequences']} further sequences. Only the attention heads and MLP widths "
