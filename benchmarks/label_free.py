@@ -152,16 +152,23 @@ def denoiser(args, work: Path) -> dict:
         "psnr_noisy_db": psnr_db(noisy, clean),
         "psnr_original_db": psnr(DENOISER),
         "psnr_final_db": psnr(run.model),
+        **_fidelity_summary(report),
+        "trained_now": trained,
+        **cost,
+    }
+    return result
+
+
+def _fidelity_summary(report) -> dict:
+    """What a label-free run's report says about fidelity and size."""
+    return {
         "fidelity_after_search": report.searched.test_fidelity,
         "fidelity_final": report.final.test_fidelity,
         "task": report.task,
         "task_reason": report.task_reason,
         "metric": report.fidelity_metric,
         "macs_kept": report.final.macs / report.original.macs,
-        "trained_now": trained,
-        **cost,
     }
-    return result
 
 
 def _den_line(result: dict) -> str:
@@ -198,12 +205,7 @@ def text_model(args, work: Path) -> dict:
     return {
         "original_top1": top1(TEXT_MODEL),
         "final_top1": top1(run.model),
-        "fidelity_after_search": report.searched.test_fidelity,
-        "fidelity_final": report.final.test_fidelity,
-        "task": report.task,
-        "task_reason": report.task_reason,
-        "metric": report.fidelity_metric,
-        "macs_kept": report.final.macs / report.original.macs,
+        **_fidelity_summary(report),
         "scored_sequences": len(topics),
         "info": json.loads(TEXT_MODEL.with_suffix(".json").read_text()),
         **cost,
