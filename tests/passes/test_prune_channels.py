@@ -97,3 +97,21 @@ def test_name_nodes_pass_makes_names_unique():
     result = NameNodesPass()(graph)
     names = [n.name for n in graph.nodes]
     assert result.modified and len(set(names)) == len(names) and all(names)
+
+
+class _BreaksTheGroups(PruneChannelsPass):
+    """A deliberately broken rewrite: a grouped convolution's group no longer divides its output channels."""
+
+    def call(self, graph):
+        result = super().call(graph)
+        conv = next(n for n in graph.nodes if n.op == "Conv" and n.attrs.get("group", 1) > 1)
+        conv.attrs["group"] = conv.inputs[1].shape[0] + 1
+        return result
+
+
+def test_ensures_catches_a_group_that_does_not_divide_the_channels():
+    analysis, prune_pass = _pass_for(tiny_models.grouped_conv(), 0.5)
+    assert any(getattr(e, "kind", None) == "conv_group" for e in prune_pass.edits)
+    broken = _BreaksTheGroups(prune_pass.edits, prune_pass.kept, prune_pass.lengths)
+    with pytest.raises(PostconditionError, match="does not divide"):
+        broken(gs.import_onnx(analysis.model))
