@@ -130,3 +130,15 @@ def test_group_and_branch_parameter_counts_are_their_weights():
         assert branch.params == _weights(analysis, set(branch.nodes)) > 0
     for group in analysis.groups:
         assert group.params == _weights(analysis, set(group.nodes)) > 0
+
+
+def test_a_one_channel_mask_over_many_channels_is_pinned_and_the_masked_channels_still_prune():
+    net = TinyNet("one_channel_mask")
+    x = net.conv("input", 3, 8)
+    mask = net.node("Sigmoid", [net.conv("input", 3, 1)])  # (N, 1, 8, 8) broadcast over 8 channels
+    model = net.build(net.conv(net.node("Mul", [x, mask]), 8, 4))
+    masked, single = analyze_model(model).groups[:2]
+    assert masked.prunable and masked.n_units == 8
+    assert single.pin_reason == f"a single channel of '{mask}' is broadcast over many"
+    pruned = _oracle_passes(model, (2, 5))
+    assert [n.inputs[1].values.shape for n in pruned.nodes if n.op == "Conv"][-1] == (4, 2, 3, 3)
