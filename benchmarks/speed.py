@@ -20,7 +20,8 @@ import numpy as np
 from measure_zoo import machine  # benchmarks/ is on sys.path when run as a script
 
 from agmc_onnx.analysis import analyze_model
-from agmc_onnx.cost import measure_latency, measure_paired
+from agmc_onnx.cost import measure_paired
+from agmc_onnx.errors import BudgetUnreachableError
 from agmc_onnx.importance import channel_scores
 from agmc_onnx.io import load_model
 from agmc_onnx.layer_latency import TableConfig, build_latency_model
@@ -28,6 +29,20 @@ from agmc_onnx.models.zoo import zoo_model_path
 from agmc_onnx.plan import PruningPlan, select_channels
 from agmc_onnx.prune import apply_selection
 from agmc_onnx.quantize import quantize_model
+
+# torchvision networks at 224x224 with random weights (latency only: no accuracy is measured on them).
+TORCHVISION = {"tv_resnet50": "resnet50", "tv_mobilenet_v2": "mobilenet_v2"}
+
+
+def model_path(name: str, cache: Path) -> Path:
+    """A zoo model, or a torchvision network exported by the corpus exporter (BatchNormalization fused)."""
+    if name not in TORCHVISION:
+        return zoo_model_path(name)
+    from agmc_onnx.models.corpus import CORPUS, CorpusEntry, export_corpus_model
+
+    entry = CorpusEntry(f"{name}_224", f"torchvision.models:{TORCHVISION[name]}", 224, heavy=True)
+    CORPUS[entry.name] = entry
+    return export_corpus_model(entry.name, fused_bn=True, cache_dir=cache)
 
 
 def _calibration(analysis) -> list[np.ndarray]:
@@ -41,7 +56,7 @@ def _shipped(model, precision: str, calibration):
 
 
 def evaluate_predictor(name: str, precision: str, args) -> dict:
-    model = load_model(zoo_model_path(name))
+    model = load_model(model_path(name, args.cache_dir or args.output / "models"))
     analysis = analyze_model(model)
     calibration = _calibration(analysis)
     config = TableConfig(target=args.target, precision=precision, cache_dir=args.cache_dir or args.output / "tables")
@@ -52,6 +67,7 @@ def evaluate_predictor(name: str, precision: str, args) -> dict:
     args.latency_models.setdefault(name, {})[precision] = latency_model
     build_seconds = time.perf_counter() - started
     rng = np.random.default_rng(args.seed)
+    full = _shipped(analysis.model, precision, calibration)
     rows = []
     for _ in range(args.plans):
         keep = {}
@@ -60,11 +76,16 @@ def evaluate_predictor(name: str, precision: str, args) -> dict:
         selection = select_channels(PruningPlan(keep), analysis.groups, channel_scores(analysis))
         pruned, _ = apply_selection(analysis, selection)
         shipped = _shipped(pruned, precision, calibration)
-        measured = measure_latency(shipped, args.target, min_seconds=args.seconds).median_ms
+        # Paired against the unpruned model of the same precision, so that the machine's drift between
+        # plans cancels: the measured latency is the paired ratio times the predictor's full-model latency.
+        paired = measure_paired(full, shipped, args.target, n_rounds=args.rounds)
+        measured = latency_model.full_cost / paired.speedup
         predicted = latency_model.predict(keep)
         # The plain sum + overhead (scale 1, overhead from the full model alone), for comparison.
         plain = latency_model.measured_full_ms + (predicted - latency_model.full_cost) / latency_model.scale
-        rows.append({"predicted_ms": predicted, "plain_sum_ms": plain, "measured_ms": measured, "keep": keep})
+        rows.append({"predicted_ms": predicted, "plain_sum_ms": plain, "measured_ms": measured, "keep": keep,
+                     "measured_ratio": 1.0 / paired.speedup, "full_ms": paired.a.median_ms,
+                     "plan_ms": paired.b.median_ms})
     errors = np.array([abs(r["predicted_ms"] - r["measured_ms"]) / r["measured_ms"] for r in rows])
     plain_errors = np.array([abs(r["plain_sum_ms"] - r["measured_ms"]) / r["measured_ms"] for r in rows])
     return {
@@ -84,7 +105,7 @@ def evaluate_predictor(name: str, precision: str, args) -> dict:
 
 
 def int8_speedup(name: str, args) -> dict:
-    model = load_model(zoo_model_path(name))
+    model = load_model(model_path(name, args.cache_dir or args.output / "models"))
     analysis = analyze_model(model)
     row = {"model": name}
     for fmt in ("qoperator", "qdq"):
@@ -95,59 +116,104 @@ def int8_speedup(name: str, args) -> dict:
     return row
 
 
-def _budget_plans(analysis, latency_fp32, latency_int8, latency_int8_keep: float) -> dict:
-    """Uniform plans (one keep ratio for every group, the largest that meets the budget) per budget."""
+def _fill(wall, counts: np.ndarray) -> np.ndarray:
+    """Raise groups one allowed step at a time (smallest keep ratio first) while the budget holds: a uniform
+    plan on coarse fast steps can leave much of the budget unused."""
+    counts = np.array(counts, dtype=np.int64)
+    raised = True
+    while raised:
+        raised = False
+        for step in np.argsort(counts / wall.n_units, kind="stable"):
+            choices = wall.choices[step]
+            bigger = choices[choices > counts[step]]
+            if len(bigger) == 0:
+                continue
+            trial = counts.copy()
+            trial[step] = bigger[0]
+            if wall.meets(trial):
+                counts, raised = trial, True
+                break
+    return counts
+
+
+def _budget_plans(analysis, latency_fp32, latency_int8, latency_int8_keep: float, int8_speedup: float) -> dict:
+    """Per budget: the largest single keep ratio that meets it, then groups raised greedily while it holds;
+    with the budget's predicted fraction (of the MACs, or of the fp32 original's latency)."""
     from agmc_onnx.groups.macs_model import MacsModel
     from agmc_onnx.search.budget import ActionWall, CostModel, uniform_keep_ratio
     from agmc_onnx.search.features import search_order
 
     groups = search_order(analysis)
     macs = CostModel.of_macs(MacsModel.from_analysis(analysis))
-    walls = {
-        "--flops 0.5": ActionWall(groups, macs, 0.5 * macs.full_cost, 0.2, 8),
-        "--latency 0.5": ActionWall(groups, latency_fp32, 0.5 * latency_fp32.measured_full_ms, 0.2, 8,
-                                    step_counts={s.group_id: s.fast_counts for s in latency_fp32.staircases}),
-        f"--latency {latency_int8_keep} + INT8": ActionWall(
-            groups, latency_int8, latency_int8_keep * latency_fp32.measured_full_ms, 0.2, 8,
-            step_counts={s.group_id: s.fast_counts for s in latency_int8.staircases}),
-    }
+
+    def wall(label: str, cost, keep: float, full: float, steps=None) -> tuple[str, ActionWall]:
+        """The budget's wall; an unreachable budget becomes its floor (every group at the lower bound)."""
+        try:
+            return label, ActionWall(groups, cost, keep * full, 0.2, 8, step_counts=steps)
+        except BudgetUnreachableError:
+            floor = ActionWall(groups, cost, float("inf"), 0.2, 8, step_counts=steps).min_cost
+            return f"{label} (unreachable: floor {floor / full:.2f})", ActionWall(groups, cost, floor, 0.2, 8,
+                                                                                  step_counts=steps)
+
+    def steps(latency_model) -> dict:
+        return {s.group_id: s.fast_counts for s in latency_model.staircases}
+
+    walls = dict([
+        wall("--flops 0.5", macs, 0.5, macs.full_cost),
+        wall("--latency 0.5", latency_fp32, 0.5, latency_fp32.measured_full_ms, steps(latency_fp32)),
+        # The fp32 original in the INT8 tables' time base: INT8 at full width × the paired INT8 speed-up.
+        wall(f"--latency {latency_int8_keep} + INT8", latency_int8, latency_int8_keep,
+             latency_int8.full_cost * int8_speedup, steps(latency_int8)),
+    ])
+    references = {"--flops": macs.full_cost, "--latency 0.5": latency_fp32.measured_full_ms,
+                  "--latency " + str(latency_int8_keep): latency_int8.full_cost * int8_speedup}
     plans = {}
-    for name, wall in walls.items():
-        _, counts = uniform_keep_ratio(wall)
-        plans[name] = ({g.id: int(c) / g.n_units for g, c in zip(groups, counts)}, wall.cost(counts))
+    for name, action_wall in walls.items():
+        _, counts = uniform_keep_ratio(action_wall)
+        counts = _fill(action_wall, counts)
+        reference = next(v for k, v in references.items() if name.startswith(k))
+        plans[name] = ({g.id: int(c) / g.n_units for g, c in zip(groups, counts)},
+                       action_wall.cost(counts) / reference)
     return plans
 
 
-def speedup_table(name: str, latency_models: dict, args) -> list[dict]:
-    """Original, INT8 only, and uniform plans under each budget: paired speed-up and test top-1 after
-    BatchNormalization re-estimation (no fine-tuning)."""
+def speedup_table(name: str, latency_models: dict, int8_format: str, int8_speedup: float, args) -> list[dict]:
+    """Original, INT8 only, and the plan of each budget: paired speed-up and test top-1 after least-squares
+    reconstruction of the pruned layers (no fine-tuning). INT8 rows use ``int8_format``, the format measured
+    faster on this machine (what ``--format auto`` picks)."""
     from agmc_onnx.data import load_split, sample_subset, spec_from_model
     from agmc_onnx.evaluate import evaluate_accuracy
-    from agmc_onnx.passes.base import run_passes
-    from agmc_onnx.passes.reestimate_batchnorm import ReestimateBatchNormPass
+    from agmc_onnx.reconstruct.run import reconstruct_pruned
     from agmc_onnx.search.recalibrate import calibration_batches
 
-    model = load_model(zoo_model_path(name))
+    model = load_model(model_path(name, args.cache_dir or args.output / "models"))
     analysis = analyze_model(model)
-    spec = spec_from_model(model)
-    _, batches = calibration_batches(load_split(args.data, "train", spec), spec, 256, 32)
-    test = sample_subset(load_split(args.data, "test", spec), args.test_images)
-    int8_only = quantize_model(analysis.model, batches, "qoperator").model
-    variants = {"original": (analysis.model, None), "INT8 only": (int8_only, None)}
-    plans = _budget_plans(analysis, latency_models["fp32"], latency_models["int8-qoperator"], args.int8_latency)
-    for label, (keep, predicted) in plans.items():
+    if name in TORCHVISION:  # random weights: latency only, calibrated on random inputs
+        batches, test, train = _calibration(analysis) * 8, None, None
+    else:
+        spec = spec_from_model(model)
+        train = load_split(args.data, "train", spec)
+        _, batches = calibration_batches(train, spec, 256, 32)
+        test = sample_subset(load_split(args.data, "test", spec), args.test_images)
+    int8_only = quantize_model(analysis.model, batches, int8_format).model
+    variants = {"original": (analysis.model, None), f"INT8 only ({int8_format})": (int8_only, None)}
+    plans = _budget_plans(analysis, latency_models["fp32"], latency_models[f"int8-{int8_format}"],
+                          args.int8_latency, int8_speedup)
+    for label, (keep, predicted) in plans.items():  # predicted: fraction of the original
         selection = select_channels(PruningPlan(keep), analysis.groups, channel_scores(analysis))
         pruned, _ = apply_selection(analysis, selection)
-        pruned = run_passes(pruned, [ReestimateBatchNormPass(batches)])
+        if test is not None:
+            pruned = reconstruct_pruned(analysis, selection, pruned, train, spec).model
         if "INT8" in label:
-            pruned = quantize_model(pruned, batches, "qoperator").model
+            pruned = quantize_model(pruned, batches, int8_format).model
         variants[label] = (pruned, predicted)
     rows = []
     for label, (variant, predicted) in variants.items():
         paired = measure_paired(analysis.model, variant, args.target, n_rounds=args.rounds)
         rows.append({"model": name, "variant": label, "speedup": paired.speedup, "low": paired.speedup_low,
-                     "high": paired.speedup_high, "ms": paired.b.median_ms, "predicted_ms": predicted,
-                     "top1": evaluate_accuracy(variant, test, spec).top1})
+                     "high": paired.speedup_high, "ms": paired.b.median_ms, "predicted_fraction": predicted,
+                     "original_ms": paired.a.median_ms,
+                     "top1": None if test is None else evaluate_accuracy(variant, test, spec).top1})
     return rows
 
 
@@ -158,11 +224,13 @@ def write_markdown(result: dict, path: Path) -> None:
         f"Command: `{result['command']}`  ",
         f"Machine: {result['machine']['cpu_model']}, {result['machine']['cpu_cores']} cores, onnxruntime "
         f"{result['machine']['onnxruntime']}, load average at start {result['machine']['load_average_at_start']}; "
-        f"target {result['target']}. Run under the shared heavy-work lock.",
+        f"target {result['target']}. The timing process ran alone on one core (every other process pinned to "
+        "the other core).",
         "",
         f"Random plans: every group on one of its staircase's fast steps (the search's action space), "
-        f"{result['n_plans']} plans per row; latency = median over ≥ {result['seconds']} s of runs. "
-        "INT8 plans are pruned, then quantized (QOperator, per channel).",
+        f"{result['n_plans']} plans per row. INT8 plans are pruned, then quantized (per channel). Each plan is "
+        "timed paired (A-B-B-A rounds in one process) against the unpruned model of the same precision, so the "
+        "machine's drift between plans cancels; measured latency = that ratio × the predicted full latency.",
         "",
         "Error = |predicted − measured| / measured. *calibrated*: overhead + scale · Σ table (overhead and scale "
         "from the full and a half-width model, timed paired); *plain*: Σ table + overhead from the full model.",
@@ -186,18 +254,21 @@ def write_markdown(result: dict, path: Path) -> None:
         ]
         lines.append(f"| {row['model']} | {cells[0]} | {cells[1]} |")
     if result.get("speedups"):
-        lines += ["", f"Speed-ups (paired against the fp32 original) of uniform plans at each budget: one keep ratio "
-                  "for all groups, the largest the budget allows (the search's feasible starting point, not a "
-                  "searched policy); test top-1 on "
-                  f"{result['test_images']} test images after BatchNormalization re-estimation, **no fine-tuning**.",
-                  "", "| model | variant | speed-up (95 % CI) | median ms | predicted ms | test top-1 |",
+        lines += ["", "Speed-ups, each paired against the fp32 original. Plans: the largest single keep ratio the "
+                  "budget allows, then groups raised one fast step at a time while it holds (a feasible plan, "
+                  "not a searched policy); `--latency` plans are chosen on the measured tables and their fast "
+                  "steps, `--flops` on MACs with widths rounded to 8. INT8 rows use the format measured faster "
+                  "above. Test top-1 on "
+                  f"{result['test_images']} test images after least-squares reconstruction of the pruned layers, "
+                  "**no fine-tuning**. *predicted*: the budget's own estimate of the kept fraction (of the MACs "
+                  "for `--flops`, of the fp32 original's latency otherwise); *measured*: 1 / speed-up.",
+                  "", "| model | variant | speed-up (95 % CI) | measured fraction | predicted fraction | test top-1 |",
                   "|---|---|---|---|---|---|"]
         for row in result["speedups"]:
-            predicted = "—" if row["predicted_ms"] is None else f"{row['predicted_ms']:.3f}"
-            if row["variant"] == "--flops 0.5":
-                predicted = "—"
+            predicted = "—" if row["predicted_fraction"] is None else f"{row['predicted_fraction']:.3f}"
+            top1 = "— (random weights)" if row["top1"] is None else f"{100 * row['top1']:.2f} %"
             lines.append(f"| {row['model']} | {row['variant']} | {row['speedup']:.2f}× ({row['low']:.2f}–"
-                         f"{row['high']:.2f}) | {row['ms']:.3f} | {predicted} | {100 * row['top1']:.2f} % |")
+                         f"{row['high']:.2f}) | {1 / row['speedup']:.3f} | {predicted} | {top1} |")
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -216,7 +287,7 @@ def merge(paths: list[Path], output: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="resnet20,resnet56,mobilenetv2")
-    parser.add_argument("--precisions", default="fp32,int8-qoperator")
+    parser.add_argument("--precisions", default="fp32,int8-qoperator,int8-qdq")
     parser.add_argument("--plans", type=int, default=10)
     parser.add_argument("--seconds", type=float, default=0.5)
     parser.add_argument("--rounds", type=int, default=10)
@@ -244,7 +315,10 @@ def main() -> None:
                   f"build {row['build_seconds']:.0f} s", flush=True)
             result["predictor"].append(row)
         if args.data is not None:
-            result["speedups"] = result.get("speedups", []) + speedup_table(name, args.latency_models[name], args)
+            int8 = result["int8"][-1]
+            fastest = max(("qoperator", "qdq"), key=lambda f: int8[f]["speedup"])
+            rows = speedup_table(name, args.latency_models[name], fastest, int8[fastest]["speedup"], args)
+            result["speedups"] = result.get("speedups", []) + rows
             result["test_images"] = args.test_images
     args.output.mkdir(parents=True, exist_ok=True)
     (args.output / "speed.json").write_text(json.dumps(result, indent=1))
