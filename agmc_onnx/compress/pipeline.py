@@ -268,19 +268,10 @@ def run_compress(
     paired = measure_paired(stages.model, shipped, config.target)
     timings["evaluate+latency"] = time.perf_counter() - clock
     timings["total"] = time.perf_counter() - started
-    original = ModelFigures(
-        baseline["macs"],
-        baseline["params"],
-        baseline["file_bytes"],
-        baseline["test_top1"],
-        paired.a.median_ms,
-        paired.a.p90_ms,
-        1.0,  # the original agrees with itself
-    )
     report = _build_report(
         stages,
         search,
-        original,
+        _original_figures(baseline, paired),
         _figures(searched, searched_scores),
         _figures(final, final_scores, paired.b if quantized is None else None),
         paired,
@@ -291,6 +282,18 @@ def run_compress(
         int8 = _figures(shipped, stages.test_scores(shipped), paired.b)
         report = _with_int8(report, int8, quantized.quant_format)
     return CompressRun(report, shipped, search, work.resumed)
+
+
+def _original_figures(baseline: dict, paired) -> ModelFigures:
+    return ModelFigures(
+        baseline["macs"],
+        baseline["params"],
+        baseline["file_bytes"],
+        baseline["test_top1"],
+        paired.a.median_ms,
+        paired.a.p90_ms,
+        1.0,  # the original agrees with itself
+    )
 
 
 def _judge(config: dict, kind: str, keep: float, achieved: float, original, shipped):
