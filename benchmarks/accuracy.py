@@ -239,6 +239,9 @@ def render(store: Store, test_images: int, conditions: str) -> str:
                 f"| {key.split('/')[0]} | {row['start']} | {loss} | {row['train_images']} | {row['lr']} | "
                 f"{row['top1_before']:.2%} | **{row['top1_after']:.2%}** | {row['seconds']:.0f} |"
             )
+        lines += ["", "Peer bar for the same single CPU epoch at 50 % MACs (Torch-Pruning global L1, plain SGD 0.01, "
+                  "cosine; measured earlier on the 2-core Xeon, full test set): ResNet-56 86.10 %, ResNet-20 82.48 %. "
+                  "The goal is ≥ 88 % for ResNet-56."]
     return "\n".join(lines) + "\n"
 
 
@@ -256,7 +259,7 @@ def main() -> None:
     parser.add_argument("--train-images", type=int, default=0, help="0: the whole training split")
     parser.add_argument("--results", type=Path, default=RESULTS / "accuracy.json")
     args = parser.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(len(os.sched_getaffinity(0)))  # the cores this process may use
     store = Store(args.results)
     if args.phase == "grid":
         run_grid(args, store)
