@@ -335,8 +335,9 @@ def _protocol(settings: dict, totals: dict, loads: list[float]) -> list[str]:
         "subset of the 10,000; about a tenth of them may also be among the demo's 1,000 test images, which the "
         "labelled run used only to report, never to train or search).",
         "",
-        "**Latency was not measured** (compress's paired timing step was replaced by a not-measured placeholder): "
-        "another engineer's timing benchmarks shared the machine, so no speed-up is claimed here. The columns give "
+        "**The classifiers' latency was not measured** (compress's paired timing step was replaced by a "
+        "not-measured placeholder, so this heavy run could share the machine with timing benchmarks); only the "
+        "denoiser is timed, separately (`--time-denoiser`). The columns give "
         f"CPU time, not wall time. Image part: {totals['cpu_s'] / 60:.1f} CPU min in {totals['wall_s'] / 60:.1f} "
         "wall min under `nice -n 19`; 1-min load average at the start and after each part: "
         f"{', '.join(f'{v:.1f}' for v in loads)}. Each comparison is one seed: a difference of a point or two "
