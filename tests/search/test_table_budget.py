@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import pytest
 from search_fixtures import SPEC, labelled_by_model, one_torch_thread, tiny_classifier  # noqa: F401
 
 from agmc_onnx.analysis import analyze_model
 from agmc_onnx.graph.counting import count_cost
 from agmc_onnx.search import AccuracyReward, SearchConfig, run_search
 from agmc_onnx.search.features import search_order
-
+from agmc_onnx.search.table_budget import table_budget
 
 STEP = 4
 
@@ -65,3 +66,16 @@ def test_table_latency_search_keeps_counts_on_fast_steps_within_budget(tmp_path,
             assert round(keep_ratio * units[group_id]) in fast[group_id], (group_id, keep_ratio)
     for group_id, keep_ratio in result.plan.keep_ratios.items():
         assert round(keep_ratio * units[group_id]) in fast[group_id]
+
+
+def test_int8_budget_places_the_fp32_original_in_the_tables_time_base(tmp_path, monkeypatch) -> None:
+    """The INT8 budget's reference is the INT8 model's predicted latency times the paired fp32/INT8 ratio,
+    not a separately timed fp32 run (separate timings drift apart on a shared machine)."""
+    _idealised_device(monkeypatch)
+    paired_ratio = SimpleNamespace(speedup=1.5)
+    monkeypatch.setattr("agmc_onnx.search.table_budget.measure_paired", lambda *a, **k: paired_ratio)
+    analysis = analyze_model(tiny_classifier())
+    wall, fit = table_budget(analysis, search_order(analysis), 0.9, "mobile-cpu", "int8-qoperator",
+                             lower_bound=0.5, round_to=1, cache_dir=tmp_path)
+    assert fit.original_ms == pytest.approx(fit.cost_model.full_cost * 1.5)
+    assert wall.target_cost == pytest.approx(0.9 * fit.original_ms)
