@@ -71,14 +71,21 @@ def root_sums(
         if not (isinstance(edit, SliceConstant) and edit.is_weight):
             continue
         values = np.asarray(values_of(nodes[edit.node].input[edit.input_index]), dtype=np.float64)
-        moved = np.moveaxis(values, edit.axis, 0).reshape(values.shape[edit.axis], -1)
         roots = analysis.flow.roots(analysis.flow.tensors[edit.tensor].atoms)
-        if len(roots) != moved.shape[0]:
-            continue  # grouped conv weight rows follow outputs only; covered by the output edit
-        per_position = np.power(np.abs(moved), power).sum(axis=1)
+        per_position = _position_sums(np.power(np.abs(values), power), edit.axis, edit.groups)
+        if len(roots) != len(per_position):
+            continue  # whole-group conv weight rows follow outputs only; covered by the output edit
         for root, value in zip(roots.tolist(), per_position.tolist()):
             sums[root] = sums.get(root, 0.0) + value
     return sums
+
+
+def _position_sums(values: np.ndarray, axis: int, groups: int) -> np.ndarray:
+    """Σ over everything but ``axis``; a grouped Conv input's rows split by group, one sum per input position."""
+    if groups == 1:
+        return np.moveaxis(values, axis, 0).reshape(values.shape[axis], -1).sum(axis=1)
+    per_group = values.reshape(groups, values.shape[0] // groups, values.shape[1], -1)  # axis is 1
+    return per_group.sum(axis=(1, 3)).reshape(-1)
 
 
 class _PerRootImportance(Importance):

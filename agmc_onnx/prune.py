@@ -34,7 +34,7 @@ class PruneResult:
 def apply_selection(analysis: ModelAnalysis, selection: ChannelSelection) -> tuple[onnx.ModelProto, dict]:
     """Rewrite the analysed model so that only the selected units remain."""
     kept = analysis.kept_positions(selection.dropped_roots(analysis.groups))
-    lengths = {name: len(analysis.flow.tensors[name]) for name in kept}
+    lengths = {name: len(info) for name, info in analysis.flow.tensors.items()}  # a Split part may keep all
     removed = [analysis.depth.branch(b) for b in selection.removed_branches]
     depth_passes = [RemoveBranchesPass(removed)] if removed else []
     passes = [PruneChannelsPass(analysis.flow.edits, kept, lengths), *depth_passes, CleanupPass(), InferShapesPass()]

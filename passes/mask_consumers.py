@@ -32,13 +32,27 @@ class ConsumerMask:
     rank: int
     length: int
     dropped: tuple[int, ...]
+    groups: int = 1  # a grouped Conv's input: ``axis`` indexes positions within ``groups`` equal groups
+    rows: int = 1  # the weight's length along axis 0 (its output channels), for ``groups`` > 1
+
+    @property
+    def axis_length(self) -> int:
+        """The weight's length along ``axis``."""
+        return self.length // self.groups
 
     def mask(self, dtype: np.dtype) -> np.ndarray:
-        """A 0/1 array that broadcasts against the weight along ``axis`` only."""
+        """A 0/1 array that broadcasts against the weight along ``axis`` only (and axis 0 when grouped)."""
         shape = [1] * self.rank
-        shape[self.axis] = self.length
-        values = np.ones(self.length, dtype=dtype)
-        values[list(self.dropped)] = 0
+        shape[self.axis] = self.axis_length
+        if self.groups == 1:
+            values = np.ones(self.length, dtype=dtype)
+            values[list(self.dropped)] = 0
+            return values.reshape(shape)
+        values = np.ones((self.groups, self.rows // self.groups, self.axis_length), dtype=dtype)
+        for position in self.dropped:
+            group, index = divmod(position, self.axis_length)
+            values[group, :, index] = 0
+        shape[0] = self.rows
         return values.reshape(shape)
 
 
@@ -58,8 +72,12 @@ def consumer_masks(
             continue
         length = lengths[edit.tensor]
         dropped = np.setdiff1d(np.arange(length), kept[edit.tensor])
-        rank = len(weight_shapes[(edit.node, edit.input_index)])
-        masks.append(ConsumerMask(edit.node, edit.input_index, edit.axis, rank, length, tuple(dropped.tolist())))
+        shape = weight_shapes[(edit.node, edit.input_index)]
+        masks.append(
+            ConsumerMask(
+                edit.node, edit.input_index, edit.axis, len(shape), length, tuple(dropped.tolist()), edit.groups, shape[0]
+            )
+        )
     return tuple(masks)
 
 
@@ -83,10 +101,10 @@ class MaskConsumersPass(GraphPass):
                     f"MaskConsumersPass: node '{mask.node}' with input {mask.input_index} is not in the graph"
                 )
             weight = node.inputs[mask.input_index]
-            if isinstance(weight, gs.Constant) and weight.values.shape[mask.axis] != mask.length:
+            if isinstance(weight, gs.Constant) and weight.values.shape[mask.axis] != mask.axis_length:
                 raise PreconditionError(
                     f"MaskConsumersPass: input {mask.input_index} of '{mask.node}' has "
-                    f"{weight.values.shape[mask.axis]} positions on axis {mask.axis}, expected {mask.length}"
+                    f"{weight.values.shape[mask.axis]} positions on axis {mask.axis}, expected {mask.axis_length}"
                 )
 
     def call(self, graph: gs.Graph) -> PassResult:
@@ -116,9 +134,8 @@ class MaskConsumersPass(GraphPass):
         for mask in self.masks:
             weight = nodes[mask.node].inputs[mask.input_index]
             if isinstance(weight, gs.Constant):
-                index = [slice(None)] * weight.values.ndim
-                index[mask.axis] = list(mask.dropped)
-                if np.any(np.asarray(weight.values)[tuple(index)] != 0):
+                values = np.asarray(weight.values)
+                if np.any(np.where(mask.mask(values.dtype) == 0, values, np.zeros((), values.dtype)) != 0):
                     raise PostconditionError(f"MaskConsumersPass: '{mask.node}' still reads a removed channel")
             elif not (weight.inputs and weight.inputs[0].op == "Mul"):
                 raise PostconditionError(f"MaskConsumersPass: input of '{mask.node}' is not masked")

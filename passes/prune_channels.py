@@ -28,7 +28,7 @@ class PruneChannelsPass(GraphPass):
     ) -> None:
         self.edits = tuple(edits)
         self.kept = dict(kept)
-        self.lengths = dict(lengths)  # original channel length of each tensor named in ``kept``
+        self.lengths = dict(lengths)  # original channel length of each tensor in ``kept`` and each edit names
 
     def _active(self) -> list[Edit]:
         return [e for e in self.edits if any(t in self.kept for t in _edit_tensors(e))]
@@ -53,9 +53,11 @@ class PruneChannelsPass(GraphPass):
         for edit in self._active():
             node = nodes[edit.node]
             if isinstance(edit, SliceConstant):
-                values = np.take(
-                    constant_values(node.inputs[edit.input_index]), self.kept[edit.tensor], axis=edit.axis
-                )
+                values = constant_values(node.inputs[edit.input_index])
+                if edit.groups > 1:
+                    values = _take_inside_groups(node, values, edit, self.kept[edit.tensor], self.lengths[edit.tensor])
+                else:
+                    values = np.take(values, self.kept[edit.tensor], axis=edit.axis)
                 _replace_constant(node, edit.input_index, values)
                 n_sliced += 1
             else:
@@ -78,10 +80,11 @@ class PruneChannelsPass(GraphPass):
             node = nodes[edit.node]
             if isinstance(edit, SliceConstant):
                 length = node.inputs[edit.input_index].shape[edit.axis]
-                if length != len(self.kept[edit.tensor]):
+                expected = len(self.kept[edit.tensor]) // edit.groups
+                if length != expected:
                     raise PostconditionError(
                         f"{node.op} '{node.name}': input {edit.input_index} has {length} channels on axis "
-                        f"{edit.axis}, expected {len(self.kept[edit.tensor])}"
+                        f"{edit.axis}, expected {expected}"
                     )
             elif edit.kind == "conv_group":
                 weight = node.inputs[1]
@@ -103,6 +106,21 @@ def _replace_constant(node: gs.Node, index: int, values: np.ndarray) -> None:
     shared = len(old.outputs) > 1
     name = f"{old.name}__{node.name}" if shared else old.name
     node.inputs[index] = gs.Constant(name, np.ascontiguousarray(values))
+
+
+def _take_inside_groups(
+    node: gs.Node, values: np.ndarray, edit: SliceConstant, kept: np.ndarray, length: int
+) -> np.ndarray:
+    """A grouped Conv's weight: the rows of each conv group keep the in-group inputs that group keeps."""
+    k = length // edit.groups
+    rows = np.split(values, edit.groups, axis=0)
+    parts = []
+    for group, block in enumerate(rows):
+        local = kept[(kept >= group * k) & (kept < (group + 1) * k)] - group * k
+        parts.append(np.take(block, local, axis=edit.axis))
+    if len({part.shape[edit.axis] for part in parts}) != 1:
+        raise PreconditionError(f"{node.op} '{node.name}': its groups would keep unequal numbers of input channels")
+    return np.concatenate(parts, axis=0)
 
 
 def _kept_count(edit_pass: PruneChannelsPass, tensor: str) -> int:

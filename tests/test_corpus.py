@@ -18,17 +18,8 @@ pytest.importorskip("torchvision")
 # The any-model entries (timm, transformers, old opsets, external data) run in the slow suite and the
 # extended engine benchmark: exporting them costs minutes.
 _SLOW = {name for name, entry in CORPUS.items() if entry.heavy or entry.extended} | {"wide_resnet50_2"}
-# Its grouped 1×1 convolutions keep whole conv groups, and the shuffle ties channel i across those groups:
-# every channel of a unit ends up in one unit, so nothing can be pruned.
-_NO_PRUNABLE_GROUP = {"shufflenet_v1_g3"}
 CASES = [
-    pytest.param(
-        name,
-        variant == "fused",
-        id=f"{name}-{variant}",
-        marks=([pytest.mark.slow] if name in _SLOW else [])
-        + ([pytest.mark.xfail(strict=True, reason="a single unit")] if name in _NO_PRUNABLE_GROUP else []),
-    )
+    pytest.param(name, variant == "fused", id=f"{name}-{variant}", marks=[pytest.mark.slow] if name in _SLOW else [])
     for name in CORPUS
     for variant in CORPUS[name].variants
 ]

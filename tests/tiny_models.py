@@ -127,6 +127,31 @@ def grouped_conv() -> onnx.ModelProto:
     return net.build(net.conv(x, 16, 4, k=1))
 
 
+def grouped_conv_two_towers() -> onnx.ModelProto:
+    """Two conv groups of 6 channels: more channels per group than groups, so it prunes inside the groups."""
+    net = TinyNet("grouped_conv_two_towers")
+    x = net.node("Relu", [net.conv("input", 3, 12, k=1)])
+    x = net.node("Relu", [net.conv(x, 12, 12, group=2)])
+    return net.build(net.conv(x, 12, 4, k=1))
+
+
+def shufflenet_v1_unit(width: int = 24, groups: int = 3) -> onnx.ModelProto:
+    """ShuffleNet V1's unit: grouped 1×1, channel shuffle, depthwise 3×3, grouped 1×1, residual add.
+
+    At width 24 with 3 groups the shuffled channel units (3 positions each) do not all fall inside one
+    group of the second grouped conv: two of them straddle two groups and are kept whole.
+    """
+    net = TinyNet("shufflenet_v1_unit", (3, 4, 4))
+    stem = net.node("Relu", [net.bn(net.conv("input", 3, width, k=1), width)])
+    x = net.node("Relu", [net.bn(net.conv(stem, width, width, k=1, group=groups, bias=False), width)])
+    x = net.node("Reshape", [x, net.const(np.array([-1, groups, width // groups, 4, 4], dtype=np.int64))])
+    x = net.node("Transpose", [x], perm=[0, 2, 1, 3, 4])
+    x = net.node("Reshape", [x, net.const(np.array([-1, width, 4, 4], dtype=np.int64))])
+    x = net.bn(net.conv(x, width, width, group=width, bias=False), width)
+    x = net.bn(net.conv(x, width, width, k=1, group=groups, bias=False), width)
+    return net.build(net.conv(net.node("Relu", [net.node("Add", [stem, x])]), width, 4, k=1))
+
+
 def flatten_gemm() -> onnx.ModelProto:
     net = TinyNet("flatten_gemm", (3, 4, 4))
     x = net.node("Relu", [net.conv("input", 3, 8)])
@@ -171,6 +196,17 @@ def channel_slice() -> onnx.ModelProto:
     x = net.conv("input", 3, 8)
     starts, ends, axes = (net.const(np.array([v], dtype=np.int64)) for v in (2, 6, 1))
     return net.build(net.conv(net.node("Slice", [x, starts, ends, axes]), 4, 4))
+
+
+def partial_residual() -> onnx.ModelProto:
+    """ReXNet's block: the residual is added to the first channels only (Slice, Add, Slice, Concat)."""
+    net = TinyNet("partial_residual")
+    x = net.node("Relu", [net.conv("input", 3, 8, k=1)])
+    y = net.conv(x, 8, 12)
+    zero, eight, end, axis = (net.const(np.array([v], dtype=np.int64)) for v in (0, 8, 12, 1))
+    head = net.node("Add", [net.node("Slice", [y, zero, eight, axis]), x])
+    tail = net.node("Slice", [y, eight, end, axis])
+    return net.build(net.conv(net.node("Concat", [head, tail], axis=1), 12, 4, k=1))
 
 
 def gemm_chain() -> onnx.ModelProto:
@@ -296,6 +332,17 @@ def computed_chunks() -> onnx.ModelProto:
     return _static_output(model, "batch", 4, 8, 8)
 
 
+def shape_of_views() -> onnx.ModelProto:
+    """LeViT: ``x.flatten(2)`` as Reshape(x, Concat(Shape(x)[0:2], [-1])) and back with ``reshape_as(x)``."""
+    net = TinyNet("shape_of_views", (3, 4, 4))
+    x = net.conv("input", 3, 8)
+    shape = net.node("Shape", [x])
+    head = net.node("Slice", [shape, *(net.const(np.array([v], dtype=np.int64)) for v in (0, 2, 0))])
+    flat = net.node("Reshape", [x, net.node("Concat", [head, net.const(np.array([-1], np.int64))], axis=0)])
+    back = net.node("Reshape", [net.node("Relu", [flat]), shape])
+    return _static_output(net.build(net.conv(back, 8, 4)), "batch", 4, 4, 4)
+
+
 def computed_view() -> onnx.ModelProto:
     """``x.view(x.size(0), x.size(1), -1)`` (the channel entry computed) and ``x.view(x.size(0), -1)``."""
     net = TinyNet("computed_view")
@@ -379,6 +426,10 @@ CATALOGUE: dict[str, Callable[[], onnx.ModelProto]] = {
         concat_then_add,
         depthwise_after_producer,
         grouped_conv,
+        grouped_conv_two_towers,
+        partial_residual,
+        shape_of_views,
+        shufflenet_v1_unit,
         flatten_gemm,
         reshape_gemm,
         squeeze_excitation,

@@ -38,6 +38,7 @@ class ChannelGroup:
     params: int = 0
     pin_reason: str | None = None
     unit_width: int = 1  # positions per unit in the first producer's output
+    fixed_units: int = 0  # units always kept (not in ``unit_roots``): a grouped Conv cannot balance them
 
     @property
     def prunable(self) -> bool:
@@ -56,6 +57,7 @@ class ChannelGroup:
             "n_channels": self.n_channels,
             "n_units": self.n_units,
             "unit_width": self.unit_width,
+            "fixed_units": self.fixed_units,
             "prunable": self.prunable,
             "status": self.status,
             "producers": list(self.producers),
@@ -138,9 +140,12 @@ def build_groups(flow: ChannelFlow, graph: gs.Graph, layers: Mapping[str, LayerI
     groups = []
     for index, producers in enumerate(producer_lists):
         primary = tensor_roots[flow.producers[producers[0]]]
-        units = list(dict.fromkeys(r for p in producers for r in tensor_roots[flow.producers[p]].tolist()))
+        all_units = list(dict.fromkeys(r for p in producers for r in tensor_roots[flow.producers[p]].tolist()))
+        units = [u for u in all_units if u not in flow.keep_reasons]  # the others are always kept
         units_array = np.asarray(units, dtype=np.int64)
-        reasons = [flow.pin_reasons[u] for u in units if u in flow.pin_reasons]
+        reasons = [flow.pin_reasons[u] for u in all_units if u in flow.pin_reasons]
+        if not units:
+            reasons.append(flow.keep_reasons[all_units[0]])
         touched = nodes_of[index]
         groups.append(
             ChannelGroup(
@@ -156,6 +161,7 @@ def build_groups(flow: ChannelFlow, graph: gs.Graph, layers: Mapping[str, LayerI
                 params=sum(layers[n].params for n in touched),
                 pin_reason=reasons[0] if reasons else None,
                 unit_width=max(1, len(primary) // max(1, len(np.unique(primary)))),
+                fixed_units=len(all_units) - len(units),
             )
         )
     return tuple(groups)

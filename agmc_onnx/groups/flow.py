@@ -37,6 +37,9 @@ class SliceConstant:
     tensor: str
     is_weight: bool = False  # counts toward importance (Conv/Gemm/MatMul weights)
     consumes: bool = False  # the weight reads ``tensor`` (zeroed by the oracle), rather than producing it
+    # A grouped Conv's input: ``tensor``'s positions fall into ``groups`` equal conv groups, ``axis`` indexes
+    # the position within its group and the weight's rows (axis 0) split into the same groups.
+    groups: int = 1
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,8 @@ class ChannelFlow:
 
     parent: list[int] = field(default_factory=list)
     pin_reasons: dict[int, str] = field(default_factory=dict)
+    # Units that must be kept whole but do not pin their group (a grouped Conv cannot balance them).
+    keep_reasons: dict[int, str] = field(default_factory=dict)
     tensors: dict[str, ChannelTensor] = field(default_factory=dict)
     edits: list[Edit] = field(default_factory=list)
     # producer node name -> output tensor name whose atoms it created
@@ -88,9 +93,10 @@ class ChannelFlow:
         if root_b < root_a:
             root_a, root_b = root_b, root_a
         self.parent[root_b] = root_a
-        reason = self.pin_reasons.pop(root_b, None)
-        if reason is not None and root_a not in self.pin_reasons:
-            self.pin_reasons[root_a] = reason
+        for reasons in (self.pin_reasons, self.keep_reasons):
+            reason = reasons.pop(root_b, None)
+            if reason is not None and root_a not in reasons:
+                reasons[root_a] = reason
 
     def tie(self, atoms_a: np.ndarray, atoms_b: np.ndarray) -> None:
         """Position-wise ties: channel i of one tensor is channel i of the other."""
@@ -107,6 +113,11 @@ class ChannelFlow:
         for atom in atoms.tolist():
             root = self.find(atom)
             self.pin_reasons.setdefault(root, reason)
+
+    def keep(self, atoms: np.ndarray, reason: str) -> None:
+        """These atoms' units are always kept; the rest of their group stays prunable."""
+        for atom in atoms.tolist():
+            self.keep_reasons.setdefault(self.find(atom), reason)
 
     def pin_tensor(self, name: str, reason: str) -> None:
         info = self.tensors.get(name)

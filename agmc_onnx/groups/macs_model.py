@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from agmc_onnx.graph.layers import WEIGHTED_OPS
+from agmc_onnx.groups.flow import SliceConstant
 
 __all__ = ["MacsModel"]
 
@@ -36,6 +37,8 @@ class MacsModel:
         names, macs, grouped = [], [], []
         in_fixed, out_fixed, in_rows, out_rows = [], [], [], []
         tensors_of = _layer_tensors(analysis)
+        # Grouped convs pruned inside their groups lose inputs like any layer; whole-group ones through outputs.
+        inside_groups = {e.node for e in analysis.flow.edits if isinstance(e, SliceConstant) and e.groups > 1}
         for name, layer in analysis.layers.items():
             if layer.op_type not in WEIGHTED_OPS or layer.macs == 0:
                 continue
@@ -44,7 +47,7 @@ class MacsModel:
             fixed_o, row_o = _shares(analysis, out_name, root_to_col, len(groups))
             names.append(name)
             macs.append(layer.macs)
-            grouped.append(layer.groups > 1)
+            grouped.append(layer.groups > 1 and name not in inside_groups)
             in_fixed.append(fixed_i)
             in_rows.append(row_i)
             out_fixed.append(fixed_o)

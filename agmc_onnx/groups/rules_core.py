@@ -9,6 +9,7 @@ from typing import NamedTuple
 import numpy as np
 import onnx_graphsurgeon as gs
 
+from agmc_onnx.groups import rules_grouped as grouped
 from agmc_onnx.groups.context import RuleContext
 from agmc_onnx.groups.flow import ChannelTensor, RewriteAttribute, SliceConstant
 
@@ -65,6 +66,10 @@ def conv_rule(node: gs.Node, ctx: RuleContext) -> None:
         return
     if conv.x is None or len(conv.x) != int(conv.weight.shape[1]) * conv.groups:
         ctx.flow.pin(conv.y_atoms, f"grouped Conv '{node.name}' reads an untracked input")
+        return
+    if grouped.prunes_inside_groups(len(conv.x), conv.groups):
+        grouped.tie_inside_groups(ctx, node.name, conv.x.atoms, conv.y_atoms, conv.groups)
+        edits.append(SliceConstant(node.name, 1, 1, conv.x_name, is_weight=True, consumes=True, groups=conv.groups))
         return
     _tie_whole_groups(ctx, conv.x.atoms, conv.y_atoms, conv.groups)
     edits.append(RewriteAttribute(node.name, "conv_group", (conv.y_name,), (conv.groups, len(conv.y_atoms))))

@@ -69,7 +69,9 @@ def split_rule(node: gs.Node, ctx: RuleContext) -> None:
         return
     offset = 0
     for tensor, shape in zip(node.outputs, out_shapes):
-        ctx.set(tensor, axis, x.atoms[offset : offset + shape[axis]])
+        part = x.atoms[offset : offset + shape[axis]]
+        ctx.set(tensor, axis, part)
+        _keep_one(ctx, node, part)
         offset += shape[axis]
     ctx.flow.edits.append(RewriteAttribute(node.name, "split", tuple(t.name for t in node.outputs), (axis,)))
 
@@ -97,7 +99,15 @@ def slice_rule(node: gs.Node, ctx: RuleContext) -> None:
         return
     start, stop, _ = slice(int(starts.ravel()[position]), int(ends.ravel()[position])).indices(len(x))
     ctx.set(node.outputs[0], x.axis, x.atoms[start:stop])
+    if stop - start < len(x):
+        _keep_one(ctx, node, x.atoms[start:stop])
     ctx.flow.edits.append(RewriteAttribute(node.name, "slice", (node.inputs[0].name,), (position, start, stop)))
+
+
+def _keep_one(ctx: RuleContext, node: gs.Node, part: np.ndarray) -> None:
+    """A part cut from the channels keeps its first unit, so that no selection can empty it."""
+    if len(part):
+        ctx.flow.keep(part[:1], f"{node.op} '{node.name}' keeps a channel in each part")
 
 
 def gather_rule(node: gs.Node, ctx: RuleContext) -> None:

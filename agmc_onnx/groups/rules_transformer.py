@@ -25,7 +25,7 @@ from agmc_onnx.groups import rules_layout as layout
 from agmc_onnx.groups.context import RuleContext
 from agmc_onnx.groups.flow import RewriteAttribute
 
-__all__ = ["reshape_rule", "matmul_rule", "slice_rule", "split_rule", "static_value"]
+__all__ = ["reshape_rule", "matmul_rule", "slice_rule", "static_value"]
 
 
 def _split_axes(in_shape, out_shape, axis: int) -> tuple[int, int] | None:
@@ -69,8 +69,9 @@ def reshape_rule(node: gs.Node, ctx: RuleContext) -> None:
     merged = layout._reshape_target_axis(*shapes, x.axis)
     if merged is not None and merged == layout._reshape_target_axis(*shapes_alt, x.axis):
         out_axis, repeat = merged
-        if _record_target_edit(node, ctx, out_axis, keeps_by_copy=out_axis == x.axis and repeat == 1):
-            ctx.set(node.outputs[0], out_axis, np.repeat(x.atoms, repeat))
+        atoms = np.repeat(x.atoms, repeat)
+        if _record_target_edit(node, ctx, out_axis, atoms, keeps_by_copy=out_axis == x.axis and repeat == 1):
+            ctx.set(node.outputs[0], out_axis, atoms)
         return
     split = _split_axes(*shapes, x.axis)
     if split is None or split != _split_axes(*shapes_alt, x.axis):
@@ -80,22 +81,27 @@ def reshape_rule(node: gs.Node, ctx: RuleContext) -> None:
     dims = shapes[1][start : start + count]
     shuffle = count == 2 and _is_shuffle(node, start)
     tracked = 1 if shuffle else count - 2  # C/groups for a shuffle, the heads axis otherwise
-    if not _record_target_edit(node, ctx, start + tracked):
-        return
     index = np.indices(dims).reshape(count, -1)[tracked]  # tracked-axis coordinate of every channel
     representatives = []
     for value in range(dims[tracked]):
         members = x.atoms[index == value]
         ctx.flow.tie_all(members)
         representatives.append(members[0])
-    ctx.set(node.outputs[0], start + tracked, np.asarray(representatives, dtype=np.int64))
+    atoms = np.asarray(representatives, dtype=np.int64)
+    if _record_target_edit(node, ctx, start + tracked, atoms):
+        ctx.set(node.outputs[0], start + tracked, atoms)
 
 
-def _record_target_edit(node: gs.Node, ctx: RuleContext, out_axis: int, keeps_by_copy: bool = False) -> bool:
-    """Record how entry ``out_axis`` of the target shape follows the kept channels; False after a barrier.
+def _record_target_edit(
+    node: gs.Node, ctx: RuleContext, out_axis: int, atoms: np.ndarray, keeps_by_copy: bool = False
+) -> bool:
+    """Record how entry ``out_axis`` of the target shape follows the kept channels ``atoms``; False after a
+    barrier.
 
-    A constant entry is rewritten (-1 and a copying 0 need nothing); an entry computed at run time is
-    replaced by a constant when it is a one-element piece of a Concat and batch-independent.
+    A constant entry is rewritten (-1 and a copying 0 need nothing); an entry read from the shape of a
+    tensor that carries the same channels on that axis (``y.reshape_as(x)``) follows by itself once the
+    two are tied; another entry computed at run time is replaced by a constant when it is a one-element
+    piece of a Concat and batch-independent.
     """
     out_name = node.outputs[0].name
     located = layout._locate_target_entry(node, ctx, out_axis)
@@ -104,12 +110,39 @@ def _record_target_edit(node: gs.Node, ctx: RuleContext, out_axis: int, keeps_by
         if value != -1 and not (value == 0 and keeps_by_copy):
             ctx.flow.edits.append(RewriteAttribute(piece_node, "reshape", (out_name,), (piece_index, offset)))
         return True
+    source = _shape_source(node, ctx, out_axis)
+    if source is not None and source.axis == out_axis and len(source) == len(atoms):
+        ctx.flow.tie(atoms, source.atoms)
+        return True
     piece = _computed_piece(node, ctx, out_axis)
     if piece is None or ctx.shape(node.outputs[0])[out_axis] != ctx.shape_alt(node.outputs[0])[out_axis]:
         ctx.barrier(node, f"Reshape '{node.name}' has a computed target shape")
         return False
     ctx.flow.edits.append(RewriteAttribute(piece[0], "reshape_piece", (out_name,), (piece[1],)))
     return True
+
+
+def _shape_source(node: gs.Node, ctx: RuleContext, out_axis: int):
+    """The channels of the tensor whose ``Shape`` entry ``out_axis`` of the target reads, when that entry is
+    read at the same index (the whole Shape, or a piece of it sliced from 0, inside a Concat); else None."""
+    target, offset = node.inputs[1], out_axis
+    piece = layout.target_piece(node, ctx, out_axis)
+    if piece is not None:
+        target, offset = piece[0].inputs[piece[1]], piece[2]
+    producer = target.inputs[0] if len(target.inputs) == 1 else None
+    if producer is not None and producer.op == "Slice" and piece is not None:
+        starts = ctx.const(producer.inputs[1])
+        steps = ctx.const(producer.inputs[4]) if len(producer.inputs) > 4 else np.ones(1)
+        # The piece must start at the Shape entry of the target entry's own index, one by one.
+        if starts is None or starts.size != 1 or int(starts.ravel()[0]) != out_axis - offset or steps is None:
+            return None
+        if np.any(steps != 1):
+            return None
+        target = producer.inputs[0]
+        producer = target.inputs[0] if len(target.inputs) == 1 else None
+    if producer is None or producer.op != "Shape" or "start" in producer.attrs or "end" in producer.attrs:
+        return None
+    return ctx.info(producer.inputs[0])
 
 
 def _computed_piece(node: gs.Node, ctx: RuleContext, out_axis: int) -> tuple[str, int] | None:
@@ -223,36 +256,3 @@ def slice_rule(node: gs.Node, ctx: RuleContext) -> None:
         edit = ctx.flow.edits[index]
         if isinstance(edit, RewriteAttribute) and edit.node == node.name and edit.kind == "slice":
             ctx.flow.edits[index] = RewriteAttribute(edit.node, "slice_computed", edit.tensors, edit.detail)
-    _tie_equal_chunks(node, ctx)
-
-
-def _tie_equal_chunks(node: gs.Node, ctx: RuleContext) -> None:
-    """Chunks of one tensor cut by computed bounds (``chunk(n)``) keep equal sizes: tie them position-wise.
-
-    Their bounds are computed as equal fractions of the channel count, so no chunk may lose all its
-    channels while a sibling keeps some.
-    """
-    y = ctx.info(node.outputs[0])
-    if y is None:
-        return
-    for sibling in node.inputs[0].outputs:
-        if sibling is node or sibling.op != "Slice" or not sibling.outputs:
-            continue
-        other = ctx.info(sibling.outputs[0])
-        if other is not None and other.axis == y.axis and len(other) == len(y):
-            ctx.flow.tie(y.atoms, other.atoms)
-            return
-
-
-def split_rule(node: gs.Node, ctx: RuleContext) -> None:
-    """Split as the layout rule has it; equal parts along the channels (``chunk(n)``) are tied position-wise,
-    so that a shuffle's coupling cannot empty one part while a sibling keeps channels."""
-    layout.split_rule(node, ctx)
-    parts = [ctx.info(t) for t in node.outputs]
-    if any(p is None for p in parts) or len({len(p) for p in parts}) != 1 or len({p.axis for p in parts}) != 1:
-        return
-    x = ctx.info(node.inputs[0])
-    if x is None or len(parts[0]) == len(x):
-        return  # a split along another axis hands every part the same channels
-    for part in parts[1:]:
-        ctx.flow.tie(parts[0].atoms, part.atoms)

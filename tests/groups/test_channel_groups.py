@@ -95,6 +95,48 @@ def test_grouped_conv_keeps_whole_groups():
     assert grouped.attrs["group"] == 2 and grouped.inputs[1].values.shape == (8, 4, 3, 3)
 
 
+def test_grouped_conv_with_wide_groups_prunes_inside_each_group():
+    model = tiny_models.grouped_conv_two_towers()
+    analysis = analyze_model(model)
+    inner = analysis.groups[1]  # the grouped conv's output: in-group index j of both groups is one unit
+    assert inner.prunable and inner.n_units == 6 and inner.unit_width == 2
+    selection = ChannelSelection({"g0": (0, 2, 3), "g1": (1, 4)})
+    pruned, _ = apply_selection(analysis, selection)
+    assert validate_pruned(model, analysis, selection, pruned).passed
+    grouped = _node(pruned, "Conv", 1)
+    assert grouped.attrs["group"] == 2 and grouped.inputs[1].values.shape == (4, 3, 3, 3)
+
+
+def test_shuffled_units_straddling_conv_groups_are_kept_whole():
+    """ShuffleNet V1: the shuffle interleaves the first grouped conv's in-group units; the second grouped
+    conv matches the units that lie inside one of its groups and keeps the two that straddle two."""
+    model = tiny_models.shufflenet_v1_unit()
+    analysis = analyze_model(model)
+    mid = analysis.groups[1]
+    assert mid.prunable and mid.n_units == 2 and mid.fixed_units == 2
+    mid_roots = analysis.flow.roots(analysis.flow.tensors[analysis.flow.producers[mid.producers[0]]].atoms)
+    kept_whole = {int(mid_roots[2]), int(mid_roots[5])}  # in-group indices 2 and 5 straddle after the shuffle
+    assert all("cannot take these channels equally" in analysis.flow.keep_reasons[r] for r in kept_whole)
+    selection = ChannelSelection({mid.id: (1,)})
+    pruned, _ = apply_selection(analysis, selection)
+    assert validate_pruned(model, analysis, selection, pruned).passed
+    convs = [n for n in gs.import_onnx(pruned).nodes if n.op == "Conv"]
+    assert [c.attrs["group"] for c in convs[1:4]] == [3, 15, 3]  # 24 - 3 units of 3 positions
+    assert convs[3].inputs[1].values.shape == (24, 5, 1, 1)
+
+
+def test_a_slice_of_the_channels_always_keeps_one():
+    """ReXNet: a selection that drops every channel of a sliced part would leave an empty tensor."""
+    model = tiny_models.partial_residual()
+    analysis = analyze_model(model)
+    group = analysis.prunable_groups[0]
+    assert group.fixed_units == 2  # the first channel of each Slice's part
+    selection = ChannelSelection({group.id: (0,)})
+    pruned, _ = apply_selection(analysis, selection)
+    assert validate_pruned(model, analysis, selection, pruned).passed
+    assert _node(pruned, "Conv", 2).inputs[1].values.shape[1] == 3  # head: 2 kept, tail: its kept first one
+
+
 def test_flatten_into_gemm_slices_whole_spatial_blocks():
     _, result, _ = _prune(tiny_models.flatten_gemm(), PruningPlan({"g0": 0.5}))
     assert _node(result.model, "Gemm").inputs[1].values.shape == (10, 4 * 16)

@@ -34,14 +34,15 @@ def _values(tensor: gs.Tensor) -> list:
     return np.asarray(tensor.values).tolist()
 
 
-def test_chunks_with_computed_bounds_are_tied_and_get_constant_bounds():
+def test_chunks_with_computed_bounds_prune_apart_and_get_constant_bounds():
     analysis, pruned = _pruned(tiny_models.computed_chunks(), {"g0": (0, 2)})
     chunked = analysis.groups[0]
-    assert chunked.prunable and chunked.n_units == 4 and len(chunked.consumers) == 2  # position i of both halves
+    # Each half keeps its first channel (positions 0 and 4); the other six are units of their own.
+    assert chunked.prunable and chunked.n_units == 6 and chunked.fixed_units == 2 and len(chunked.consumers) == 2
     assert _kinds(analysis) == ["slice_computed", "slice_computed"]
     slices = [n for n in pruned.nodes if n.op == "Slice"]
-    assert [(_values(s.inputs[1]), _values(s.inputs[2])) for s in slices] == [([0], [2]), ([2], [4])]
-    assert [n.inputs[1].values.shape[1] for n in pruned.nodes if n.op == "Conv"][1:3] == [2, 2]
+    assert [(_values(s.inputs[1]), _values(s.inputs[2])) for s in slices] == [([0], [3]), ([3], [4])]
+    assert [n.inputs[1].values.shape[1] for n in pruned.nodes if n.op == "Conv"][1:3] == [3, 1]
 
 
 def test_a_computed_channel_entry_of_a_view_becomes_the_kept_count():
@@ -51,6 +52,12 @@ def test_a_computed_channel_entry_of_a_view_becomes_the_kept_count():
     assert _values(concat.inputs[1]) == [3]
     gemms = sorted(n.inputs[1].values.shape for n in pruned.nodes if n.op == "Gemm")
     assert gemms == [(10, 3), (10, 3 * 64)]  # the flattening view keeps its -1
+
+
+def test_views_shaped_by_the_shape_of_the_same_channels_need_no_rewrite():
+    analysis, pruned = _pruned(tiny_models.shape_of_views(), {"g0": (1, 4, 6)})
+    assert analysis.groups[0].prunable and _kinds(analysis) == []  # both targets follow Shape(x) by themselves
+    assert [n.inputs[1].values.shape[1] for n in pruned.nodes if n.op == "Conv"] == [3, 3]
 
 
 def test_gather_on_spatial_axes_follows_the_channels():
@@ -76,9 +83,9 @@ def test_conv_transpose_weights_count_toward_the_importance_of_what_they_read():
 
 
 def test_equal_split_without_sizes_gets_a_sizes_input():
-    _, pruned = _pruned(tiny_models.equal_split(), {"g0": (0, 1, 3)})
+    _, pruned = _pruned(tiny_models.equal_split(), {"g0": (0, 1, 3)})  # positions 1, 2, 5 and the fixed 0, 4
     split = next(n for n in pruned.nodes if n.op == "Split")
-    assert len(split.inputs) == 2 and _values(split.inputs[1]) == [3, 3] and "split" not in split.attrs
+    assert len(split.inputs) == 2 and _values(split.inputs[1]) == [3, 2] and "split" not in split.attrs
 
 
 @pytest.mark.parametrize(
@@ -156,7 +163,7 @@ def test_gemm_without_bias_and_with_a_broadcast_bias_prune_exactly():
 def test_summaries_name_every_field():
     analysis = analyze_model(tiny_models.residual_chain(depth=2))
     group = analysis.groups[0].summary()
-    assert set(group) == {"id", "name", "n_channels", "n_units", "unit_width", "prunable", "status", "producers",
+    assert set(group) == {"id", "name", "n_channels", "n_units", "unit_width", "fixed_units", "prunable", "status", "producers",
                           "consumers", "macs", "params"}
     assert (group["id"], group["n_channels"], group["name"]) == ("g0", analysis.groups[0].n_channels, analysis.groups[0].name)
     branch = analysis.depth.branches[0]
