@@ -48,7 +48,9 @@ class ChannelGroup:
     def status(self) -> str:
         if self.pin_reason is not None:
             return f"pinned: {self.pin_reason}"
-        return "prunable" if self.n_units > 1 else "pinned: a single unit"
+        if self.n_units <= 1:
+            return "pinned: a single unit"
+        return f"prunable, {self.fixed_units} units always kept" if self.fixed_units else "prunable"
 
     def summary(self) -> dict:
         return {

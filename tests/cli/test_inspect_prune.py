@@ -123,6 +123,11 @@ def _opset_6(folder):
     return folder / "opset6.onnx"
 
 
+def _shuffle_unit(folder):
+    (folder / "shuffle.onnx").write_bytes(tiny_models.shufflenet_v1_unit().SerializeToString())
+    return folder / "shuffle.onnx"
+
+
 @pytest.mark.parametrize(
     "make_model, extra_args, message",
     [
@@ -146,6 +151,7 @@ def _opset_6(folder):
             "no prunable channel group",
         ),
         (_missing_external_data, ["--keep", "0.5"], "external data file missing: weights.bin"),
+        (_shuffle_unit, ["--ratios", "{ratios_shuffle_stream_zero}"], "cannot have keep ratio 0: it is tied"),
         (_opset_6, ["--keep", "0.5"], "opsets from 7 on are supported"),
         (None, ["--keep", "0"], "not in the range"),
         (None, ["--keep", "1.5"], "not in the range"),
@@ -163,6 +169,7 @@ def _opset_6(folder):
         "empty",
         "no-prunable-group",
         "missing-external-data",
+        "zero-for-grouped-shuffle-stream",
         "opset-6",
         "keep-zero",
         "keep-above-one",
@@ -183,6 +190,7 @@ def test_bad_input_fails_cleanly_and_writes_nothing(runner, resnet20, tmp_path, 
         "{ratios_pinned}": {"g12": 0.5},
         "{ratios_stream_zero}": {"g1": 0, "g0": 0},
         "{ratios_head_zero}": {"g12": 0},
+        "{ratios_shuffle_stream_zero}": {"g0": 0},
     }
     args = []
     for arg in extra_args:
@@ -254,3 +262,13 @@ def test_text_encoder_with_token_ids_prunes_from_the_command_line(runner, tmp_pa
     out = tmp_path / "pruned.onnx"
     result = runner.invoke(cli, ["prune", str(path), "--keep", "0.5", "-o", str(out)])
     assert result.exit_code == 0 and "oracle passed" in result.output, result.output
+
+
+def test_grouped_convolutions_behind_a_shuffle_prune_from_the_command_line(runner, tmp_path):
+    """ShuffleNet V1: grouped 1×1 convolutions around a channel shuffle prune inside their groups."""
+    path = _shuffle_unit(tmp_path)
+    result = runner.invoke(cli, ["inspect", str(path)])
+    assert result.exit_code == 0 and "prunable, 2 units always kept" in result.output, result.output
+    out = tmp_path / "pruned.onnx"
+    result = runner.invoke(cli, ["prune", str(path), "--keep", "0.5", "-o", str(out)])
+    assert result.exit_code == 0 and "2 groups pruned, oracle passed" in result.output, result.output
