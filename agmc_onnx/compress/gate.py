@@ -43,16 +43,17 @@ def evaluate_gate(
 
 def group_channels(analysis: ModelAnalysis, plan: PruningPlan) -> list[dict]:
     selection = select_channels(plan, analysis.groups, channel_scores(analysis, plan.importance), analysis.depth)
+    kept = analysis.kept_positions(selection.dropped_roots(analysis.groups))
     rows = []
     for group in analysis.prunable_groups:
-        kept_units = len(selection.keep_units.get(group.id, range(group.n_units)))
+        output = analysis.flow.producers[group.name]  # the first producer's output: units may differ in width
         rows.append(
             {
                 "id": group.id,
                 "name": group.name,
                 "keep_ratio": float(plan.keep_ratios.get(group.id, 1.0)),
                 "channels_before": group.n_channels,
-                "channels_after": kept_units * group.unit_width,
+                "channels_after": len(kept[output]) if output in kept else group.n_channels,
             }
         )
     return rows
