@@ -146,8 +146,9 @@ def build_groups(flow: ChannelFlow, graph: gs.Graph, layers: Mapping[str, LayerI
         units = [u for u in all_units if u not in flow.keep_reasons]  # the others are always kept
         units_array = np.asarray(units, dtype=np.int64)
         reasons = [flow.pin_reasons[u] for u in all_units if u in flow.pin_reasons]
-        if not units:
-            reasons.append(flow.keep_reasons[all_units[0]])
+        if not units:  # every unit is always kept
+            reason = flow.keep_reasons[all_units[0]]
+            reasons.append(f"a single unit, always kept ({reason})" if len(all_units) == 1 else reason)
         touched = nodes_of[index]
         groups.append(
             ChannelGroup(

@@ -137,6 +137,13 @@ def test_a_slice_of_the_channels_always_keeps_one():
     assert _node(pruned, "Conv", 2).inputs[1].values.shape[1] == 3  # head: 2 kept, tail: its kept first one
 
 
+def test_a_group_whose_single_unit_is_always_kept_says_both():
+    net = tiny_models.TinyNet("two_halves")
+    a, b = net.node("Split", [net.conv("input", 3, 2)], n_outputs=2, axis=1)
+    group = analyze_model(net.build(net.conv(net.node("Concat", [b, a], axis=1), 2, 4))).groups[0]
+    assert group.status == "pinned: a single unit, always kept (Split 'Split7' keeps a channel in each part)"
+
+
 def test_flatten_into_gemm_slices_whole_spatial_blocks():
     _, result, _ = _prune(tiny_models.flatten_gemm(), PruningPlan({"g0": 0.5}))
     assert _node(result.model, "Gemm").inputs[1].values.shape == (10, 4 * 16)
