@@ -70,7 +70,7 @@ class ModelAnalysis:
 
 
 def analyze_model(model: onnx.ModelProto) -> ModelAnalysis:
-    """Prepare ``model`` (a copy), infer shapes, describe layers and find channel groups."""
+    """Prepare ``model`` (a copy unless it needs no change), infer shapes, describe layers and find channel groups."""
     start = time.perf_counter()
     prepared = prepare_model(model)
     shapes = infer_static_shapes(prepared, batch_size=1)

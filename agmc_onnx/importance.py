@@ -66,26 +66,58 @@ def root_sums(
     position of the sliced tensor belongs to the unit of its channel's root.
     """
     nodes = {node.name: node for node in analysis.model.graph.node}
-    sums: dict[int, float] = {}
+    roots_parts, value_parts = [], []
     for edit in analysis.flow.edits:
         if not (isinstance(edit, SliceConstant) and edit.is_weight):
             continue
-        values = np.asarray(values_of(nodes[edit.node].input[edit.input_index]), dtype=np.float64)
+        values = values_of(nodes[edit.node].input[edit.input_index])
         roots = analysis.flow.roots(analysis.flow.tensors[edit.tensor].atoms)
-        per_position = _position_sums(np.power(np.abs(values), power), edit.axis, edit.groups)
+        per_position = _position_sums(values, edit.axis, edit.groups, power)
         if len(roots) != len(per_position):
             continue  # whole-group conv weight rows follow outputs only; covered by the output edit
-        for root, value in zip(roots.tolist(), per_position.tolist()):
-            sums[root] = sums.get(root, 0.0) + value
-    return sums
+        roots_parts.append(roots)
+        value_parts.append(per_position)
+    if not roots_parts:
+        return {}
+    # bincount adds each bin's values in input order from 0.0: the sums of a loop over positions
+    unique, where = np.unique(np.concatenate(roots_parts), return_inverse=True)
+    totals = np.bincount(where, weights=np.concatenate(value_parts), minlength=len(unique))
+    return dict(zip(unique.tolist(), totals.tolist()))
 
 
-def _position_sums(values: np.ndarray, axis: int, groups: int) -> np.ndarray:
-    """Σ over everything but ``axis``; a grouped Conv input's rows split by group, one sum per input position."""
+def _position_sums(values: np.ndarray, axis: int, groups: int, power: int) -> np.ndarray:
+    """Σ |v|^power over everything but ``axis``; a grouped Conv input's rows split by group, one sum per
+    input position."""
     if groups == 1:
-        return np.moveaxis(values, axis, 0).reshape(values.shape[axis], -1).sum(axis=1)
-    per_group = values.reshape(groups, values.shape[0] // groups, values.shape[1], -1)  # axis is 1
+        return _slice_sums(values, axis, power)
+    magnitude = np.power(np.abs(np.asarray(values, dtype=np.float64)), power)
+    per_group = magnitude.reshape(groups, magnitude.shape[0] // groups, magnitude.shape[1], -1)  # axis is 1
     return per_group.sum(axis=(1, 3)).reshape(-1)
+
+
+_BLOCK = 1 << 20  # elements converted to float64 at a time
+
+
+def _slice_sums(values: np.ndarray, axis: int, power: int = 1) -> np.ndarray:
+    """Σ |v|^power in float64 over each slice of ``values`` along ``axis``, a block of slices at a time.
+
+    Each slice is summed as one contiguous float64 row, exactly as on the whole converted array, without
+    a float64 copy of a whole (possibly gigabyte) weight.
+    """
+    moved = np.moveaxis(np.asarray(values), axis, 0)
+    count = moved.shape[0]
+    width = int(np.prod(moved.shape[1:], dtype=np.int64))
+    sums = np.zeros(count)
+    if not count or not width:
+        return sums
+    step = max(1, _BLOCK // width)
+    for start in range(0, count, step):
+        block = moved[start : start + step].reshape(-1, width).astype(np.float64)
+        np.abs(block, out=block)
+        if power != 1:
+            np.power(block, power, out=block)
+        sums[start : start + step] = block.sum(axis=1)
+    return sums
 
 
 class _PerRootImportance(Importance):
@@ -105,8 +137,10 @@ class _PerRootImportance(Importance):
         return np.array([sums.get(int(root), 0.0) for root in group.unit_roots.tolist()])
 
 
-def _initializers(analysis: ModelAnalysis) -> dict[str, np.ndarray]:
-    return {init.name: numpy_helper.to_array(init) for init in analysis.model.graph.initializer}
+def _initializers(analysis: ModelAnalysis) -> Callable[[str], np.ndarray]:
+    """Each initializer's values, converted when asked (one weight in memory at a time)."""
+    tensors = {init.name: init for init in analysis.model.graph.initializer}
+    return lambda name: numpy_helper.to_array(tensors[name])
 
 
 class MagnitudeImportance(_PerRootImportance):
@@ -120,7 +154,7 @@ class MagnitudeImportance(_PerRootImportance):
         self.name = f"l{p}"
 
     def _root_scores(self, analysis: ModelAnalysis) -> dict[int, float]:
-        sums = root_sums(analysis, _initializers(analysis).__getitem__, self.p)
+        sums = root_sums(analysis, _initializers(analysis), self.p)
         return sums if self.p == 1 else {root: float(np.sqrt(v)) for root, v in sums.items()}
 
 

@@ -11,16 +11,17 @@ from dataclasses import dataclass
 import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
-import onnxruntime as ort
 
 from agmc_onnx.analysis import ModelAnalysis
 from agmc_onnx.errors import ValidationError
+from agmc_onnx.fed import FedModel, fed_session, run_fed, split_weights
+from agmc_onnx.graph.constants import constant_values
 from agmc_onnx.graph.probe import probe_feeds
 from agmc_onnx.groups.flow import SliceConstant
 from agmc_onnx.passes.base import run_passes
 from agmc_onnx.passes.check_model import CheckModelPass
 from agmc_onnx.passes.fold_constants import NameNodesPass
-from agmc_onnx.passes.mask_consumers import MaskConsumersPass, consumer_masks
+from agmc_onnx.passes.mask_consumers import ConsumerMask, MaskConsumersPass, consumer_masks
 from agmc_onnx.passes.remove_branches import ZeroBranchesPass
 from agmc_onnx.plan import ChannelSelection
 
@@ -34,7 +35,6 @@ __all__ = [
 ]
 
 _EPS32 = float(np.finfo(np.float32).eps)
-_ORT_TYPES = {"tensor(float)": np.float32, "tensor(double)": np.float64, "tensor(float16)": np.float16}
 
 
 @dataclass(frozen=True)
@@ -49,13 +49,6 @@ class ValidationReport:
         return self.max_abs_diff <= self.tolerance
 
 
-def _session(model: onnx.ModelProto) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.log_severity_level = 4  # onnxruntime prints its errors itself; they come back as exceptions
-    options.intra_op_num_threads = 1
-    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-
-
 def _io_signature(model: onnx.ModelProto) -> list[tuple[str, int, tuple]]:
     signature = []
     for value in model.graph.output:
@@ -67,10 +60,12 @@ def _io_signature(model: onnx.ModelProto) -> list[tuple[str, int, tuple]]:
 
 
 def check_written_model(original: onnx.ModelProto, written: onnx.ModelProto) -> None:
-    """Full ONNX check, an onnxruntime session loads, and outputs keep names, dtypes and shapes."""
+    """Full ONNX check, its weights decode, an onnxruntime session loads, and outputs keep names,
+    dtypes and shapes."""
     CheckModelPass()(written)  # leaves ``written`` as it is: no copy
+    skeleton = split_weights(written, "written model").skeleton
     try:
-        _session(written)
+        fed_session(skeleton)
     except Exception as exc:  # onnxruntime raises several unrelated exception types
         raise ValidationError(
             f"onnxruntime cannot load the written model: {str(exc).splitlines()[0]}"
@@ -79,14 +74,7 @@ def check_written_model(original: onnx.ModelProto, written: onnx.ModelProto) -> 
         raise ValidationError(f"outputs changed: {_io_signature(original)} became {_io_signature(written)}")
 
 
-def masked_reference(
-    model: onnx.ModelProto, analysis: ModelAnalysis, selection: ChannelSelection
-) -> onnx.ModelProto:
-    """``model`` as the user gave it, with the removed channels' input weights zeroed in every consumer.
-
-    ``analysis`` must be the analysis of ``model``; its edits name nodes that ``NameNodesPass`` names
-    the same way in ``model``, so no constant folding stands between the file and the reference.
-    """
+def _masks(analysis: ModelAnalysis, selection: ChannelSelection) -> tuple[ConsumerMask, ...]:
     kept = analysis.kept_positions(selection.dropped_roots(analysis.groups))
     lengths = {name: len(analysis.flow.tensors[name]) for name in kept}
     inputs = {node.name: list(node.input) for node in analysis.model.graph.node}
@@ -96,8 +84,19 @@ def masked_reference(
         for edit in analysis.flow.edits
         if isinstance(edit, SliceConstant) and edit.consumes and edit.tensor in kept
     }
-    masks = consumer_masks(analysis.flow.edits, kept, lengths, weight_shapes)
-    return run_passes(model, [NameNodesPass(), MaskConsumersPass(masks)])
+    return consumer_masks(analysis.flow.edits, kept, lengths, weight_shapes)
+
+
+def masked_reference(
+    model: onnx.ModelProto, analysis: ModelAnalysis, selection: ChannelSelection
+) -> onnx.ModelProto:
+    """``model`` as the user gave it, with the removed channels' input weights zeroed in every consumer.
+
+    ``analysis`` must be the analysis of ``model``; its edits name nodes that ``NameNodesPass`` names
+    the same way in ``model``, so no constant folding stands between the file and the reference. Given
+    a weightless skeleton, the masks become ``Mul`` nodes in front of the weights (exact as well).
+    """
+    return run_passes(model, [NameNodesPass(), MaskConsumersPass(_masks(analysis, selection))])
 
 
 def zero_removed_branches(
@@ -127,14 +126,43 @@ NOISE_FACTOR = 64.0  # tolerance = NOISE_FACTOR x the measured rounding noise (+
 OUTPUT_ULPS = 4.0
 
 
-def _run(model: onnx.ModelProto, feeds: dict[str, np.ndarray], role: str) -> dict[str, np.ndarray]:
+def _run(model: onnx.ModelProto | FedModel, feeds: dict[str, np.ndarray], role: str) -> dict[str, np.ndarray]:
+    """Outputs in float64; a ``ModelProto`` is split into skeleton and weights for this run only."""
     try:
-        session = _session(model)
-        names = [o.name for o in session.get_outputs()]
-        values = session.run(names, feeds)
+        fed = model if isinstance(model, FedModel) else split_weights(model, role)
+        values = run_fed(fed, feeds)
+    except ValidationError:
+        raise
     except Exception as exc:  # onnxruntime raises several unrelated exception types
         raise ValidationError(f"onnxruntime cannot run the {role}: {str(exc).splitlines()[0]}") from None
-    return {n: np.asarray(v, dtype=np.float64) for n, v in zip(names, values)}
+    return {name: np.asarray(value, dtype=np.float64) for name, value in values.items()}
+
+
+_SAME_WIDTH_INT = {2: np.int16, 4: np.int32, 8: np.int64}
+
+
+def _one_ulp(values: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``np.nextafter`` of every element towards +inf or -inf at random (fair coin per element).
+
+    Computed on the integer view: one ulp away from zero is +1 on a float's magnitude bits, towards
+    zero -1; zeros become the smallest subnormal of the chosen sign (what ``nextafter`` gives).
+    """
+    down = rng.random(values.shape) < 0.5
+    if not np.isfinite(values).all():
+        return np.nextafter(values, np.where(down, -np.inf, np.inf).astype(values.dtype))
+    integer = _SAME_WIDTH_INT[values.dtype.itemsize]
+    step = np.where(down ^ np.signbit(values), integer(-1), integer(1))
+    moved = np.asarray(values.view(integer) + step).view(values.dtype)
+    zero = values == 0
+    if zero.any():
+        tiny = np.finfo(values.dtype).smallest_subnormal
+        moved = np.where(zero, np.where(down, -tiny, tiny).astype(values.dtype), moved)
+    return moved
+
+
+def _perturbable(values: np.ndarray, consumers: list[str]) -> bool:
+    floating = values.dtype in (np.float32, np.float64, np.float16) and values.size
+    return bool(floating and consumers and all(op in _ARITHMETIC_OPS for op in consumers))
 
 
 def ulp_perturbed(model: onnx.ModelProto, seed: int = 0) -> onnx.ModelProto:
@@ -149,14 +177,10 @@ def ulp_perturbed(model: onnx.ModelProto, seed: int = 0) -> onnx.ModelProto:
     for tensor in graph.tensors().values():
         if not isinstance(tensor, gs.Constant) or tensor.name in perturbed:
             continue
-        values = np.asarray(tensor.values)
-        if values.dtype not in (np.float32, np.float64, np.float16) or not values.size:
-            continue
-        if not tensor.outputs or any(node.op not in _ARITHMETIC_OPS for node in tensor.outputs):
-            continue
-        direction = np.where(rng.random(values.shape) < 0.5, -np.inf, np.inf).astype(values.dtype)
-        tensor.values = np.nextafter(values, direction)
-        perturbed.add(tensor.name)
+        values = constant_values(tensor)
+        if _perturbable(values, [node.op for node in tensor.outputs]):
+            tensor.values = _one_ulp(values, rng)
+            perturbed.add(tensor.name)
     copy = gs.export_onnx(graph, do_type_check=False)
     del copy.opset_import[:]
     copy.opset_import.extend(model.opset_import)
@@ -164,31 +188,42 @@ def ulp_perturbed(model: onnx.ModelProto, seed: int = 0) -> onnx.ModelProto:
     return copy
 
 
-def rounding_noise(
-    reference: onnx.ModelProto, feeds: dict[str, np.ndarray], outputs: dict[str, np.ndarray] | None = None
-) -> dict[str, float]:
-    """Per output, the largest change one-ulp perturbations of every arithmetic constant cause."""
-    outputs = outputs if outputs is not None else _run(reference, feeds, "reference model")
-    moved = _run(ulp_perturbed(reference), feeds, "perturbed reference model")
+def _perturb_fed(fed: FedModel, seed: int = 0) -> FedModel:
+    """``ulp_perturbed`` of a split model; the fed arrays are replaced one at a time (no second set)."""
+    consumers: dict[str, list[str]] = {name: [] for name in fed.weights}
+    for node in fed.skeleton.graph.node:
+        for name in node.input:
+            if name in consumers:
+                consumers[name].append(node.op_type)
+    rng = np.random.default_rng(seed + 1)
+    for name, ops in consumers.items():
+        if _perturbable(fed.weights[name], ops):
+            fed.weights[name] = _one_ulp(fed.weights[name], rng)
+    return FedModel(ulp_perturbed(fed.skeleton, seed), fed.weights)
+
+
+def _noise(outputs: dict[str, np.ndarray], moved: dict[str, np.ndarray]) -> dict[str, float]:
     return {
         name: float(np.max(np.abs(value - moved[name]))) if value.size else 0.0 for name, value in outputs.items()
     }
 
 
-def compare_outputs(
-    reference: onnx.ModelProto, candidate: onnx.ModelProto, feeds: dict[str, np.ndarray], exact: bool = False
-) -> ValidationReport:
-    """Max absolute difference of every output against a tolerance grounded in float32 rounding.
+def rounding_noise(
+    reference: onnx.ModelProto, feeds: dict[str, np.ndarray], outputs: dict[str, np.ndarray] | None = None
+) -> dict[str, float]:
+    """Per output, the largest change one-ulp perturbations of every arithmetic constant cause."""
+    fed = split_weights(reference, "reference model")
+    outputs = outputs if outputs is not None else _run(fed, feeds, "reference model")
+    return _noise(outputs, _run(_perturb_fed(fed), feeds, "perturbed reference model"))
 
-    Each output's tolerance is ``NOISE_FACTOR`` times the change that one-ulp perturbations of the
-    reference's arithmetic constants cause in it (rounding noise propagated through this very network,
-    cancellations and saturations included) plus ``OUTPUT_ULPS`` ulps of the output's own magnitude.
-    With ``exact`` the tolerance is zero. The report names the output with the largest diff/tolerance.
-    """
-    ref_out, cand_out = _run(reference, feeds, "reference model"), _run(candidate, feeds, "written model")
-    noise = {name: 0.0 for name in ref_out} if exact else rounding_noise(reference, feeds, ref_out)
+
+def _report(
+    ref_out: dict[str, np.ndarray], cand_out: dict[str, np.ndarray], noise: dict[str, float] | None
+) -> ValidationReport:
+    """The output with the largest diff/tolerance; without ``noise`` the comparison is exact."""
     worst = ValidationReport(0.0, 0.0, 0.0, "")
     worst_ratio = -1.0
+    exact = noise is None
     for name, a in ref_out.items():
         b = cand_out[name]
         if a.shape != b.shape:
@@ -202,16 +237,60 @@ def compare_outputs(
     return worst
 
 
+def compare_outputs(
+    reference: onnx.ModelProto, candidate: onnx.ModelProto, feeds: dict[str, np.ndarray], exact: bool = False
+) -> ValidationReport:
+    """Max absolute difference of every output against a tolerance grounded in float32 rounding.
+
+    Each output's tolerance is ``NOISE_FACTOR`` times the change that one-ulp perturbations of the
+    reference's arithmetic constants cause in it (rounding noise propagated through this very network,
+    cancellations and saturations included) plus ``OUTPUT_ULPS`` ulps of the output's own magnitude.
+    With ``exact`` the tolerance is zero. The report names the output with the largest diff/tolerance.
+    """
+    ref_out, cand_out = _run(reference, feeds, "reference model"), _run(candidate, feeds, "written model")
+    return _report(ref_out, cand_out, None if exact else rounding_noise(reference, feeds, ref_out))
+
+
+def _folding_error(report: ValidationReport) -> ValidationError:
+    return ValidationError(
+        f"constant folding changed output '{report.worst_output}' of the loaded model: "
+        f"max |diff| {report.max_abs_diff:.3g}",
+        report.worst_output,
+        report.max_abs_diff,
+    )
+
+
 def check_folding(original: onnx.ModelProto, analysis: ModelAnalysis, feeds: dict[str, np.ndarray]) -> None:
     """The prepared (constant-folded) model computes exactly what the loaded model computes."""
     report = compare_outputs(original, analysis.model, feeds, exact=True)
     if not report.passed:
-        raise ValidationError(
-            f"constant folding changed output '{report.worst_output}' of the loaded model: "
-            f"max |diff| {report.max_abs_diff:.3g}",
-            report.worst_output,
-            report.max_abs_diff,
-        )
+        raise _folding_error(report)
+
+
+def _reference_outputs(
+    original: onnx.ModelProto, analysis: ModelAnalysis, selection: ChannelSelection, feeds: dict[str, np.ndarray]
+) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    """Folding checked, then the masked reference's outputs and rounding noise, on one set of weights.
+
+    The loaded model, its masked reference and the perturbed reference differ only in their graphs, so
+    they run as skeletons fed the same arrays (perturbed in place last); only one copy of the weights
+    exists beside the models themselves.
+    """
+    folded = None if analysis.model is original else _run(analysis.model, feeds, "prepared model")
+    fed = split_weights(original, "loaded model")
+    if folded is not None:  # the prepared model is ``original`` itself when preparing changed nothing
+        report = _report(_run(fed, feeds, "loaded model"), folded, None)
+        if not report.passed:
+            raise _folding_error(report)
+        del folded
+
+    def reference(skeleton: onnx.ModelProto) -> onnx.ModelProto:
+        return zero_removed_branches(masked_reference(skeleton, analysis, selection), analysis, selection)
+
+    outputs = _run(FedModel(reference(fed.skeleton), fed.weights), feeds, "reference model")
+    perturbed = _perturb_fed(fed)
+    moved = _run(FedModel(reference(perturbed.skeleton), perturbed.weights), feeds, "perturbed reference model")
+    return outputs, _noise(outputs, moved)
 
 
 def validate_pruned(
@@ -225,9 +304,8 @@ def validate_pruned(
     """
     check_written_model(original, pruned)
     feeds = random_inputs(original)
-    check_folding(original, analysis, feeds)
-    reference = zero_removed_branches(masked_reference(original, analysis, selection), analysis, selection)
-    report = compare_outputs(reference, pruned, feeds)
+    ref_out, noise = _reference_outputs(original, analysis, selection, feeds)
+    report = _report(ref_out, _run(pruned, feeds, "written model"), noise)
     if not report.passed:
         raise ValidationError(
             f"pruned model differs from the masked original on '{report.worst_output}': "

@@ -2,13 +2,18 @@
 
 Each command runs in its own process (``/usr/bin/time`` reports wall seconds and peak RSS). Models:
 torchvision ResNet-18/50/152, VGG-16 and ViT-B/16 at 224x224 with random weights (the corpus exporter,
-BatchNormalization fused), and a generated MLP of at least 3 GB stored with external data. The baseline,
-measured in the same run, is the code at ``--base`` (default: the commit before this work) on
-``--help`` and ResNet-50; it runs from a ``git archive`` of that commit.
+BatchNormalization fused), and a generated MLP of at least 3 GB stored with external data (``mlp``).
+Baselines, measured in the same run: the code at each ``--base`` commit on ``--help`` and ResNet-50,
+run from a ``git archive`` of that commit. ``--stages`` adds a per-stage breakdown (seconds and peak RSS
+of load, analysis, pruning, the oracle, writing) of ``prune`` in one process.
 
-    flock /tmp/agmc-heavy.lock .venv/bin/python benchmarks/engine_scale.py [--big-gb 3.2] [--skip-big]
+Timing protocol: run it under ``/work/timed.sh`` (alone on one core; every other process is fenced onto
+the other core), one thread everywhere. Split long runs by ``--models`` and join them with ``--merge``:
 
-Generated files go to ``--work`` (default ``.cache/engine_scale``) and the big model is deleted afterwards.
+    /work/timed.sh .venv/bin/python benchmarks/engine_scale.py --models resnet18 resnet50 --stages resnet50
+    /work/timed.sh .venv/bin/python benchmarks/engine_scale.py --merge --no-help --models mlp --stages mlp
+
+Generated files go to ``--work`` (default ``.cache/engine_scale``); the big model is deleted afterwards.
 """
 
 from __future__ import annotations
@@ -31,10 +36,12 @@ from onnx import TensorProto, helper
 from agmc_onnx.models.corpus import CORPUS, CorpusEntry, export_corpus_model
 
 ROOT = Path(__file__).resolve().parent.parent
-# In the order they run: the big external-data model follows ResNet-50.
-MODELS = [("resnet18", "resnet18"), ("resnet50", "resnet50"), ("resnet152", "resnet152"), ("vgg16", "vgg16")]
-MODELS.append(("vit_b_16", "vit_b_16"))
-BASE_COMMIT = "aee8d5d"
+MODELS = {"resnet18": "resnet18", "resnet50": "resnet50", "resnet152": "resnet152", "vgg16": "vgg16"}
+MODELS["vit_b_16"] = "vit_b_16"
+BIG = "mlp"  # the generated external-data model
+# cdb1352: main before the oracle fed weights to skeleton sessions; aee8d5d: before the engine work began.
+BASE_COMMITS = ("cdb1352", "aee8d5d")
+ONE_THREAD = {name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
 
 
 def _load() -> str:
@@ -53,7 +60,7 @@ def _timed(command: list[str], env: dict | None = None, cwd: Path = Path(tempfil
             ["/usr/bin/time", "-o", report.name, "-f", "%e %M", *command],
             capture_output=True,
             text=True,
-            env=env,
+            env={**(env or os.environ), **ONE_THREAD},
             cwd=cwd,
         )
         wall, peak_kb = report.read().split()[-2:]
@@ -70,8 +77,8 @@ def _cli(python: str) -> list[str]:
     return [python, "-c", "from agmc_onnx.cli.main import main; main()"]
 
 
-def _base_checkout(work: Path, commit: str) -> tuple[Path, dict]:
-    """The base commit laid out as an importable ``agmc_onnx`` package (cli/, passes/, models/ inside it)."""
+def _base_checkout(work: Path, commit: str) -> dict:
+    """The environment that imports ``agmc_onnx`` from ``commit`` (cli/, passes/, models/ inside it)."""
     tree = work / f"base-{commit}"
     if not tree.exists():
         tree.mkdir(parents=True)
@@ -84,8 +91,7 @@ def _base_checkout(work: Path, commit: str) -> tuple[Path, dict]:
             (package / "agmc_onnx" / entry.name).symlink_to(entry)
         for folder in ("cli", "passes", "models"):
             (package / "agmc_onnx" / folder).symlink_to(tree / folder)
-    env = dict(os.environ, PYTHONPATH=str(package))
-    return package, env
+    return dict(os.environ, PYTHONPATH=str(package))
 
 
 def _median_help(python: str, env: dict | None, repeats: int = 5) -> dict:
@@ -111,7 +117,7 @@ def generate_mlp(path: Path, target_gb: float, width: int = 8192) -> Path:
     nodes, initializers, offset, x = [], [], 0, "input"
     with open(path.parent / data_name, "wb") as data:
         for index in range(n_layers):
-            weight = (rng.standard_normal((width, width), dtype=np.float32) / np.sqrt(width)).astype(np.float32)
+            weight = rng.standard_normal((width, width), dtype=np.float32) / np.float32(np.sqrt(width))
             data.write(weight.tobytes())
             tensor = TensorProto(name=f"w{index}", data_type=TensorProto.FLOAT, dims=[width, width])
             tensor.data_location = TensorProto.EXTERNAL
@@ -142,25 +148,72 @@ def _stored_mb(path: Path) -> float:
     return (path.stat().st_size + (data.stat().st_size if data.exists() else 0)) / 2**20
 
 
-def measure_model(
-    python: str,
-    name: str,
-    path: Path,
-    work: Path,
-    env: dict | None = None,
-    prune_flags: tuple[str, ...] = (),
-    inspect: dict | None = None,
-) -> dict:
-    """Both commands on one model (``inspect`` given: only ``prune``, reusing that measurement)."""
-    out = work / f"{name.split()[0]}-pruned.onnx"
-    inspect = inspect or _timed([*_cli(python), "inspect", str(path)], env=env)
-    prune = _timed([*_cli(python), "prune", str(path), "--keep", "0.5", *prune_flags, "-o", str(out)], env=env)
+def measure_model(python: str, name: str, path: Path, work: Path, env: dict | None = None) -> dict:
+    """``inspect`` and ``prune --keep 0.5`` (the oracle included) on one model, each its own process."""
+    out = work / f"{name}-pruned.onnx"
+    inspect = _timed([*_cli(python), "inspect", str(path)], env=env)
+    prune = _timed([*_cli(python), "prune", str(path), "--keep", "0.5", "-o", str(out)], env=env)
     row = {"model": name, "file_mb": _stored_mb(path), "inspect": inspect, "prune": prune}
     if out.exists():
         row["pruned_mb"] = _stored_mb(out)
         out.unlink()
         out.with_name(f"{out.name}.data").unlink(missing_ok=True)
     return row
+
+
+def stage_probe(path: Path) -> None:
+    """``prune --keep 0.5`` of ``path`` stage by stage in this process: JSON lines of seconds and peak RSS.
+
+    The peak (VmHWM) is reset before each stage, so each line is that stage's own peak.
+    """
+    import time
+
+    def status(key: str) -> float:
+        line = next(x for x in Path("/proc/self/status").read_text().splitlines() if x.startswith(key))
+        return int(line.split()[1]) / 1024
+
+    clock = time.perf_counter()
+
+    def stage(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        print(json.dumps({"stage": name, "s": now - clock, "peak_mb": status("VmHWM"), "rss_mb": status("VmRSS")}))
+        Path("/proc/self/clear_refs").write_text("5")
+        clock = time.perf_counter()
+
+    stage("start")
+    from agmc_onnx.analysis import analyze_model
+    from agmc_onnx.io import load_model, save_model
+    from agmc_onnx.plan import PruningPlan, uniform_plan
+    from agmc_onnx.prune import prune_model
+    from agmc_onnx.validate import validate_pruned
+
+    stage("import")
+    model = load_model(path)
+    stage("load")
+    analysis = analyze_model(model)
+    stage("analysis")
+    plan = uniform_plan(analysis.groups, 0.5, 1)
+    result = prune_model(model, PruningPlan(plan.keep_ratios, plan.round_to, "l1"), analysis=analysis)
+    stage("pruning")
+    validate_pruned(model, analysis, result.selection, result.model)
+    stage("oracle")
+    with tempfile.TemporaryDirectory(dir=path.parent) as folder:
+        save_model(result.model, Path(folder) / "pruned.onnx")
+        stage("write")
+
+
+def _stages(python: str, path: Path) -> list[dict]:
+    run = subprocess.run(
+        [python, str(Path(__file__).resolve()), "--probe", str(path)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **ONE_THREAD},
+        cwd=tempfile.gettempdir(),
+    )
+    if run.returncode:
+        return [{"stage": "failed", "error": run.stderr.strip().splitlines()[-1:]}]
+    return [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
 
 
 def _export(name: str, builder: str, cache: Path) -> Path:
@@ -175,88 +228,100 @@ def _cell(run: dict, file_mb: float) -> str:
     return f"{run['wall_s']:.2f} | {run['peak_mb']:.0f} | {run['peak_mb'] / file_mb:.1f}×"
 
 
+def _per_100mb(row: dict, command: str) -> str:
+    run = row[command]
+    return f"{100 * run['wall_s'] / row['file_mb']:.2f}" if run["ok"] else "—"
+
+
+def _fit(rows: list[dict], command: str) -> str:
+    """Least-squares ``seconds = a + b × MB`` over the current code's rows, and its largest relative miss."""
+    points = [(r["file_mb"], r[command]["wall_s"]) for r in rows if r["code"] == "now" and r[command]["ok"]]
+    if len(points) < 3:
+        return ""
+    size, wall = np.array(points).T
+    slope, start = np.polyfit(size, wall, 1)
+    miss = np.max(np.abs(start + slope * size - wall) / wall)
+    return (
+        f"`{command}`: {start:.2f} s + {100 * slope:.2f} s per 100 MB over {len(points)} models from "
+        f"{size.min():.0f} to {size.max():.0f} MB (largest miss of the line {miss:.0%})"
+    )
+
+
+PROTOCOL = (
+    "Protocol: every invocation of this script ran under `/work/timed.sh`, which runs it alone on one core "
+    "(CPU 1) while a fence keeps every other process of the shared 2-core machine on CPU 0; BLAS/OpenMP "
+    "and onnxruntime use one thread. Each cell is one process, `agmc-onnx inspect MODEL` or "
+    "`agmc-onnx prune MODEL --keep 0.5 -o OUT` (the equivalence oracle included), measured by "
+    "`/usr/bin/time` (wall s, peak RSS MB — which counts the ~75 MB interpreter and libraries — and "
+    "peak / file size). Models have random weights; `mlp` is generated with external data."
+)
+
+
+def _goals(results: dict) -> list[str]:
+    rows = [r for r in results["rows"] if r["code"] == "now"]
+    lines = ["", "Goals (current code):"]
+    if "now" in results.get("help", {}):
+        lines.append(f"- `--help` ≤ 0.5 s: {results['help']['now']['wall_s']:.2f} s")
+    for row in rows:
+        ratios = [row[c]["peak_mb"] / row["file_mb"] for c in ("inspect", "prune") if row[c]["ok"]]
+        failed = [c for c in ("inspect", "prune") if not row[c]["ok"]]
+        verdict = "met" if not failed and max(ratios) <= 4 else "NOT met"
+        worst = f"{max(ratios):.1f}×" if ratios else "—"
+        note = f"; failed: {', '.join(failed)}" if failed else ""
+        lines.append(f"- {row['model']}: peak ≤ 4× the file: {verdict} (worst {worst}{note})")
+        if row["model"] == "resnet50" and row["prune"]["ok"]:
+            lines.append(f"- `prune` ResNet-50@224 ≤ 3 s: {row['prune']['wall_s']:.2f} s")
+    return lines
+
+
 def render(results: dict) -> str:
     lines = [
         "# The engine at scale: start-up, wall time and peak memory",
         "",
-        f"Machine: {results['machine']}. Load averages (1/5/15 min) before each run are in "
-        "`engine_scale.json`; the machine is shared, so wall times are indicative.",
-        "Each cell is one process: `agmc-onnx inspect MODEL` or `agmc-onnx prune MODEL --keep 0.5 -o OUT` "
-        "(the equivalence oracle included), measured by `/usr/bin/time` (wall s, peak RSS MB, peak / file size).",
-        f"Baseline: the same commands on commit `{results['base']}` (before this work), in the same run.",
+        f"Machine: {results['machine']}. {PROTOCOL} Load averages (1/5/15 min) before each process are in "
+        "`engine_scale.json`; the 1-minute load counts the fenced work on the other core.",
+        "Baselines: the same commands on earlier commits, measured in the same invocation as the current code: "
+        + ", ".join(f"`{b}`" for b in results["bases"])
+        + " (`cdb1352`: before the oracle fed its weights to weightless sessions; `aee8d5d`: before the "
+        "engine work began).",
         "",
-        "| command | baseline s | now s | now peak MB |",
+        "| command | code | s (median of 5) | peak MB |",
         "|---|---|---|---|",
     ]
-    base, now = results["help"]["base"], results["help"]["now"]
-    lines.append(
-        f"| `agmc-onnx --help` (median of 5) | {base['wall_s']:.2f} | {now['wall_s']:.2f} | {now['peak_mb']:.0f} |"
-    )
+    for code, run in results.get("help", {}).items():
+        lines.append(f"| `agmc-onnx --help` | {code} | {run['wall_s']:.2f} | {run['peak_mb']:.0f} |")
     lines += [
         "",
         "| model | code | file MB | inspect s | inspect peak MB | peak/file | prune s | prune peak MB | peak/file "
-        "| pruned MB | load before |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| pruned MB | inspect s/100 MB | prune s/100 MB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in results["rows"]:
         lines.append(
             f"| {row['model']} | {row['code']} | {row['file_mb']:.0f} | {_cell(row['inspect'], row['file_mb'])} | "
-            f"{_cell(row['prune'], row['file_mb'])} | {row.get('pruned_mb', 0):.0f} | {row['prune']['load']} |"
+            f"{_cell(row['prune'], row['file_mb'])} | {row.get('pruned_mb', 0):.0f} | "
+            f"{_per_100mb(row, 'inspect')} | {_per_100mb(row, 'prune')} |"
         )
-    lines += ["", "Seconds per 100 MB of model (prune, current code): " + ", ".join(
-        f"{r['model']} {100 * r['prune']['wall_s'] / r['file_mb']:.2f}"
-        for r in results["rows"]
-        if r["code"] == "now" and r["prune"]["ok"]
-    ) + "."]
-    return "\n".join(lines) + "\n"
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--work", type=Path, default=ROOT / ".cache" / "engine_scale")
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
-    parser.add_argument("--base", default=BASE_COMMIT)
-    parser.add_argument("--big-gb", type=float, default=3.2)
-    parser.add_argument("--skip-big", action="store_true")
-    parser.add_argument("--models", nargs="*", default=[name for name, _ in MODELS])
-    parser.add_argument("--cache", type=Path, default=ROOT / ".cache" / "corpus", help="Corpus export cache.")
-    parser.add_argument(
-        "--merge", action="store_true", help="Keep the rows of the existing results that this run does not measure."
-    )
-    args = parser.parse_args()
-    args.work.mkdir(parents=True, exist_ok=True)
-    python = sys.executable
-    _, base_env = _base_checkout(args.work, args.base)
-    results = {
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-        f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB",
-        "base": args.base,
-        "help": {"base": _median_help(python, base_env), "now": _median_help(python, None)},
-        "rows": [],
-    }
-    cache = args.cache
-    measured = {(n, c) for n in args.models for c in ("now", "baseline")}
-    if args.merge and (args.out / "engine_scale.json").exists():
-        earlier = json.loads((args.out / "engine_scale.json").read_text())["rows"]
-        results["rows"] = [r for r in earlier if (r["model"].split()[0], r["code"]) not in measured]
-
-    def record(row: dict) -> None:  # results are rewritten after every row, so a cut-short run keeps its rows
-        results["rows"].append(row)
-        print(json.dumps(row), flush=True)
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "engine_scale.json").write_text(json.dumps(results, indent=2))
-        (args.out / "engine_scale.md").write_text(render(results))
-
-    for name, builder in MODELS:
-        if name not in args.models:
-            continue
-        path = _export(name, builder, cache)
-        if name == "resnet50":
-            record({**measure_model(python, name, path, args.work, base_env), "code": "baseline"})
-        record({**measure_model(python, name, path, args.work), "code": "now"})
-        if name == "resnet50" and not args.skip_big:
-            _measure_big(python, args, record)
-    print(render(results))
+    fits = [f for f in (_fit(results["rows"], "inspect"), _fit(results["rows"], "prune")) if f]
+    if fits:
+        lines += ["", "Linear fit, seconds against file size: " + "; ".join(fits) + "."]
+    for model, stages in results.get("stages", {}).items():
+        lines += [
+            "",
+            f"Stages of `prune --keep 0.5` on {model} in one process (each stage's own peak RSS, VmHWM reset "
+            "between stages):",
+            "",
+            "| stage | s | peak MB | RSS after MB |",
+            "|---|---|---|---|",
+        ]
+        lines += [
+            f"| {s['stage']} | {s.get('s', 0):.2f} | {s.get('peak_mb', 0):.0f} | {s.get('rss_mb', 0):.0f} |"
+            if "error" not in s
+            else f"| failed | {s['error']} | | |"
+            for s in stages
+            if s["stage"] != "start"
+        ]
+    return "\n".join(lines + _goals(results)) + "\n"
 
 
 def _measure_big(python: str, args: argparse.Namespace, record) -> None:
@@ -265,14 +330,78 @@ def _measure_big(python: str, args: argparse.Namespace, record) -> None:
         raise SystemExit(f"only {free_gb:.0f} GB free in {args.work}; the big model needs {3 * args.big_gb:.0f}")
     big = generate_mlp(args.work / "mlp_big.onnx", args.big_gb)
     try:
-        first = measure_model(python, "mlp (external data)", big, args.work)
-        record({**first, "code": "now"})
-        label, flags = "mlp (external data), prune --no-validate", ("--no-validate",)
-        second = measure_model(python, label, big, args.work, prune_flags=flags, inspect=first["inspect"])
-        record({**second, "code": "now"})
+        record({**measure_model(python, BIG, big, args.work), "code": "now"})
+        if BIG in args.stages:
+            args.results.setdefault("stages", {})[BIG] = _stages(python, big)
+            record(None)
     finally:
         big.unlink(missing_ok=True)
         big.with_name(f"{big.name}.data").unlink(missing_ok=True)
+
+
+def _arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work", type=Path, default=ROOT / ".cache" / "engine_scale")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument("--base", dest="bases", nargs="*", default=list(BASE_COMMITS))
+    parser.add_argument("--big-gb", type=float, default=3.2)
+    parser.add_argument("--models", nargs="*", default=[*MODELS, BIG], choices=[*MODELS, BIG])
+    parser.add_argument("--stages", nargs="*", default=[], help="Models to break down stage by stage.")
+    parser.add_argument("--no-help", action="store_true", help="Do not time --help (with --merge: keep it).")
+    parser.add_argument("--cache", type=Path, default=ROOT / ".cache" / "corpus", help="Corpus export cache.")
+    parser.add_argument("--merge", action="store_true", help="Keep the earlier results this run does not measure.")
+    parser.add_argument("--probe", type=Path, help=argparse.SUPPRESS)  # internal: one stage probe
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = _arguments()
+    if args.probe:
+        stage_probe(args.probe)
+        return
+    args.work.mkdir(parents=True, exist_ok=True)
+    python = sys.executable
+    envs = {base: _base_checkout(args.work, base) for base in args.bases}
+    results = {
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB",
+        "bases": args.bases,
+        "rows": [],
+    }
+    if args.merge and (args.out / "engine_scale.json").exists():
+        earlier = json.loads((args.out / "engine_scale.json").read_text())
+        results["rows"] = [r for r in earlier["rows"] if r["model"] not in args.models]
+        results["stages"] = {m: s for m, s in earlier.get("stages", {}).items() if m not in args.stages}
+        results["help"] = earlier.get("help", {}) if args.no_help else {}
+        results["bases"] = sorted(set(earlier.get("bases", [])) | set(args.bases), key=[*BASE_COMMITS].index)
+    args.results = results
+
+    def record(row: dict | None) -> None:  # results are rewritten after every row, so a cut-short run keeps its rows
+        if row is not None:
+            results["rows"].append(row)
+            print(json.dumps(row), flush=True)
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "engine_scale.json").write_text(json.dumps(results, indent=2))
+        (args.out / "engine_scale.md").write_text(render(results))
+
+    if not args.no_help:
+        results["help"] = {"now": _median_help(python, None)}
+        results["help"].update({base: _median_help(python, env) for base, env in envs.items()})
+        record(None)
+    for name, builder in MODELS.items():
+        if name not in args.models:
+            continue
+        path = _export(name, builder, args.cache)
+        record({**measure_model(python, name, path, args.work), "code": "now"})
+        if name == "resnet50":
+            for base, env in envs.items():
+                record({**measure_model(python, name, path, args.work, env), "code": base})
+        if name in args.stages:
+            results.setdefault("stages", {})[name] = _stages(python, path)
+            record(None)
+    if BIG in args.models:
+        _measure_big(python, args, record)
+    print(render(results))
 
 
 if __name__ == "__main__":

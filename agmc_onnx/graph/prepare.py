@@ -6,11 +6,13 @@ import logging
 from collections.abc import Mapping
 
 import onnx
+import onnx_graphsurgeon as gs
 
 from agmc_onnx.errors import ModelLoadError
 from agmc_onnx.graph.probe import PROBE_LENGTH, probe_feeds
 from agmc_onnx.graph.skeleton import weightless_copy
-from agmc_onnx.passes.base import run_passes
+from agmc_onnx.graph.versions import list_initializers_as_inputs
+from agmc_onnx.passes.base import export_model
 from agmc_onnx.passes.fold_constants import FoldConstantsPass, NameNodesPass
 
 __all__ = ["prepare_model", "infer_static_shapes", "TensorShapes"]
@@ -24,8 +26,17 @@ _FLOAT_TYPES = frozenset(
 
 
 def prepare_model(model: onnx.ModelProto) -> onnx.ModelProto:
-    """Return a copy with unique node names and constant subgraphs folded (numerically identical)."""
-    return run_passes(model, [NameNodesPass(), FoldConstantsPass()])
+    """Unique node names and constant subgraphs folded (numerically identical).
+
+    A copy when either changes something; otherwise ``model`` itself, so a model that needs no
+    preparation is not held twice (callers treat the prepared model as read-only, as they do ``model``).
+    """
+    graph = gs.import_onnx(model)
+    modified = False
+    for each in (NameNodesPass(), FoldConstantsPass()):
+        result = each(graph)
+        graph, modified = result.graph, modified or result.modified
+    return list_initializers_as_inputs(export_model(graph, model)) if modified else model
 
 
 def infer_static_shapes(model: onnx.ModelProto, batch_size: int = 1) -> dict[str, tuple[int, ...]]:

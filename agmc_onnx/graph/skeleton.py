@@ -14,11 +14,14 @@ from agmc_onnx.external_data import MIN_EXTERNAL_BYTES, copy_fields, tensor_byte
 __all__ = ["weightless_copy"]
 
 
-def weightless_copy(model: onnx.ModelProto, min_bytes: int = MIN_EXTERNAL_BYTES) -> tuple[onnx.ModelProto, set[str]]:
+def weightless_copy(
+    model: onnx.ModelProto, min_bytes: int = MIN_EXTERNAL_BYTES, data_types: frozenset[int] | None = None
+) -> tuple[onnx.ModelProto, set[str]]:
     """The model with initializers of ``min_bytes`` or more turned into graph inputs of the same type.
 
     Returns the skeleton and the names of the initializers it moved. Small initializers (shape constants,
-    axes) stay, so shape inference still propagates their values. ``model`` is not modified.
+    axes) stay, so shape inference still propagates their values; with ``data_types`` only initializers
+    of those element types move. ``model`` is not modified.
     """
     skeleton = onnx.ModelProto()
     copy_fields(model, skeleton, skip=frozenset({"graph"}))
@@ -26,7 +29,8 @@ def weightless_copy(model: onnx.ModelProto, min_bytes: int = MIN_EXTERNAL_BYTES)
     declared = {value.name for value in model.graph.input}
     moved: set[str] = set()
     for tensor in model.graph.initializer:
-        if (tensor_bytes(tensor) or 0) < min_bytes:  # from the header: no byte is read or serialised
+        small = (tensor_bytes(tensor) or 0) < min_bytes  # from the header: no byte is read or serialised
+        if small or (data_types is not None and tensor.data_type not in data_types):
             skeleton.graph.initializer.append(tensor)
             continue
         moved.add(tensor.name)

@@ -67,8 +67,12 @@ class ChannelFlow:
     edits: list[Edit] = field(default_factory=list)
     # producer node name -> output tensor name whose atoms it created
     producers: dict[str, str] = field(default_factory=dict)
+    # (number of unions and new atoms when computed, root of every atom): ``roots`` reads it in one step
+    _root_table: tuple[int, np.ndarray] | None = field(default=None, init=False, repr=False, compare=False)
+    _changes: int = field(default=0, init=False, repr=False, compare=False)
 
     def new_atoms(self, count: int, pin_reason: str | None = None) -> np.ndarray:
+        self._changes += 1
         start = len(self.parent)
         self.parent.extend(range(start, start + count))
         atoms = np.arange(start, start + count, dtype=np.int64)
@@ -93,6 +97,7 @@ class ChannelFlow:
         if root_b < root_a:
             root_a, root_b = root_b, root_a
         self.parent[root_b] = root_a
+        self._changes += 1
         for reasons in (self.pin_reasons, self.keep_reasons):
             reason = reasons.pop(root_b, None)
             if reason is not None and root_a not in reasons:
@@ -125,7 +130,16 @@ class ChannelFlow:
             self.pin(info.atoms, reason)
 
     def roots(self, atoms: np.ndarray) -> np.ndarray:
-        return np.fromiter((self.find(a) for a in atoms.tolist()), dtype=np.int64, count=len(atoms))
+        """The root of each atom, from a table of every atom's root kept until the next union."""
+        if self._root_table is None or self._root_table[0] != self._changes:
+            table = np.asarray(self.parent, dtype=np.int64)
+            while True:  # pointer jumping: each step halves every path to its root
+                jumped = table[table]
+                if np.array_equal(jumped, table):
+                    break
+                table = jumped
+            self._root_table = (self._changes, table)
+        return self._root_table[1][np.asarray(atoms, dtype=np.int64)]
 
     def pin_reason(self, atom: int) -> str | None:
         return self.pin_reasons.get(self.find(atom))
