@@ -38,6 +38,7 @@ class FedModel:
 def split_weights(model: onnx.ModelProto, role: str = "model") -> FedModel:
     """``model`` as a skeleton plus one array per large float initializer; ``model`` is not modified.
 
+    The arrays share nothing with ``model`` and may be read-only; replace an entry to change a weight.
     A weight whose bytes do not match its type and shape raises ``ValidationError``.
     """
     skeleton, moved = weightless_copy(model, data_types=_FLOAT_TYPES)

@@ -18,7 +18,7 @@ import onnx
 from google.protobuf.message import DecodeError
 
 from agmc_onnx.errors import ModelLoadError
-from agmc_onnx.external_data import copy_fields, read_external_data, write_external_data
+from agmc_onnx.external_data import copy_fields, read_external_data, tensor_bytes, write_external_data
 from agmc_onnx.graph.versions import default_opset, list_initializers_as_inputs, upgrade_opset
 from agmc_onnx.passes.check_model import CheckModelPass
 
@@ -198,10 +198,25 @@ def model_file_size(model: onnx.ModelProto) -> int:
     copy_fields(model.graph, body, skip=frozenset({"initializer"}))
     tag = _varint_size(onnx.GraphProto.DESCRIPTOR.fields_by_name["initializer"].number << 3)
     graph_size = body.ByteSize() + sum(
-        tag + _varint_size(size) + size for size in (t.ByteSize() for t in model.graph.initializer)
+        tag + _varint_size(size) + size for size in (_tensor_size(t) for t in model.graph.initializer)
     )
     graph_tag = _varint_size(onnx.ModelProto.DESCRIPTOR.fields_by_name["graph"].number << 3)
     return head.ByteSize() + graph_tag + _varint_size(graph_size) + graph_size
+
+
+_RAW_DATA_TAG = 1  # the key of TensorProto.raw_data (field 9, length-delimited) takes one byte
+
+
+def _tensor_size(tensor: onnx.TensorProto) -> int:
+    """``tensor.ByteSize()``; for plain raw data, from the header (upb's ``ByteSize`` walks the bytes)."""
+    length = tensor_bytes(tensor)
+    plain = not (tensor.HasField("segment") or tensor.external_data or tensor.metadata_props)
+    if length is None or not plain or not tensor.HasField("raw_data") or tensor.HasField("data_location"):
+        return tensor.ByteSize()
+    header = onnx.TensorProto(name=tensor.name, dims=tensor.dims, data_type=tensor.data_type)
+    if tensor.HasField("doc_string"):
+        header.doc_string = tensor.doc_string
+    return header.ByteSize() + _RAW_DATA_TAG + _varint_size(length) + length
 
 
 def stored_size(path: str | os.PathLike) -> int:

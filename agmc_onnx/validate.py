@@ -139,6 +139,7 @@ def _run(model: onnx.ModelProto | FedModel, feeds: dict[str, np.ndarray], role: 
 
 
 _SAME_WIDTH_INT = {2: np.int16, 4: np.int32, 8: np.int64}
+_CHUNK = 1 << 20  # elements perturbed per step: bounded temporaries, the same random stream as one call
 
 
 def _one_ulp(values: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -147,16 +148,22 @@ def _one_ulp(values: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     Computed on the integer view: one ulp away from zero is +1 on a float's magnitude bits, towards
     zero -1; zeros become the smallest subnormal of the chosen sign (what ``nextafter`` gives).
     """
-    down = rng.random(values.shape) < 0.5
-    if not np.isfinite(values).all():
-        return np.nextafter(values, np.where(down, -np.inf, np.inf).astype(values.dtype))
+    values = values if values.flags.c_contiguous else values.copy(order="C")
+    moved = np.empty_like(values)
+    source, target = values.reshape(-1), moved.reshape(-1)
     integer = _SAME_WIDTH_INT[values.dtype.itemsize]
-    step = np.where(down ^ np.signbit(values), integer(-1), integer(1))
-    moved = np.asarray(values.view(integer) + step).view(values.dtype)
-    zero = values == 0
-    if zero.any():
-        tiny = np.finfo(values.dtype).smallest_subnormal
-        moved = np.where(zero, np.where(down, -tiny, tiny).astype(values.dtype), moved)
+    tiny = np.finfo(values.dtype).smallest_subnormal
+    for start in range(0, source.size, _CHUNK):
+        part, out = source[start : start + _CHUNK], target[start : start + _CHUNK]
+        down = rng.random(part.size) < 0.5
+        if not np.isfinite(part).all():
+            out[:] = np.nextafter(part, np.where(down, -np.inf, np.inf).astype(values.dtype))
+            continue
+        step = np.where(down ^ np.signbit(part), integer(-1), integer(1))
+        np.add(part.view(integer), step, out=out.view(integer))
+        zero = part == 0
+        if zero.any():
+            out[zero] = np.where(down[zero], -tiny, tiny)
     return moved
 
 
@@ -189,7 +196,7 @@ def ulp_perturbed(model: onnx.ModelProto, seed: int = 0) -> onnx.ModelProto:
 
 
 def _perturb_fed(fed: FedModel, seed: int = 0) -> FedModel:
-    """``ulp_perturbed`` of a split model; the fed arrays are replaced one at a time (no second set)."""
+    """``ulp_perturbed`` of a split model; each fed array is replaced in turn (never a second set)."""
     consumers: dict[str, list[str]] = {name: [] for name in fed.weights}
     for node in fed.skeleton.graph.node:
         for name in node.input:

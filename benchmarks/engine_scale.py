@@ -13,7 +13,8 @@ the other core), one thread everywhere. Split long runs by ``--models`` and join
     /work/timed.sh .venv/bin/python benchmarks/engine_scale.py --models resnet18 resnet50 --stages resnet50
     /work/timed.sh .venv/bin/python benchmarks/engine_scale.py --merge --no-help --models mlp --stages mlp
 
-Generated files go to ``--work`` (default ``.cache/engine_scale``); the big model is deleted afterwards.
+Generated files go to ``--work`` (default ``.cache/engine_scale``); the big model is deleted afterwards
+unless ``--keep-big`` (one found there is reused; generating it is I/O-bound and takes minutes).
 """
 
 from __future__ import annotations
@@ -183,11 +184,13 @@ def stage_probe(path: Path) -> None:
 
     stage("start")
     from agmc_onnx.analysis import analyze_model
+    from agmc_onnx.cli.main import return_freed_blocks
     from agmc_onnx.io import load_model, save_model
     from agmc_onnx.plan import PruningPlan, uniform_plan
     from agmc_onnx.prune import prune_model
     from agmc_onnx.validate import validate_pruned
 
+    return_freed_blocks()  # as the CLI does
     stage("import")
     model = load_model(path)
     stage("load")
@@ -328,15 +331,18 @@ def _measure_big(python: str, args: argparse.Namespace, record) -> None:
     free_gb = shutil.disk_usage(args.work).free / 1e9
     if free_gb < 3 * args.big_gb:
         raise SystemExit(f"only {free_gb:.0f} GB free in {args.work}; the big model needs {3 * args.big_gb:.0f}")
-    big = generate_mlp(args.work / "mlp_big.onnx", args.big_gb)
+    big = args.work / "mlp_big.onnx"
+    if not (big.exists() and big.with_name(f"{big.name}.data").exists()):  # a leftover of an earlier run is reused
+        generate_mlp(big, args.big_gb)
     try:
         record({**measure_model(python, BIG, big, args.work), "code": "now"})
         if BIG in args.stages:
             args.results.setdefault("stages", {})[BIG] = _stages(python, big)
             record(None)
     finally:
-        big.unlink(missing_ok=True)
-        big.with_name(f"{big.name}.data").unlink(missing_ok=True)
+        if not args.keep_big:
+            big.unlink(missing_ok=True)
+            big.with_name(f"{big.name}.data").unlink(missing_ok=True)
 
 
 def _arguments() -> argparse.Namespace:
@@ -350,6 +356,7 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--no-help", action="store_true", help="Do not time --help (with --merge: keep it).")
     parser.add_argument("--cache", type=Path, default=ROOT / ".cache" / "corpus", help="Corpus export cache.")
     parser.add_argument("--merge", action="store_true", help="Keep the earlier results this run does not measure.")
+    parser.add_argument("--keep-big", action="store_true", help="Keep the generated big model for another run.")
     parser.add_argument("--probe", type=Path, help=argparse.SUPPRESS)  # internal: one stage probe
     return parser.parse_args()
 

@@ -37,8 +37,16 @@ class RuleContext:
 
     @staticmethod
     def const(tensor: gs.Tensor | None) -> np.ndarray | None:
+        """The values of a constant (read, for small ones: shapes, axes, indices); None otherwise."""
         if isinstance(tensor, gs.Constant):
             return constant_values(tensor)
+        return None
+
+    @staticmethod
+    def const_shape(tensor: gs.Tensor | None) -> tuple[int, ...] | None:
+        """The shape of a constant, from its header (no byte of a weight read); None for a computed tensor."""
+        if isinstance(tensor, gs.Constant):
+            return tuple(int(d) for d in tensor.shape)
         return None
 
     def set(self, tensor: gs.Tensor, axis: int, atoms: np.ndarray) -> None:

@@ -110,8 +110,9 @@ def _group_producers(flow: ChannelFlow) -> tuple[dict[int, int], list[list[str]]
     tied = UnionFind(range(len(names)))
     root_owner: dict[int, int] = {}
     for index, producer in enumerate(names):
-        for root in np.unique(flow.roots(flow.tensors[flow.producers[producer]].atoms)).tolist():
-            tied.union(root_owner.setdefault(root, index), index)
+        roots = np.unique(flow.roots(flow.tensors[flow.producers[producer]].atoms)).tolist()
+        for owner in {root_owner.setdefault(root, index) for root in roots} - {index}:
+            tied.union(owner, index)
     members: dict[int, list[int]] = {}
     for index in range(len(names)):
         members.setdefault(tied[index], []).append(index)

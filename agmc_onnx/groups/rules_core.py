@@ -28,7 +28,7 @@ __all__ = [
 
 
 class _Conv(NamedTuple):
-    weight: np.ndarray
+    weight: tuple[int, ...]  # the weight's shape
     x: ChannelTensor | None  # the input's channels (None: untracked)
     x_name: str
     y_name: str
@@ -40,13 +40,13 @@ def _conv_producer(node: gs.Node, ctx: RuleContext, out_axis: int) -> _Conv | No
     """What Conv and ConvTranspose share: a constant weight on a channels-first input, whose axis
     ``out_axis`` (times the group count for ConvTranspose) gives fresh output atoms; None after declaring
     a barrier."""
-    weight = ctx.const(node.inputs[1])
+    weight = ctx.const_shape(node.inputs[1])
     x = ctx.info(node.inputs[0])
     if weight is None or (x is not None and x.axis != 1):
         ctx.barrier(node, f"{node.op} '{node.name}' has a non-constant weight or an unusual layout")
         return None
     groups = int(ctx.attr(node, "group", 1))
-    y_atoms = ctx.flow.new_atoms(int(weight.shape[out_axis]) * (groups if out_axis == 1 else 1))
+    y_atoms = ctx.flow.new_atoms(int(weight[out_axis]) * (groups if out_axis == 1 else 1))
     ctx.set(node.outputs[0], 1, y_atoms)
     ctx.flow.producers[node.name] = node.outputs[0].name
     return _Conv(weight, x, node.inputs[0].name, node.outputs[0].name, groups, y_atoms)
@@ -64,7 +64,7 @@ def conv_rule(node: gs.Node, ctx: RuleContext) -> None:
         if conv.x is not None:
             edits.append(SliceConstant(node.name, 1, 1, conv.x_name, is_weight=True, consumes=True))
         return
-    if conv.x is None or len(conv.x) != int(conv.weight.shape[1]) * conv.groups:
+    if conv.x is None or len(conv.x) != int(conv.weight[1]) * conv.groups:
         ctx.flow.pin(conv.y_atoms, f"grouped Conv '{node.name}' reads an untracked input")
         return
     if grouped.prunes_inside_groups(len(conv.x), conv.groups):
@@ -94,7 +94,7 @@ def conv_transpose_rule(node: gs.Node, ctx: RuleContext) -> None:
         if conv.x is not None:
             edits.append(SliceConstant(node.name, 1, 0, conv.x_name, is_weight=True, consumes=True))
         return
-    if conv.x is None or len(conv.x) != int(conv.weight.shape[0]):
+    if conv.x is None or len(conv.x) != int(conv.weight[0]):
         ctx.flow.pin(conv.y_atoms, f"grouped ConvTranspose '{node.name}' reads an untracked input")
         return
     _tie_whole_groups(ctx, conv.x.atoms, conv.y_atoms, conv.groups)
@@ -104,15 +104,15 @@ def conv_transpose_rule(node: gs.Node, ctx: RuleContext) -> None:
 
 def gemm_rule(node: gs.Node, ctx: RuleContext) -> None:
     a_tensor, y_tensor = node.inputs[0], node.outputs[0]
-    weight = ctx.const(node.inputs[1])
+    weight = ctx.const_shape(node.inputs[1])
     x = ctx.info(a_tensor)
     if weight is None or int(ctx.attr(node, "transA", 0)) or (x is not None and x.axis != 1):
         ctx.barrier(node, f"Gemm '{node.name}' has a non-constant or transposed operand")
         return
     trans_b = int(ctx.attr(node, "transB", 0))
-    n_out = int(weight.shape[0] if trans_b else weight.shape[1])
+    n_out = int(weight[0] if trans_b else weight[1])
     bias_tensor = node.inputs[2] if len(node.inputs) > 2 and node.inputs[2].name else None
-    if bias_tensor is not None and ctx.const(bias_tensor) is None:
+    if bias_tensor is not None and ctx.const_shape(bias_tensor) is None:
         ctx.barrier(node, f"Gemm '{node.name}' has a computed bias")
         return
     y_atoms = ctx.flow.new_atoms(n_out)
@@ -122,16 +122,17 @@ def gemm_rule(node: gs.Node, ctx: RuleContext) -> None:
     edits.append(SliceConstant(node.name, 1, 0 if trans_b else 1, y_tensor.name, is_weight=True))
     if x is not None:
         edits.append(SliceConstant(node.name, 1, 1 if trans_b else 0, a_tensor.name, is_weight=True, consumes=True))
-    bias = ctx.const(bias_tensor) if bias_tensor is not None else None
-    if bias is not None and bias.ndim >= 1 and bias.shape[-1] == n_out and n_out > 1:
-        edits.append(SliceConstant(node.name, 2, bias.ndim - 1, y_tensor.name))
+    bias = ctx.const_shape(bias_tensor) if bias_tensor is not None else None
+    if bias is not None and len(bias) >= 1 and bias[-1] == n_out and n_out > 1:
+        edits.append(SliceConstant(node.name, 2, len(bias) - 1, y_tensor.name))
 
 
 def matmul_rule(node: gs.Node, ctx: RuleContext) -> None:
     a_tensor, y_tensor = node.inputs[0], node.outputs[0]
-    weight = ctx.const(node.inputs[1])
+    weight = ctx.const_shape(node.inputs[1])
     a_shape, y_shape = ctx.shape(a_tensor), ctx.shape(y_tensor)
-    if weight is None or weight.ndim != 2 or a_shape is None or y_shape is None or ctx.const(a_tensor) is not None:
+    computed_weight = weight is None or len(weight) != 2 or ctx.const_shape(a_tensor) is not None
+    if computed_weight or a_shape is None or y_shape is None:
         ctx.barrier(node, f"MatMul '{node.name}' multiplies two computed tensors")
         return
     x = ctx.info(a_tensor)
@@ -139,7 +140,7 @@ def matmul_rule(node: gs.Node, ctx: RuleContext) -> None:
         # A tensor tracks one channel axis: the new output features win, the passing-through axis is pinned.
         ctx.flow.pin(x.atoms, f"MatMul '{node.name}' contracts another axis than the channels")
         x = None
-    y_atoms = ctx.flow.new_atoms(int(weight.shape[1]))
+    y_atoms = ctx.flow.new_atoms(int(weight[1]))
     ctx.set(y_tensor, len(y_shape) - 1, y_atoms)
     ctx.flow.producers[node.name] = y_tensor.name
     ctx.flow.edits.append(SliceConstant(node.name, 1, 1, y_tensor.name, is_weight=True))
@@ -168,7 +169,7 @@ def normalization_rule(node: gs.Node, ctx: RuleContext) -> None:
     if x is None:
         return
     params = node.inputs[1:5] if node.op == "BatchNormalization" else node.inputs[1:3]
-    if x.axis != 1 or any(ctx.const(p) is None for p in params):
+    if x.axis != 1 or any(ctx.const_shape(p) is None for p in params):
         ctx.barrier(node, f"{node.op} '{node.name}' has computed parameters or a moved channel axis")
         return
     ctx.set(node.outputs[0], 1, x.atoms)
@@ -271,7 +272,7 @@ def elementwise_rule(node: gs.Node, ctx: RuleContext) -> None:
         local_axis = out_axis - (rank - len(shape))
         if local_axis < 0 or shape[local_axis] == 1:
             continue  # broadcast along the channels: nothing to slice
-        if ctx.const(tensor) is None:
+        if ctx.const_shape(tensor) is None:
             ctx.barrier(node, f"{node.op} '{node.name}' reads a computed per-channel tensor")
             return
         ctx.flow.edits.append(SliceConstant(node.name, index, local_axis, tracked[0][1].name))

@@ -155,8 +155,7 @@ def _computed_piece(node: gs.Node, ctx: RuleContext, out_axis: int) -> tuple[str
 
 def matmul_rule(node: gs.Node, ctx: RuleContext) -> None:
     """MatMul with a 2-D constant weight goes to the core rule; two computed operands tie shared batch axes."""
-    weight = ctx.const(node.inputs[1])
-    if weight is not None or ctx.const(node.inputs[0]) is not None:
+    if ctx.const_shape(node.inputs[1]) is not None or ctx.const_shape(node.inputs[0]) is not None:
         core.matmul_rule(node, ctx)
         return
     y_shape = ctx.shape(node.outputs[0])
@@ -233,7 +232,7 @@ def slice_rule(node: gs.Node, ctx: RuleContext) -> None:
     The bounds are evaluated from the static shapes (the same with batch 1 and 2); the pruning pass then
     writes the new bounds as constants.
     """
-    computed = any(ctx.const(t) is None for t in node.inputs[1:3])
+    computed = any(ctx.const_shape(t) is None for t in node.inputs[1:3])
     if not computed or ctx.info(node.inputs[0]) is None:
         layout.slice_rule(node, ctx)
         return
