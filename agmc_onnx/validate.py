@@ -291,8 +291,10 @@ def _reference_outputs(
             raise _folding_error(report)
         del folded
 
+    masks = MaskConsumersPass(_masks(analysis, selection))
+
     def reference(skeleton: onnx.ModelProto) -> onnx.ModelProto:
-        return zero_removed_branches(masked_reference(skeleton, analysis, selection), analysis, selection)
+        return zero_removed_branches(run_passes(skeleton, [NameNodesPass(), masks]), analysis, selection)
 
     outputs = _run(FedModel(reference(fed.skeleton), fed.weights), feeds, "reference model")
     perturbed = _perturb_fed(fed)

@@ -19,6 +19,6 @@ def test_a_failing_probe_run_prints_nothing(capfd):
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    assert _shapes_by_running(model, ["y"]) == {}  # a target of ones: onnxruntime fails inside the run
+    assert _shapes_by_running(model, 1, ["y"]) == {}  # a target of ones: onnxruntime fails inside the run
     captured = capfd.readouterr()
     assert captured.out == "" and captured.err == ""

@@ -66,10 +66,7 @@ def infer_static_shapes(model: onnx.ModelProto, batch_size: int = 1) -> dict[str
         shapes[init.name] = tuple(int(d) for d in init.dims)
     missing = [out for node in inferred.graph.node for out in node.output if out and out not in shapes]
     if missing:
-        with_weights = onnx.ModelProto()
-        with_weights.CopyFrom(model)
-        _fix_batch(with_weights, batch_size, skip=set())
-        shapes.update(_shapes_by_running(with_weights, missing))
+        shapes.update(_shapes_by_running(model, batch_size, missing))
     return shapes
 
 
@@ -89,24 +86,22 @@ def _fix_batch(model: onnx.ModelProto, batch_size: int, skip: set[str]) -> None:
         graph_output.type.tensor_type.ClearField("shape")
 
 
-def _shapes_by_running(model: onnx.ModelProto, names: list[str]) -> dict[str, tuple[int, ...]]:
-    """Shapes that static inference could not find, read off one onnxruntime run on probe inputs."""
-    import numpy as np
-    import onnxruntime as ort
+def _shapes_by_running(model: onnx.ModelProto, batch_size: int, names: list[str]) -> dict[str, tuple[int, ...]]:
+    """Shapes that static inference could not find, read off one onnxruntime run on probe inputs.
 
-    probe = onnx.ModelProto()
-    probe.CopyFrom(model)
-    known = {o.name for o in probe.graph.output}
-    for name in names:
-        if name not in known:
-            probe.graph.output.append(onnx.ValueInfoProto(name=name))
-    options = ort.SessionOptions()
-    options.log_severity_level = 4  # onnxruntime prints its errors itself; they come back as exceptions
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    The session runs the weightless skeleton with the weights fed (``agmc_onnx.fed``): no copy of the model.
+    """
+    import numpy as np
+
+    from agmc_onnx.fed import run_fed, split_weights
+
     try:
-        session = ort.InferenceSession(probe.SerializeToString(), options, providers=["CPUExecutionProvider"])
-        outputs = session.run(names, probe_feeds(model))
+        fed = split_weights(model)
+        _fix_batch(fed.skeleton, batch_size, skip=set(fed.weights))
+        known = {o.name for o in fed.skeleton.graph.output}
+        fed.skeleton.graph.output.extend(onnx.ValueInfoProto(name=name) for name in names if name not in known)
+        outputs = run_fed(fed, probe_feeds(fed.skeleton, exclude=frozenset(fed.weights)))
     except Exception as exc:  # onnxruntime raises several unrelated types; the shapes just stay unknown
         log.info("could not run the model to find missing shapes: %s", exc)
         return {}
-    return {name: tuple(int(d) for d in np.asarray(value).shape) for name, value in zip(names, outputs)}
+    return {name: tuple(int(d) for d in np.asarray(outputs[name]).shape) for name in names}

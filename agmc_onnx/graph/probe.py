@@ -44,9 +44,10 @@ class InputSpec:
         return tuple(shape)
 
 
-def input_specs(model: onnx.ModelProto) -> list[InputSpec]:
-    """The real inputs of ``model`` (initializers listed as inputs left out), with their id bounds."""
-    initializers = {init.name for init in model.graph.initializer}
+def input_specs(model: onnx.ModelProto, exclude: frozenset[str] = frozenset()) -> list[InputSpec]:
+    """The real inputs of ``model`` (initializers listed as inputs, and ``exclude``, left out), with their id
+    bounds."""
+    initializers = {init.name for init in model.graph.initializer} | exclude
     bounds = index_bounds(model)
     specs = []
     for value in model.graph.input:
@@ -62,12 +63,16 @@ def input_specs(model: onnx.ModelProto) -> list[InputSpec]:
 
 
 def probe_feeds(
-    model: onnx.ModelProto, batch_size: int = 1, seed: int = 0, length: int = PROBE_LENGTH
+    model: onnx.ModelProto,
+    batch_size: int = 1,
+    seed: int = 0,
+    length: int = PROBE_LENGTH,
+    exclude: frozenset[str] = frozenset(),
 ) -> dict[str, np.ndarray]:
-    """Seeded valid feeds for every real input of ``model``."""
+    """Seeded valid feeds for every real input of ``model`` but those named in ``exclude``."""
     rng = np.random.default_rng(seed)
     feeds = {}
-    for spec in input_specs(model):
+    for spec in input_specs(model, exclude):
         shape = spec.shape(batch_size, length)
         if spec.is_float:
             feeds[spec.name] = rng.standard_normal(shape).astype(spec.dtype)
