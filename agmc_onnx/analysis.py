@@ -60,10 +60,10 @@ class ModelAnalysis:
         kept: dict[str, np.ndarray] = {}
         if not dropped_roots:
             return kept
-        dropped = np.fromiter(dropped_roots, dtype=np.int64)
+        dropped = np.zeros(len(self.flow.parent), dtype=bool)  # indexed by atom: one lookup per position
+        dropped[np.fromiter(dropped_roots, dtype=np.int64, count=len(dropped_roots))] = True
         for name, info in self.flow.tensors.items():
-            roots = self.flow.roots(info.atoms)
-            mask = ~np.isin(roots, dropped)
+            mask = ~dropped[self.flow.roots(info.atoms)]
             if not mask.all():
                 kept[name] = np.flatnonzero(mask)
         return kept

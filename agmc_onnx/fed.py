@@ -22,9 +22,9 @@ from onnx import numpy_helper
 from agmc_onnx.errors import ValidationError
 from agmc_onnx.graph.skeleton import weightless_copy
 
-__all__ = ["FedModel", "split_weights", "fed_session", "run_fed"]
+__all__ = ["FLOAT_TYPES", "FedModel", "split_weights", "fed_session", "run_fed"]
 
-_FLOAT_TYPES = frozenset({onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16})
+FLOAT_TYPES = frozenset({onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16})
 
 
 @dataclass
@@ -41,7 +41,7 @@ def split_weights(model: onnx.ModelProto, role: str = "model") -> FedModel:
     The arrays share nothing with ``model`` and may be read-only; replace an entry to change a weight.
     A weight whose bytes do not match its type and shape raises ``ValidationError``.
     """
-    skeleton, moved = weightless_copy(model, data_types=_FLOAT_TYPES)
+    skeleton, moved = weightless_copy(model, data_types=FLOAT_TYPES)
     weights = {}
     for tensor in model.graph.initializer:
         if tensor.name in moved:

@@ -11,12 +11,14 @@ from dataclasses import dataclass
 import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
+from onnx import numpy_helper
 
 from agmc_onnx.analysis import ModelAnalysis
 from agmc_onnx.errors import ValidationError
-from agmc_onnx.fed import FedModel, fed_session, run_fed, split_weights
+from agmc_onnx.fed import FLOAT_TYPES, FedModel, fed_session, run_fed, split_weights
 from agmc_onnx.graph.constants import constant_values
 from agmc_onnx.graph.probe import probe_feeds
+from agmc_onnx.graph.skeleton import weightless_copy
 from agmc_onnx.groups.flow import SliceConstant
 from agmc_onnx.passes.base import run_passes
 from agmc_onnx.passes.check_model import CheckModelPass
@@ -62,10 +64,15 @@ def _io_signature(model: onnx.ModelProto) -> list[tuple[str, int, tuple]]:
 def check_written_model(original: onnx.ModelProto, written: onnx.ModelProto) -> None:
     """Full ONNX check, its weights decode, an onnxruntime session loads, and outputs keep names,
     dtypes and shapes."""
+    _check_structure(original, written)
+    split_weights(written, "written model")
+
+
+def _check_structure(original: onnx.ModelProto, written: onnx.ModelProto) -> None:
+    """``check_written_model`` but for decoding the weights (the oracle's run of the model does that)."""
     CheckModelPass()(written)  # leaves ``written`` as it is: no copy
-    skeleton = split_weights(written, "written model").skeleton
     try:
-        fed_session(skeleton)
+        fed_session(weightless_copy(written, data_types=FLOAT_TYPES)[0])
     except Exception as exc:  # onnxruntime raises several unrelated exception types
         raise ValidationError(
             f"onnxruntime cannot load the written model: {str(exc).splitlines()[0]}"
@@ -139,29 +146,31 @@ def _run(model: onnx.ModelProto | FedModel, feeds: dict[str, np.ndarray], role: 
 
 
 _SAME_WIDTH_INT = {2: np.int16, 4: np.int32, 8: np.int64}
+_SMALLEST_SUBNORMAL = {t(0).itemsize: np.finfo(t).smallest_subnormal for t in (np.float16, np.float32, np.float64)}
 _CHUNK = 1 << 20  # elements perturbed per step: bounded temporaries, the same random stream as one call
 
 
-def _one_ulp(values: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def _one_ulp(values: np.ndarray, rng: np.random.Generator, in_place: bool = False) -> np.ndarray:
     """``np.nextafter`` of every element towards +inf or -inf at random (fair coin per element).
 
     Computed on the integer view: one ulp away from zero is +1 on a float's magnitude bits, towards
     zero -1; zeros become the smallest subnormal of the chosen sign (what ``nextafter`` gives).
+    ``in_place`` overwrites ``values`` (writable and C-contiguous) instead of allocating the result.
     """
     values = values if values.flags.c_contiguous else values.copy(order="C")
-    moved = np.empty_like(values)
+    moved = values if in_place else np.empty_like(values)
     source, target = values.reshape(-1), moved.reshape(-1)
     integer = _SAME_WIDTH_INT[values.dtype.itemsize]
-    tiny = np.finfo(values.dtype).smallest_subnormal
+    tiny = _SMALLEST_SUBNORMAL[values.dtype.itemsize]
     for start in range(0, source.size, _CHUNK):
         part, out = source[start : start + _CHUNK], target[start : start + _CHUNK]
         down = rng.random(part.size) < 0.5
         if not np.isfinite(part).all():
             out[:] = np.nextafter(part, np.where(down, -np.inf, np.inf).astype(values.dtype))
             continue
+        zero = part == 0  # before ``out`` (possibly ``part`` itself) is written
         step = np.where(down ^ np.signbit(part), integer(-1), integer(1))
         np.add(part.view(integer), step, out=out.view(integer))
-        zero = part == 0
         if zero.any():
             out[zero] = np.where(down[zero], -tiny, tiny)
     return moved
@@ -204,9 +213,43 @@ def _perturb_fed(fed: FedModel, seed: int = 0) -> FedModel:
                 consumers[name].append(node.op_type)
     rng = np.random.default_rng(seed + 1)
     for name, ops in consumers.items():
-        if _perturbable(fed.weights[name], ops):
-            fed.weights[name] = _one_ulp(fed.weights[name], rng)
+        values = fed.weights[name]
+        if _perturbable(values, ops):  # arrays made here (masked ones) are perturbed where they lie
+            fed.weights[name] = _one_ulp(values, rng, in_place=values.flags.writeable and values.flags.c_contiguous)
     return FedModel(ulp_perturbed(fed.skeleton, seed), fed.weights)
+
+
+def _apply_fed_masks(reference: onnx.ModelProto, weights: dict[str, np.ndarray]) -> FedModel:
+    """``reference`` (a skeleton, changed here) with each mask ``Mul`` in front of a fed weight applied to
+    the array instead: the product, the float multiplication onnxruntime would repeat on every run, is
+    fed under the ``Mul``'s output name, and a weight nothing reads any more leaves ``weights``. No run
+    then holds a masked copy of a weight among its activations."""
+    graph = reference.graph
+    constants = {tensor.name: tensor for tensor in graph.initializer}
+    declared = {value.name: value for value in graph.input}
+    kept = []
+    for node in graph.node:
+        weight, factor = (node.input[0], node.input[1]) if len(node.input) == 2 else ("", "")
+        if not (node.op_type == "Mul" and "__masking_" in node.name and weight in weights and factor in constants):
+            kept.append(node)
+            continue
+        weights[node.output[0]] = weights[weight] * numpy_helper.to_array(constants[factor])
+        value = graph.input.add()
+        value.CopyFrom(declared[weight])
+        value.name = node.output[0]
+    del graph.node[:]
+    graph.node.extend(kept)
+    read = {name for node in graph.node for name in node.input} | {value.name for value in graph.output}
+    unread = [name for name in weights if name not in read]
+    for name in unread:
+        del weights[name]
+    inputs = [value for value in graph.input if value.name not in unread]
+    del graph.input[:]
+    graph.input.extend(inputs)
+    computed = [value for value in graph.value_info if value.name not in weights]
+    del graph.value_info[:]
+    graph.value_info.extend(computed)
+    return FedModel(reference, weights)
 
 
 def _noise(outputs: dict[str, np.ndarray], moved: dict[str, np.ndarray]) -> dict[str, float]:
@@ -279,9 +322,9 @@ def _reference_outputs(
 ) -> tuple[dict[str, np.ndarray], dict[str, float]]:
     """Folding checked, then the masked reference's outputs and rounding noise, on one set of weights.
 
-    The loaded model, its masked reference and the perturbed reference differ only in their graphs, so
-    they run as skeletons fed the same arrays (perturbed in place last); only one copy of the weights
-    exists beside the models themselves.
+    The loaded model, its masked reference and the perturbed reference run as skeletons fed one set of
+    arrays: the masks are applied to the arrays (one at a time), then each array is perturbed; only one
+    copy of the weights exists beside the models themselves, as in ``ulp_perturbed(masked_reference)``.
     """
     folded = None if analysis.model is original else _run(analysis.model, feeds, "prepared model")
     fed = split_weights(original, "loaded model")
@@ -291,14 +334,10 @@ def _reference_outputs(
             raise _folding_error(report)
         del folded
 
-    masks = MaskConsumersPass(_masks(analysis, selection))
-
-    def reference(skeleton: onnx.ModelProto) -> onnx.ModelProto:
-        return zero_removed_branches(run_passes(skeleton, [NameNodesPass(), masks]), analysis, selection)
-
-    outputs = _run(FedModel(reference(fed.skeleton), fed.weights), feeds, "reference model")
-    perturbed = _perturb_fed(fed)
-    moved = _run(FedModel(reference(perturbed.skeleton), perturbed.weights), feeds, "perturbed reference model")
+    reference = _apply_fed_masks(masked_reference(fed.skeleton, analysis, selection), fed.weights)
+    reference.skeleton = zero_removed_branches(reference.skeleton, analysis, selection)
+    outputs = _run(reference, feeds, "reference model")
+    moved = _run(_perturb_fed(reference), feeds, "perturbed reference model")
     return outputs, _noise(outputs, moved)
 
 
@@ -311,7 +350,7 @@ def validate_pruned(
     rewrote must equal ``original`` exactly, and the pruned model must equal ``original`` with the
     removed channels' consumer weights zeroed, on the same random inputs.
     """
-    check_written_model(original, pruned)
+    _check_structure(original, pruned)
     feeds = random_inputs(original)
     ref_out, noise = _reference_outputs(original, analysis, selection, feeds)
     report = _report(ref_out, _run(pruned, feeds, "written model"), noise)

@@ -89,14 +89,22 @@ def _fix_batch(model: onnx.ModelProto, batch_size: int, skip: set[str]) -> None:
 def _shapes_by_running(model: onnx.ModelProto, batch_size: int, names: list[str]) -> dict[str, tuple[int, ...]]:
     """Shapes that static inference could not find, read off one onnxruntime run on probe inputs.
 
-    The session runs the weightless skeleton with the weights fed (``agmc_onnx.fed``): no copy of the model.
+    The session runs the weightless skeleton (``agmc_onnx.fed``) fed zeros for the large float weights:
+    shapes do not depend on weight values, and zero arrays take no memory until written (the system maps
+    them lazily), so probing holds no copy of the model.
     """
     import numpy as np
 
-    from agmc_onnx.fed import run_fed, split_weights
+    from agmc_onnx.fed import FLOAT_TYPES, FedModel, run_fed
 
+    skeleton, moved = weightless_copy(model, data_types=FLOAT_TYPES)
     try:
-        fed = split_weights(model)
+        zeros = {
+            t.name: np.zeros(tuple(t.dims), onnx.helper.tensor_dtype_to_np_dtype(t.data_type))
+            for t in model.graph.initializer
+            if t.name in moved
+        }
+        fed = FedModel(skeleton, zeros)
         _fix_batch(fed.skeleton, batch_size, skip=set(fed.weights))
         known = {o.name for o in fed.skeleton.graph.output}
         fed.skeleton.graph.output.extend(onnx.ValueInfoProto(name=name) for name in names if name not in known)
