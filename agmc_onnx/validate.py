@@ -20,6 +20,7 @@ from agmc_onnx.graph.constants import constant_values
 from agmc_onnx.graph.probe import probe_feeds
 from agmc_onnx.graph.skeleton import weightless_copy
 from agmc_onnx.groups.flow import SliceConstant
+from agmc_onnx.loaded_model import ORACLE_BATCH, LoadedModel, detach_loaded_model
 from agmc_onnx.passes.base import run_passes
 from agmc_onnx.passes.check_model import CheckModelPass
 from agmc_onnx.passes.fold_constants import NameNodesPass
@@ -116,7 +117,7 @@ def zero_removed_branches(
     return run_passes(reference, [ZeroBranchesPass(branches)])
 
 
-def random_inputs(model: onnx.ModelProto, batch_size: int = 2, seed: int = 0) -> dict[str, np.ndarray]:
+def random_inputs(model: onnx.ModelProto, batch_size: int = ORACLE_BATCH, seed: int = 0) -> dict[str, np.ndarray]:
     """Valid probe feeds: random floats, token ids inside their embedding table, masks of ones."""
     return probe_feeds(model, batch_size, seed)
 
@@ -318,7 +319,7 @@ def check_folding(original: onnx.ModelProto, analysis: ModelAnalysis, feeds: dic
 
 
 def _reference_outputs(
-    original: onnx.ModelProto, analysis: ModelAnalysis, selection: ChannelSelection, feeds: dict[str, np.ndarray]
+    loaded: LoadedModel, analysis: ModelAnalysis, selection: ChannelSelection
 ) -> tuple[dict[str, np.ndarray], dict[str, float]]:
     """Folding checked, then the masked reference's outputs and rounding noise, on one set of weights.
 
@@ -326,34 +327,42 @@ def _reference_outputs(
     arrays: the masks are applied to the arrays (one at a time), then each array is perturbed; only one
     copy of the weights exists beside the models themselves, as in ``ulp_perturbed(masked_reference)``.
     """
-    folded = None if analysis.model is original else _run(analysis.model, feeds, "prepared model")
-    fed = split_weights(original, "loaded model")
-    if folded is not None:  # the prepared model is ``original`` itself when preparing changed nothing
-        report = _report(_run(fed, feeds, "loaded model"), folded, None)
+    fed = FedModel(loaded.skeleton, loaded.weights(analysis.model))
+    if not loaded.is_prepared:  # the prepared model runs on the same arrays where its weights are the same
+        skeleton, moved = weightless_copy(analysis.model, data_types=FLOAT_TYPES)
+        weights = {n: fed.weights[n] for n in moved & loaded.shared}
+        tensors = analysis.model.graph.initializer
+        weights.update((t.name, numpy_helper.to_array(t)) for t in tensors if t.name in moved - loaded.shared)
+        prepared = FedModel(skeleton, weights)
+        del weights
+        folded = _run(prepared, loaded.feeds, "prepared model")
+        del prepared
+        report = _report(_run(fed, loaded.feeds, "loaded model"), folded, None)
         if not report.passed:
             raise _folding_error(report)
-        del folded
-
     reference = _apply_fed_masks(masked_reference(fed.skeleton, analysis, selection), fed.weights)
     reference.skeleton = zero_removed_branches(reference.skeleton, analysis, selection)
-    outputs = _run(reference, feeds, "reference model")
-    moved = _run(_perturb_fed(reference), feeds, "perturbed reference model")
-    return outputs, _noise(outputs, moved)
+    outputs = _run(reference, loaded.feeds, "reference model")
+    moved_outputs = _run(_perturb_fed(reference), loaded.feeds, "perturbed reference model")
+    return outputs, _noise(outputs, moved_outputs)
 
 
 def validate_pruned(
-    original: onnx.ModelProto, analysis: ModelAnalysis, selection: ChannelSelection, pruned: onnx.ModelProto
+    original: onnx.ModelProto | LoadedModel,
+    analysis: ModelAnalysis,
+    selection: ChannelSelection,
+    pruned: onnx.ModelProto,
 ) -> ValidationReport:
     """Every check a written pruned model must pass; raises ``ValidationError`` on the first failure.
 
-    ``original`` is the model as loaded and ``analysis`` its analysis. The folded copy the pruning
-    rewrote must equal ``original`` exactly, and the pruned model must equal ``original`` with the
-    removed channels' consumer weights zeroed, on the same random inputs.
+    ``original`` is the model as loaded (or what ``detach_loaded_model`` kept of it) and ``analysis`` its
+    analysis. The folded copy the pruning rewrote must equal ``original`` exactly, and the pruned model
+    must equal ``original`` with the removed channels' consumer weights zeroed, on the same random inputs.
     """
-    _check_structure(original, pruned)
-    feeds = random_inputs(original)
-    ref_out, noise = _reference_outputs(original, analysis, selection, feeds)
-    report = _report(ref_out, _run(pruned, feeds, "written model"), noise)
+    loaded = original if isinstance(original, LoadedModel) else detach_loaded_model(original, analysis)
+    _check_structure(loaded.skeleton, pruned)
+    ref_out, noise = _reference_outputs(loaded, analysis, selection)
+    report = _report(ref_out, _run(pruned, loaded.feeds, "written model"), noise)
     if not report.passed:
         raise ValidationError(
             f"pruned model differs from the masked original on '{report.worst_output}': "

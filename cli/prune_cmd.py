@@ -13,6 +13,7 @@ from agmc_onnx.errors import PlanError
 from agmc_onnx.graph.versions import converted_from_opset, default_opset
 from agmc_onnx.importance import DATA_IMPORTANCE, IMPORTANCE_NAMES, Importance, build_importance
 from agmc_onnx.io import load_model, save_model, stored_size
+from agmc_onnx.loaded_model import detach_loaded_model
 from agmc_onnx.plan import PruningPlan, uniform_plan
 from agmc_onnx.prune import prune_model
 from agmc_onnx.validate import validate_pruned
@@ -160,9 +161,12 @@ def command(
         plan = PruningPlan(plan.keep_ratios, plan.round_to, importance or "l1")
     else:
         plan = _read_plan(ratios_file, round_to, importance)
-    result = prune_model(original, plan, analysis=analysis, importance=_importance(importance, plan, training))
-    if not no_validate:
-        validate_pruned(original, analysis, result.selection, result.model)
+    loaded = None if no_validate else detach_loaded_model(original, analysis)
+    if loaded is not None:  # the oracle keeps what it needs; the loaded model's weights are let go
+        original = loaded.skeleton
+    result = prune_model(analysis.model, plan, analysis=analysis, importance=_importance(importance, plan, training))
+    if loaded is not None:
+        validate_pruned(loaded, analysis, result.selection, result.model)
     pruned = result.model
     if training is not None:
         pruned = _finish(original, analysis, result, training, reconstruction_data is not None, calibration_images)

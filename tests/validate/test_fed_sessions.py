@@ -6,11 +6,14 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import tiny_models
+from onnx import numpy_helper
 
 import agmc_onnx.fed as fed
 from agmc_onnx import validate
 from agmc_onnx.analysis import analyze_model
+from agmc_onnx.errors import ValidationError
 from agmc_onnx.io import model_file_size
+from agmc_onnx.loaded_model import detach_loaded_model
 from agmc_onnx.plan import uniform_plan
 from agmc_onnx.prune import prune_model
 
@@ -61,3 +64,36 @@ def test_one_ulp_is_nextafter_with_one_coin_per_element(monkeypatch, dtype):
     with np.errstate(over="ignore"):
         expected = np.nextafter(values, np.where(down, -np.inf, np.inf).astype(dtype))
     np.testing.assert_array_equal(moved.view(f"u{values.itemsize}"), expected.view(f"u{values.itemsize}"))
+
+
+def _aliased_wide_mlp():
+    """A wide MLP whose second layer reads its weight through an ``Identity`` alias (folded on preparing)."""
+    net = tiny_models.TinyNet("aliased_wide_mlp", (256,))
+    hidden = net.node("Relu", [net.gemm("input", 256, 512)])
+    alias = net.node("Identity", [net.weight(10, 512)])
+    return net.build(net.node("Gemm", [hidden, alias, net.const(np.zeros(10, np.float32))], transB=1))
+
+
+def test_detached_loaded_model_validates_without_the_loaded_model():
+    model = _aliased_wide_mlp()
+    analysis = analyze_model(model)
+    assert analysis.model is not model  # the alias was folded: two models
+    loaded = detach_loaded_model(model, analysis)
+    assert loaded.shared and not loaded.is_prepared
+    del model  # what the prune command does
+    result = prune_model(analysis.model, uniform_plan(analysis.groups, 0.5), analysis=analysis)
+    assert validate.validate_pruned(loaded, analysis, result.selection, result.model).passed
+
+
+def test_a_prepared_weight_that_differs_from_the_loaded_one_fails_the_folding_check():
+    model = _aliased_wide_mlp()
+    analysis = analyze_model(model)
+    first = analysis.model.graph.initializer[0]  # the first layer's weight, shared by name
+    values = numpy_helper.to_array(first).copy()
+    values.flat[0] += 1.0
+    first.CopyFrom(numpy_helper.from_array(values, first.name))
+    loaded = detach_loaded_model(model, analysis)
+    assert first.name in loaded.own  # not shared: the bytes differ
+    result = prune_model(analysis.model, uniform_plan(analysis.groups, 0.5), analysis=analysis)
+    with pytest.raises(ValidationError, match="constant folding changed"):
+        validate.validate_pruned(loaded, analysis, result.selection, result.model)
