@@ -6,6 +6,7 @@ channels' input weights are zeroed in every consumer.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
@@ -228,7 +229,9 @@ def _apply_fed_masks(reference: onnx.ModelProto, weights: dict[str, np.ndarray])
     graph = reference.graph
     constants = {tensor.name: tensor for tensor in graph.initializer}
     declared = {value.name: value for value in graph.input}
-    kept = []
+    readers = Counter(name for node in graph.node for name in node.input)
+    readers.update(value.name for value in graph.output)
+    kept, unread = [], set()
     for node in graph.node:
         weight, factor = (node.input[0], node.input[1]) if len(node.input) == 2 else ("", "")
         if not (node.op_type == "Mul" and "__masking_" in node.name and weight in weights and factor in constants):
@@ -238,12 +241,12 @@ def _apply_fed_masks(reference: onnx.ModelProto, weights: dict[str, np.ndarray])
         value = graph.input.add()
         value.CopyFrom(declared[weight])
         value.name = node.output[0]
+        readers[weight] -= 1
+        if not readers[weight]:  # let the unmasked array go at once: never two copies of the weights
+            del weights[weight]
+            unread.add(weight)
     del graph.node[:]
     graph.node.extend(kept)
-    read = {name for node in graph.node for name in node.input} | {value.name for value in graph.output}
-    unread = [name for name in weights if name not in read]
-    for name in unread:
-        del weights[name]
     inputs = [value for value in graph.input if value.name not in unread]
     del graph.input[:]
     graph.input.extend(inputs)

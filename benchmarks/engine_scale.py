@@ -149,9 +149,19 @@ def _stored_mb(path: Path) -> float:
     return (path.stat().st_size + (data.stat().st_size if data.exists() else 0)) / 2**20
 
 
+def _read_once(path: Path) -> None:
+    """Read the model's files once, so that no timed process waits for the disk (a warm page cache)."""
+    for file in (path, path.with_name(f"{path.name}.data")):
+        if file.exists():
+            with open(file, "rb") as handle:
+                while handle.read(1 << 24):
+                    pass
+
+
 def measure_model(python: str, name: str, path: Path, work: Path, env: dict | None = None) -> dict:
     """``inspect`` and ``prune --keep 0.5`` (the oracle included) on one model, each its own process."""
     out = work / f"{name}-pruned.onnx"
+    _read_once(path)
     inspect = _timed([*_cli(python), "inspect", str(path)], env=env)
     prune = _timed([*_cli(python), "prune", str(path), "--keep", "0.5", "-o", str(out)], env=env)
     row = {"model": name, "file_mb": _stored_mb(path), "inspect": inspect, "prune": prune}
@@ -186,6 +196,7 @@ def stage_probe(path: Path) -> None:
     from agmc_onnx.analysis import analyze_model
     from agmc_onnx.cli.main import return_freed_blocks
     from agmc_onnx.io import load_model, save_model
+    from agmc_onnx.loaded_model import detach_loaded_model
     from agmc_onnx.plan import PruningPlan, uniform_plan
     from agmc_onnx.prune import prune_model
     from agmc_onnx.validate import validate_pruned
@@ -196,10 +207,13 @@ def stage_probe(path: Path) -> None:
     stage("load")
     analysis = analyze_model(model)
     stage("analysis")
+    loaded = detach_loaded_model(model, analysis)  # as the CLI does: the loaded model is let go
+    del model
+    stage("detach")
     plan = uniform_plan(analysis.groups, 0.5, 1)
-    result = prune_model(model, PruningPlan(plan.keep_ratios, plan.round_to, "l1"), analysis=analysis)
+    result = prune_model(analysis.model, PruningPlan(plan.keep_ratios, plan.round_to, "l1"), analysis=analysis)
     stage("pruning")
-    validate_pruned(model, analysis, result.selection, result.model)
+    validate_pruned(loaded, analysis, result.selection, result.model)
     stage("oracle")
     with tempfile.TemporaryDirectory(dir=path.parent) as folder:
         save_model(result.model, Path(folder) / "pruned.onnx")
@@ -256,7 +270,8 @@ PROTOCOL = (
     "and onnxruntime use one thread. Each cell is one process, `agmc-onnx inspect MODEL` or "
     "`agmc-onnx prune MODEL --keep 0.5 -o OUT` (the equivalence oracle included), measured by "
     "`/usr/bin/time` (wall s, peak RSS MB — which counts the ~75 MB interpreter and libraries — and "
-    "peak / file size). Models have random weights; `mlp` is generated with external data."
+    "peak / file size). Each model's files are read once before its processes (warm page cache). Models "
+    "have random weights; `mlp` is generated with external data."
 )
 
 
