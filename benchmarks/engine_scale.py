@@ -20,6 +20,7 @@ unless ``--keep-big`` (one found there is reused; generating it is I/O-bound and
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import platform
@@ -209,6 +210,7 @@ def stage_probe(path: Path) -> None:
     stage("analysis")
     loaded = detach_loaded_model(model, analysis)  # as the CLI does: the loaded model is let go
     del model
+    gc.collect()
     stage("detach")
     plan = uniform_plan(analysis.groups, 0.5, 1)
     result = prune_model(analysis.model, PruningPlan(plan.keep_ratios, plan.round_to, "l1"), analysis=analysis)

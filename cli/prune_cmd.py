@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 from pathlib import Path
 
@@ -164,6 +165,7 @@ def command(
     loaded = None if no_validate else detach_loaded_model(original, analysis)
     if loaded is not None:  # the oracle keeps what it needs; the loaded model's weights are let go
         original = loaded.skeleton
+        gc.collect()  # graphsurgeon graphs are cyclic, and one still reading the loaded model keeps all of it
     result = prune_model(analysis.model, plan, analysis=analysis, importance=_importance(importance, plan, training))
     if loaded is not None:
         validate_pruned(loaded, analysis, result.selection, result.model)
