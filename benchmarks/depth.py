@@ -51,6 +51,7 @@ from agmc_onnx.passes.base import run_passes
 from agmc_onnx.passes.reestimate_batchnorm import ReestimateBatchNormPass
 from agmc_onnx.plan import PruningPlan, kept_unit_count
 from agmc_onnx.prune import prune_model
+from agmc_onnx.search.budget import fill_greedily
 from agmc_onnx.search.recalibrate import calibration_batches
 from agmc_onnx.validate import validate_pruned
 
@@ -117,20 +118,16 @@ def filled_plan(analysis, macs: MacsModel, removed: tuple[str, ...], target: flo
     first) while the MACs stay within ``target``: with multiples of 8 on 16-channel stages a uniform ratio
     alone jumps from 25 % to 72 % of the MACs."""
     plan = plan_of(analysis, keep_for_macs(analysis, macs, removed, target), removed)
-    ratios = dict(plan.keep_ratios)
-    groups = {g.id: g for g in analysis.prunable_groups}
-    raised = True
-    while raised:
-        raised = False
-        for gid in sorted((g for g in ratios if ratios[g] > 0), key=lambda g: (ratios[g], g)):
-            count = kept_unit_count(groups[gid], ratios[gid], ROUND_TO)
-            if count >= groups[gid].n_units:
-                continue
-            trial = dict(ratios, **{gid: min(count + ROUND_TO, groups[gid].n_units) / groups[gid].n_units})
-            if macs_fraction(analysis, macs, PruningPlan(trial, round_to=ROUND_TO)) <= target:
-                ratios, raised = trial, True
-                break
-    return PruningPlan(ratios, round_to=ROUND_TO)
+    groups = sorted((g for g in analysis.prunable_groups if plan.keep_ratios.get(g.id, 1.0) > 0), key=lambda g: g.id)
+    start = [kept_unit_count(g, plan.keep_ratios.get(g.id, 1.0), ROUND_TO) for g in groups]
+    choices = [np.unique(np.r_[np.arange(c, g.n_units, ROUND_TO), g.n_units]) for g, c in zip(groups, start)]
+
+    def ratios_of(counts) -> dict[str, float]:
+        return dict(plan.keep_ratios, **{g.id: int(c) / g.n_units for g, c in zip(groups, counts)})
+
+    counts = fill_greedily(start, choices, np.array([g.n_units for g in groups]),
+                           lambda c: macs_fraction(analysis, macs, PruningPlan(ratios_of(c), round_to=ROUND_TO)) <= target)
+    return PruningPlan(ratios_of(counts), round_to=ROUND_TO)
 
 
 class Bench:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import pickle
 import time
 from pathlib import Path
 
@@ -55,53 +56,75 @@ def _shipped(model, precision: str, calibration):
     return model if precision == "fp32" else quantize_model(model, calibration, precision[5:]).model
 
 
+def _table_config(precision: str, args) -> TableConfig:
+    return TableConfig(target=args.target, precision=precision, cache_dir=args.cache_dir or args.output / "tables",
+                       max_sweep=args.max_sweep, max_fast_steps=args.max_fast_steps,
+                       calibration_plans=args.calibration_plans, calibration_rounds=args.calibration_rounds,
+                       runs=args.point_runs)
+
+
+def latency_model_for(name: str, precision: str, analysis, calibration, args):
+    """The model's predictor, built once and kept in the state folder, so that runs split over several
+    invocations (each holding the timing lock briefly) share one set of coefficients."""
+    path = _state(args) / f"latency-{name}-{precision}.pkl"
+    if path.is_file():
+        return pickle.loads(path.read_bytes()), 0.0
+    started = time.perf_counter()
+    latency_model = build_latency_model(analysis, _table_config(precision, args),
+                                        ship=lambda pruned: _shipped(pruned, precision, calibration))
+    seconds = time.perf_counter() - started
+    path.write_bytes(pickle.dumps(latency_model))
+    return latency_model, seconds
+
+
+def _state(args) -> Path:
+    folder = (args.cache_dir or args.output) / "state"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def random_plans(analysis, latency_model, count: int, seed: int) -> list[dict[str, float]]:
+    """``count`` plans, every group on one of its staircase's fast steps (the search's action space)."""
+    rng = np.random.default_rng(seed)
+    return [{g.id: int(rng.choice(latency_model.fast_counts(g.id))) / g.n_units for g in analysis.prunable_groups}
+            for _ in range(count)]
+
+
 def evaluate_predictor(name: str, precision: str, args) -> dict:
     model = load_model(model_path(name, args.cache_dir or args.output / "models"))
     analysis = analyze_model(model)
     calibration = _calibration(analysis)
-    config = TableConfig(target=args.target, precision=precision, cache_dir=args.cache_dir or args.output / "tables")
-    started = time.perf_counter()
-    latency_model = build_latency_model(
-        analysis, config, ship=lambda pruned: _shipped(pruned, precision, calibration)
-    )
-    args.latency_models.setdefault(name, {})[precision] = latency_model
-    build_seconds = time.perf_counter() - started
-    rng = np.random.default_rng(args.seed)
+    latency_model, build_seconds = latency_model_for(name, precision, analysis, calibration, args)
     full = _shipped(analysis.model, precision, calibration)
     rows = []
-    for _ in range(args.plans):
-        keep = {}
-        for group in analysis.prunable_groups:
-            keep[group.id] = int(rng.choice(latency_model.fast_counts(group.id))) / group.n_units
+    first, last = args.plan_range
+    for index, keep in enumerate(random_plans(analysis, latency_model, args.plans, args.seed)):
+        if not first <= index < last:
+            continue
         selection = select_channels(PruningPlan(keep), analysis.groups, channel_scores(analysis))
         pruned, _ = apply_selection(analysis, selection)
         shipped = _shipped(pruned, precision, calibration)
         # Paired against the unpruned model of the same precision, so that the machine's drift between
         # plans cancels: the measured latency is the paired ratio times the predictor's full-model latency.
-        paired = measure_paired(full, shipped, args.target, n_rounds=args.rounds)
-        measured = latency_model.full_cost / paired.speedup
-        predicted = latency_model.predict(keep)
-        # The plain sum + overhead (scale 1, overhead from the full model alone), for comparison.
-        plain = latency_model.measured_full_ms + (predicted - latency_model.full_cost) / latency_model.scale
-        rows.append({"predicted_ms": predicted, "plain_sum_ms": plain, "measured_ms": measured, "keep": keep,
+        paired = measure_paired(full, shipped, args.target, n_rounds=args.rounds, runs_per_block=args.runs_per_block)
+        rows.append({"index": index, "predicted_ms": latency_model.predict(keep), "keep": keep,
+                     "plain_sum_ms": latency_model.plain(keep), "measured_ms": latency_model.full_cost / paired.speedup,
                      "measured_ratio": 1.0 / paired.speedup, "full_ms": paired.a.median_ms,
-                     "plan_ms": paired.b.median_ms})
-    errors = np.array([abs(r["predicted_ms"] - r["measured_ms"]) / r["measured_ms"] for r in rows])
-    plain_errors = np.array([abs(r["plain_sum_ms"] - r["measured_ms"]) / r["measured_ms"] for r in rows])
-    return {
-        "model": name,
-        "precision": precision,
-        "plans": rows,
-        "median_error": float(np.median(errors)),
-        "p90_error": float(np.percentile(errors, 90)),
-        "plain_median_error": float(np.median(plain_errors)),
-        "plain_p90_error": float(np.percentile(plain_errors, 90)),
-        "scale": latency_model.scale,
-        "build_seconds": build_seconds,
-        "full_measured_ms": latency_model.measured_full_ms,
-        "overhead_ms": latency_model.overhead_ms,
+                     "plan_ms": paired.b.median_ms, "ci": [paired.speedup_low, paired.speedup_high]})
+    return _predictor_row(name, precision, rows, {
+        "scale": latency_model.scale, "macs_ms": latency_model.macs_ms, "build_seconds": build_seconds,
+        "full_measured_ms": latency_model.measured_full_ms, "overhead_ms": latency_model.overhead_ms,
         "table_points": sum(len(t.entries) for t in latency_model.tables.values()),
-    }
+    })
+
+
+def _predictor_row(name: str, precision: str, plans: list[dict], extra: dict) -> dict:
+    errors = np.array([abs(r["predicted_ms"] - r["measured_ms"]) / r["measured_ms"] for r in plans])
+    plain_errors = np.array([abs(r["plain_sum_ms"] - r["measured_ms"]) / r["measured_ms"] for r in plans])
+    return {"model": name, "precision": precision, "plans": plans, **extra,
+            "median_error": float(np.median(errors)), "p90_error": float(np.percentile(errors, 90)),
+            "plain_median_error": float(np.median(plain_errors)),
+            "plain_p90_error": float(np.percentile(plain_errors, 90))}
 
 
 def int8_speedup(name: str, args) -> dict:
@@ -110,37 +133,18 @@ def int8_speedup(name: str, args) -> dict:
     row = {"model": name}
     for fmt in ("qoperator", "qdq"):
         quantized = quantize_model(analysis.model, _calibration(analysis), fmt).model
-        paired = measure_paired(model, quantized, args.target, n_rounds=args.rounds)
+        paired = measure_paired(model, quantized, args.target, n_rounds=args.rounds,
+                                runs_per_block=args.runs_per_block)
         row[fmt] = {"speedup": paired.speedup, "low": paired.speedup_low, "high": paired.speedup_high,
                     "fp32_ms": paired.a.median_ms, "int8_ms": paired.b.median_ms}
     return row
-
-
-def _fill(wall, counts: np.ndarray) -> np.ndarray:
-    """Raise groups one allowed step at a time (smallest keep ratio first) while the budget holds: a uniform
-    plan on coarse fast steps can leave much of the budget unused."""
-    counts = np.array(counts, dtype=np.int64)
-    raised = True
-    while raised:
-        raised = False
-        for step in np.argsort(counts / wall.n_units, kind="stable"):
-            choices = wall.choices[step]
-            bigger = choices[choices > counts[step]]
-            if len(bigger) == 0:
-                continue
-            trial = counts.copy()
-            trial[step] = bigger[0]
-            if wall.meets(trial):
-                counts, raised = trial, True
-                break
-    return counts
 
 
 def _budget_plans(analysis, latency_fp32, latency_int8, latency_int8_keep: float, int8_speedup: float) -> dict:
     """Per budget: the largest single keep ratio that meets it, then groups raised greedily while it holds;
     with the budget's predicted fraction (of the MACs, or of the fp32 original's latency)."""
     from agmc_onnx.groups.macs_model import MacsModel
-    from agmc_onnx.search.budget import ActionWall, CostModel, uniform_keep_ratio
+    from agmc_onnx.search.budget import ActionWall, CostModel, fill_greedily, uniform_keep_ratio
     from agmc_onnx.search.features import search_order
 
     groups = search_order(analysis)
@@ -170,14 +174,14 @@ def _budget_plans(analysis, latency_fp32, latency_int8, latency_int8_keep: float
     plans = {}
     for name, action_wall in walls.items():
         _, counts = uniform_keep_ratio(action_wall)
-        counts = _fill(action_wall, counts)
+        counts = fill_greedily(counts, action_wall.choices, action_wall.n_units, action_wall.meets)
         reference = next(v for k, v in references.items() if name.startswith(k))
         plans[name] = ({g.id: int(c) / g.n_units for g, c in zip(groups, counts)},
                        action_wall.cost(counts) / reference)
     return plans
 
 
-def speedup_table(name: str, latency_models: dict, int8_format: str, int8_speedup: float, args) -> list[dict]:
+def speedup_table(name: str, int8_format: str, int8_speedup: float, args) -> list[dict]:
     """Original, INT8 only, and the plan of each budget: paired speed-up and test top-1 after least-squares
     reconstruction of the pruned layers (no fine-tuning). INT8 rows use ``int8_format``, the format measured
     faster on this machine (what ``--format auto`` picks)."""
@@ -197,6 +201,8 @@ def speedup_table(name: str, latency_models: dict, int8_format: str, int8_speedu
         test = sample_subset(load_split(args.data, "test", spec), args.test_images)
     int8_only = quantize_model(analysis.model, batches, int8_format).model
     variants = {"original": (analysis.model, None), f"INT8 only ({int8_format})": (int8_only, None)}
+    latency_models = {p: latency_model_for(name, p, analysis, _calibration(analysis), args)[0]
+                      for p in ("fp32", f"int8-{int8_format}")}
     plans = _budget_plans(analysis, latency_models["fp32"], latency_models[f"int8-{int8_format}"],
                           args.int8_latency, int8_speedup)
     for label, (keep, predicted) in plans.items():  # predicted: fraction of the original
@@ -209,7 +215,8 @@ def speedup_table(name: str, latency_models: dict, int8_format: str, int8_speedu
         variants[label] = (pruned, predicted)
     rows = []
     for label, (variant, predicted) in variants.items():
-        paired = measure_paired(analysis.model, variant, args.target, n_rounds=args.rounds)
+        paired = measure_paired(analysis.model, variant, args.target, n_rounds=args.rounds,
+                                runs_per_block=args.runs_per_block)
         rows.append({"model": name, "variant": label, "speedup": paired.speedup, "low": paired.speedup_low,
                      "high": paired.speedup_high, "ms": paired.b.median_ms, "predicted_fraction": predicted,
                      "original_ms": paired.a.median_ms,
@@ -232,18 +239,21 @@ def write_markdown(result: dict, path: Path) -> None:
         "timed paired (A-B-B-A rounds in one process) against the unpruned model of the same precision, so the "
         "machine's drift between plans cancels; measured latency = that ratio × the predicted full latency.",
         "",
-        "Error = |predicted − measured| / measured. *calibrated*: overhead + scale · Σ table (overhead and scale "
-        "from the full and a half-width model, timed paired); *plain*: Σ table + overhead from the full model.",
+        "Error = |predicted − measured| / measured. *calibrated*: overhead + scale · Σ table + MACs term · kept "
+        "fraction of the MACs, the three fitted by least squares on the full model and the calibration models "
+        "(about half width, then random fast-step plans drawn apart from the evaluated ones), each timed paired "
+        "against the full model; *plain*: the full model's measured latency minus what the tables say the cuts "
+        "save.",
         "",
         "| model | precision | plans | median error (calibrated) | p90 (calibrated) | median (plain) | p90 (plain) "
-        "| scale | full model ms | table points | build s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| scale | MACs term ms | full model ms | table points | build s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in result["predictor"]:
         lines.append(
             f"| {row['model']} | {row['precision']} | {len(row['plans'])} | {100 * row['median_error']:.1f} % | "
             f"{100 * row['p90_error']:.1f} % | {100 * row['plain_median_error']:.1f} % | "
-            f"{100 * row['plain_p90_error']:.1f} % | {row['scale']:.2f} | {row['full_measured_ms']:.3f} | "
+            f"{100 * row['plain_p90_error']:.1f} % | {row['scale']:.2f} | {row.get('macs_ms', 0):.3f} | {row['full_measured_ms']:.3f} | "
             f"{row['table_points']} | {row['build_seconds']:.0f} |"
         )
     lines += ["", "INT8 (no pruning), paired A-B-B-A against the fp32 original in one process:", "",
@@ -297,51 +307,82 @@ def _goals(result: dict) -> list[str]:
 
 
 def merge(paths: list[Path], output: Path) -> None:
-    """One table from per-model runs (each run short enough to hold the shared timing lock briefly)."""
+    """One table from runs split by model, precision, part or plan range (each short enough to hold the
+    shared timing lock briefly): the plans of one (model, precision) are pooled, a later row of the INT8
+    or speed-up tables replaces an earlier one."""
     parts = [json.loads(Path(p).read_text()) for p in paths]
     result = dict(parts[0])
     result["command"] = "; ".join(p["command"] for p in parts)
-    for key in ("predictor", "int8", "speedups"):
-        result[key] = [row for p in parts for row in p.get(key, [])]
+    pooled: dict[tuple[str, str], dict] = {}
+    for row in (row for p in parts for row in p.get("predictor", [])):
+        key = (row["model"], row["precision"])
+        if key in pooled:
+            extra = {k: v for k, v in pooled[key].items() if not k.endswith("error") and k != "plans"}
+            extra["build_seconds"] = pooled[key]["build_seconds"] + row["build_seconds"]
+            row = _predictor_row(*key, pooled[key]["plans"] + row["plans"], extra)
+        pooled[key] = row
+    result["predictor"] = list(pooled.values())
+    result["int8"] = list({row["model"]: row for p in parts for row in p.get("int8", [])}.values())
+    result["speedups"] = list({(r["model"], r["variant"]): r for p in parts for r in p.get("speedups", [])}.values())
+    result["test_images"] = next((p["test_images"] for p in parts if "test_images" in p), None)
     output.mkdir(parents=True, exist_ok=True)
     (output / "speed.json").write_text(json.dumps(result, indent=1))
     write_markdown(result, output / "speed.md")
 
 
-def main() -> None:
+def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="resnet20,resnet56,mobilenetv2")
     parser.add_argument("--precisions", default="fp32,int8-qoperator,int8-qdq")
+    parser.add_argument("--parts", default="int8,predictor,speedups",
+                        help="Which parts to run (comma-separated); the others are read from the state folder")
     parser.add_argument("--plans", type=int, default=10)
-    parser.add_argument("--seconds", type=float, default=0.5)
+    parser.add_argument("--plan-range", default=None, help="START:STOP: only these of the --plans random plans")
     parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--runs-per-block", type=int, default=5)
+    parser.add_argument("--max-sweep", type=int, default=64, help="Kept counts swept per group at most")
+    parser.add_argument("--max-fast-steps", type=int, default=10)
+    parser.add_argument("--calibration-plans", type=int, default=6)
+    parser.add_argument("--calibration-rounds", type=int, default=10)
+    parser.add_argument("--point-runs", type=int, default=25, help="Timed runs per table point at most")
     parser.add_argument("--target", default="mobile-cpu")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("-o", "--output", type=Path, default=Path("benchmarks/results"))
-    parser.add_argument("--data", type=Path, default=None, help="CIFAR-10 folder; with it, the speed-up table")
+    parser.add_argument("--data", type=Path, default=None, help="CIFAR-10 folder (the CIFAR models' top-1)")
     parser.add_argument("--test-images", type=int, default=1000)
-    parser.add_argument("--cache-dir", type=Path, default=None, help="Latency-table cache shared by the runs")
+    parser.add_argument("--cache-dir", type=Path, default=None,
+                        help="Latency-table cache and state (predictors, INT8 rows) shared by split runs")
     parser.add_argument("--int8-latency", type=float, default=0.4)
     parser.add_argument("--merge", type=Path, nargs="*", default=None,
-                        help="Only combine the speed.json files of earlier runs (one per model) into -o")
+                        help="Only combine the speed.json files of earlier runs into -o")
     args = parser.parse_args()
-    args.latency_models = {}
+    first, _, last = (args.plan_range or f"0:{args.plans}").partition(":")
+    args.plan_range = (int(first), int(last))
+    return args
+
+
+def main() -> None:
+    args = _arguments()
     if args.merge:
         merge(args.merge, args.output)
         return
+    parts = set(args.parts.split(","))
     result = {"command": "python benchmarks/speed.py " + " ".join(os.sys.argv[1:]), "machine": machine(),
-              "target": args.target, "n_plans": args.plans, "seconds": args.seconds, "predictor": [], "int8": []}
+              "target": args.target, "n_plans": args.plans, "predictor": [], "int8": []}
     for name in args.models.split(","):
-        result["int8"].append(int8_speedup(name, args))
-        for precision in args.precisions.split(","):
+        int8_state = _state(args) / f"int8-{name}.json"
+        if "int8" in parts:
+            result["int8"].append(int8_speedup(name, args))
+            int8_state.write_text(json.dumps(result["int8"][-1]))
+        for precision in args.precisions.split(",") if "predictor" in parts else ():
             row = evaluate_predictor(name, precision, args)
             print(f"{name} {precision}: median {row['median_error']:.3f} p90 {row['p90_error']:.3f} "
                   f"build {row['build_seconds']:.0f} s", flush=True)
             result["predictor"].append(row)
-        if args.data is not None:
-            int8 = result["int8"][-1]
+        if "speedups" in parts and (args.data is not None or name in TORCHVISION):
+            int8 = json.loads(int8_state.read_text())
             fastest = max(("qoperator", "qdq"), key=lambda f: int8[f]["speedup"])
-            rows = speedup_table(name, args.latency_models[name], fastest, int8[fastest]["speedup"], args)
+            rows = speedup_table(name, fastest, int8[fastest]["speedup"], args)
             result["speedups"] = result.get("speedups", []) + rows
             result["test_images"] = args.test_images
     args.output.mkdir(parents=True, exist_ok=True)

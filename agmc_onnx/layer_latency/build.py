@@ -26,7 +26,10 @@ from agmc_onnx.layer_latency.table import TableCache, current_identity
 from agmc_onnx.plan import PruningPlan, select_channels
 from agmc_onnx.prune import apply_selection
 
-__all__ = ["TableConfig", "build_latency_model", "profile_model", "shipping_form", "ProgressCallback"]
+__all__ = [
+    "TableConfig", "build_latency_model", "calibrate", "calibration_plans", "profile_model", "shipping_form",
+    "ProgressCallback",
+]
 
 log = logging.getLogger(__name__)
 
@@ -38,11 +41,12 @@ class TableConfig:
     target: str = "mobile-cpu"
     precision: str = "fp32"  # one of micro.PRECISIONS
     lower_bound: float = 0.2  # smallest keep ratio the staircase sweeps
-    max_sweep: int = 64  # kept counts swept per group at most (evenly spaced, plus multiples of 8)
+    max_sweep: int = 64  # kept counts swept per group at most (a larger group: multiples of 8 only)
     max_fast_steps: int = 10  # grid points per axis at most
     step_tolerance: float = 0.03  # a count is a fast step if it beats every larger count by this fraction
-    runs: int = 25  # timed runs per table point
-    calibration_rounds: int = 10  # A-B-B-A rounds timing the full and the half-width model
+    runs: int = 25  # timed runs per table point at most (fewer once the median is stable)
+    calibration_rounds: int = 10  # A-B-B-A rounds timing each calibration model against the full one
+    calibration_plans: int = 6  # pruned models the coefficients are fitted on (about half width, then random)
     cache_dir: str | os.PathLike | None = None
 
     def __post_init__(self) -> None:
@@ -55,10 +59,12 @@ def build_latency_model(
     config: TableConfig = TableConfig(),
     progress: ProgressCallback | None = None,
     ship: Callable[[onnx.ModelProto], onnx.ModelProto] | None = None,
+    reference: onnx.ModelProto | None = None,
 ) -> LayerLatencyModel:
-    """Tables for every tabulated layer of ``analysis`` (cached), staircases, and the overhead and scale
-    measured on whole models in the form they ship (``ship`` turns a pruned fp32 model into it, e.g. its
-    INT8 quantization; default: as is)."""
+    """Tables for every tabulated layer of ``analysis`` (cached), staircases, and the coefficients fitted
+    on whole models in the form they ship (``ship`` turns a pruned fp32 model into it, e.g. its INT8
+    quantization; default: as is). With ``reference`` (e.g. the fp32 original), its latency is also timed
+    paired against the shipped full model and placed in the tables' time base (``reference_ms``)."""
     ship = ship or (lambda model: model)
     profile = get_profile(config.target)
     check_target_available(profile)
@@ -92,44 +98,84 @@ def build_latency_model(
     tables = {s.signature.digest: cache.table(s.signature) for s in slots}
     raw = LayerLatencyModel(macs, slots, tables, axes, 0.0, 0.0, identity, untabulated, staircases)
     report(0, 1, "whole model")
-    overhead, scale, measured = _calibrate(analysis, raw, ship, profile, config)
+    fitted = calibrate(analysis, raw, ship, profile, config, reference)
     report(1, 1, "whole model")
-    log.info("latency table: %d layers, %d signatures, overhead %.3f ms, scale %.2f", len(slots), len(tables),
-             overhead, scale)
-    return dataclasses.replace(raw, overhead_ms=overhead, measured_full_ms=measured[0], scale=scale,
-                               calibration_ms=measured)
+    log.info("latency table: %d layers, %d signatures, overhead %.3f ms, scale %.2f, MACs term %.3f ms",
+             len(slots), len(tables), fitted.overhead_ms, fitted.scale, fitted.macs_ms)
+    return fitted
 
 
-def _calibrate(analysis, raw: LayerLatencyModel, ship, profile, config: TableConfig):
-    """Overhead and scale from the full model and one at about half width (fast steps), timed paired."""
-    keep = {}
-    for staircase in raw.staircases:
-        n_units = staircase.counts[-1]
-        keep[staircase.group_id] = min(c for c in staircase.fast_counts if c >= 0.5 * n_units) / n_units
-    plan = PruningPlan(keep)
-    selection = select_channels(plan, analysis.groups, channel_scores(analysis, plan.importance))
-    half, _ = apply_selection(analysis, selection)
-    paired = measure_paired(ship(analysis.model), ship(half), profile, n_rounds=config.calibration_rounds)
-    # The half-width time from the median per-round ratio: robust to drift that moves both medians.
-    measured = (paired.a.median_ms, paired.a.median_ms / paired.speedup)
-    sums = (raw.full_cost, raw.predict(keep))
+def calibration_plans(raw: LayerLatencyModel, count: int, seed: int = 1_000_003) -> list[dict[str, float]]:
+    """Keep fractions of the calibration models: every group at its smallest fast step of at least half its
+    width, then random fast-step plans (a seed apart from any benchmark's plans)."""
+    rng = np.random.default_rng(seed)
+    plans = [{s.group_id: min(c for c in s.fast_counts if c >= 0.5 * s.counts[-1]) / s.counts[-1]
+              for s in raw.staircases}]
+    while len(plans) < count:
+        plans.append({s.group_id: int(rng.choice(s.fast_counts)) / s.counts[-1] for s in raw.staircases})
+    return plans[:count]
+
+
+def calibrate(analysis, raw: LayerLatencyModel, ship, profile, config: TableConfig, reference=None):
+    """Overhead, scale and MACs term by least squares on the full model and ``config.calibration_plans``
+    pruned ones, each timed paired against the full model (per-round ratios: robust to drift)."""
+    full = ship(analysis.model)
+    measured, features, full_ms = [], [], []
+    for keep in calibration_plans(raw, config.calibration_plans):
+        plan = PruningPlan(keep)
+        pruned, _ = apply_selection(analysis, select_channels(plan, analysis.groups, channel_scores(analysis)))
+        paired = measure_paired(full, ship(pruned), profile, n_rounds=config.calibration_rounds)
+        full_ms.append(paired.a.median_ms)
+        measured.append(1.0 / paired.speedup)
+        features.append(raw.features(raw.keep_array(keep)))
+    full_median = float(np.median(full_ms))
+    ones = np.ones(len(raw.macs.group_ids))
+    overhead, scale, macs_ms = _fit([raw.features(ones), *features], [1.0, *measured], full_median)
+    reference_ms = None
+    if reference is not None:
+        reference_ms = full_median * measure_paired(reference, full, profile,
+                                                    n_rounds=config.calibration_rounds).speedup
+    fitted = dataclasses.replace(raw, overhead_ms=overhead, scale=scale, macs_ms=macs_ms, reference_ms=reference_ms,
+                                 measured_full_ms=full_median,
+                                 calibration_ms=(full_median, *(full_median * m for m in measured)))
+    # The full model exactly on its measured latency (the budget's reference point).
+    return dataclasses.replace(fitted, overhead_ms=overhead + full_median - fitted.full_cost)
+
+
+def _fit(features, ratios, full_ms: float) -> tuple[float, float, float]:
+    """(overhead, scale, MACs term) with scale in [0.5, 2] and a non-negative MACs term; with too few or
+    too alike models, or a negative MACs term, the MACs term is dropped (overhead + scale · Σ table)."""
+    x = np.asarray(features, dtype=np.float64)
+    y = np.asarray(ratios, dtype=np.float64) * full_ms
+    weights = np.ones(len(y))
+    weights[0] = 3.0  # the full model: the reference every ratio is taken against
+    if len(y) >= 4:
+        design = np.column_stack([np.ones(len(y)), x[:, 0], x[:, 1] * full_ms])
+        coef = np.linalg.lstsq(design * weights[:, None], y * weights, rcond=None)[0]
+        if 0.5 <= coef[1] <= 2.0 and coef[2] >= 0.0:
+            return float(coef[0]), float(coef[1]), float(coef[2] * full_ms)
+    spread = x[:, 0].max() - x[:, 0].min()
     scale = 1.0
-    if sums[0] - sums[1] > 0.05 * sums[0]:
-        fitted = (measured[0] - measured[1]) / (sums[0] - sums[1])
+    if spread > 0.05 * x[0, 0]:
+        design = np.column_stack([np.ones(len(y)), x[:, 0]])
+        fitted = float(np.linalg.lstsq(design * weights[:, None], y * weights, rcond=None)[0][1])
         scale = float(np.clip(fitted, 0.5, 2.0))
         if scale != fitted:
             log.warning("latency calibration: scale %.2f clipped to %.2f (noisy timing?)", fitted, scale)
-    return measured[0] - scale * sums[0], scale, measured
+    return float(np.average(y - scale * x[:, 0], weights=weights)), scale, 0.0
 
 
 def _sweep_counts(n_units: int, unit_width: int, config: TableConfig) -> tuple[int, ...]:
+    """Every count from the lower bound, or for a group larger than ``max_sweep``, multiples of 8 channels
+    only (evenly thinned to ``max_sweep``): between two multiples the vector kernels pad to the next one, so
+    the staircase's steps sit there and counts in between cost time without being faster."""
     lowest = max(1, math.ceil(config.lower_bound * n_units - 1e-9))
     counts = set(range(lowest, n_units + 1))
     if len(counts) > config.max_sweep:
-        even = np.linspace(lowest, n_units, config.max_sweep // 2).round().astype(int)
         step = max(1, 8 // math.gcd(8, unit_width))
-        aligned = range(math.ceil(lowest / step) * step, n_units + 1, step)
-        counts = set(even.tolist()) | set(list(aligned)[-(config.max_sweep // 2):]) | {n_units}
+        aligned = list(range(math.ceil(lowest / step) * step, n_units + 1, step)) or [n_units]
+        picks = np.linspace(0, len(aligned) - 1, min(len(aligned), config.max_sweep - 1)).round().astype(int)
+        counts = {aligned[i] for i in picks} | {n_units}
     return tuple(sorted(counts))
 
 

@@ -119,9 +119,12 @@ def _strip_quantize_io(model: onnx.ModelProto) -> onnx.ModelProto:
 
 def measure_point(
     signature: LayerSignature, c_in: int, c_out: int, profile: TargetProfile, precision: str,
-    *, runs: int = 25, warmup_runs: int = 5,
+    *, runs: int = 25, warmup_runs: int = 3, block: int = 5, tolerance: float = 0.01,
 ) -> float:
-    """Median latency in ms of the operator at (c_in, c_out) on ``profile`` in ``precision``."""
+    """Median latency in ms of the operator at (c_in, c_out) on ``profile`` in ``precision``.
+
+    Timed in blocks of ``block`` runs, at most ``runs``: it stops once another block moves the median by
+    less than ``tolerance`` (a stable point needs 10 runs, a noisy one up to ``runs``)."""
     if precision not in PRECISIONS:
         raise PreconditionError(f"unknown table precision {precision!r}; choose one of {PRECISIONS}")
     model = micro_model(signature, c_in, c_out, profile.batch_size)
@@ -132,9 +135,15 @@ def measure_point(
     run, clock = session.run, time.perf_counter
     for _ in range(warmup_runs):
         run(None, feeds)
-    times = []
-    for _ in range(runs):
-        started = clock()
-        run(None, feeds)
-        times.append(clock() - started)
+    times: list[float] = []
+    previous = None
+    while len(times) < runs:
+        for _ in range(min(block, runs - len(times))):
+            started = clock()
+            run(None, feeds)
+            times.append(clock() - started)
+        median = float(np.median(times))
+        if previous is not None and abs(median - previous) <= tolerance * previous:
+            break
+        previous = median
     return float(np.median(times) * 1000.0)

@@ -1,8 +1,12 @@
 """Whole-model latency from the per-operator tables: overhead + scale · Σ table entries at each layer's
-kept widths. Overhead and scale are measured per model: the full model and one pruned to about half
-width, timed paired; the overhead holds what the tables do not (element-wise operators, pooling, session
-dispatch), the scale how much of a lone operator's gain survives inside the network (layout reorders
-shared between neighbours, cache effects). With scale 1 it is the plain sum + overhead."""
+kept widths + macs_ms · kept fraction of the MACs. The three coefficients are fitted per model by least
+squares on the full model and a few pruned ones (fast-step plans), each timed paired against the full
+model: the overhead holds what does not shrink with the widths (session dispatch, the input and the
+classifier's fixed part), the scale how much of a lone operator's gain survives inside the network (layout
+reorders shared between neighbours, cache effects), the MACs term what the tables do not hold and shrinks
+with the widths (element-wise operators, pooling, Quantize/DequantizeLinear glue). A layer a deleted branch
+leaves without input or output channels costs nothing. With scale 1 and no MACs term it is the plain
+sum + overhead."""
 
 from __future__ import annotations
 
@@ -68,7 +72,9 @@ class LayerLatencyModel:
     untabulated: tuple[str, ...] = ()
     staircases: tuple[GroupStaircase, ...] = ()
     scale: float = 1.0
-    calibration_ms: tuple[float, float] = (0.0, 0.0)  # measured (full, about half width), paired
+    calibration_ms: tuple[float, ...] = ()  # measured calibration models (the full one first), paired
+    macs_ms: float = 0.0  # ms per kept fraction of the MACs
+    reference_ms: float | None = None  # a reference model (the fp32 original) in this model's time base
     unit: str = "ms (table)"
 
     def layer_ms(self, keep_fractions: np.ndarray) -> np.ndarray:
@@ -77,16 +83,32 @@ class LayerLatencyModel:
         for slot in self.slots:
             c_in, c_out = slot.counts(self.macs, keep)
             in_axis, out_axis = self.axes[slot.name]
-            values.append(lookup(self.tables[slot.signature.digest], c_in, c_out, in_axis, out_axis))
+            table = self.tables[slot.signature.digest]
+            deleted = slot.deleted(self.macs, keep)
+            values.append(0.0 if deleted else lookup(table, c_in, c_out, in_axis, out_axis))
         return np.asarray(values)
 
+    def features(self, keep_fractions: np.ndarray) -> tuple[float, float]:
+        """(Σ table entries, kept fraction of the MACs): what the coefficients multiply."""
+        keep = np.asarray(keep_fractions, dtype=np.float64)
+        return float(self.layer_ms(keep).sum()), float(self.macs.macs(keep) / self.macs.total)
+
     def cost(self, keep_fractions: np.ndarray) -> float:
-        return float(self.overhead_ms + self.scale * self.layer_ms(keep_fractions).sum())
+        table_ms, macs_fraction = self.features(keep_fractions)
+        return float(self.overhead_ms + self.scale * table_ms + self.macs_ms * macs_fraction)
+
+    def plain(self, keep_fractions: np.ndarray | Mapping[str, float]) -> float:
+        """The plain prediction: the full model's measured latency minus what the tables say the cuts save."""
+        keep = self.keep_array(keep_fractions)
+        return float(self.measured_full_ms - self.layer_ms(np.ones_like(keep)).sum() + self.layer_ms(keep).sum())
+
+    def keep_array(self, keep_fractions: np.ndarray | Mapping[str, float]) -> np.ndarray:
+        if isinstance(keep_fractions, Mapping):
+            return np.array([keep_fractions.get(g, 1.0) for g in self.macs.group_ids])
+        return np.asarray(keep_fractions, dtype=np.float64)
 
     def predict(self, keep_fractions: np.ndarray | Mapping[str, float]) -> float:
-        if isinstance(keep_fractions, Mapping):
-            keep_fractions = np.array([keep_fractions.get(g, 1.0) for g in self.macs.group_ids])
-        return self.cost(keep_fractions)
+        return self.cost(self.keep_array(keep_fractions))
 
     @property
     def full_cost(self) -> float:
@@ -104,6 +126,8 @@ class LayerLatencyModel:
             "measured_full_ms": self.measured_full_ms,
             "overhead_ms": self.overhead_ms,
             "scale": self.scale,
+            "macs_ms": self.macs_ms,
+            "reference_ms": self.reference_ms,
             "calibration_ms": list(self.calibration_ms),
             "predicted_full_ms": self.full_cost,
             "untabulated_layers": list(self.untabulated),

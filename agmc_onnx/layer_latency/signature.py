@@ -65,6 +65,12 @@ class LayerSlot:
         in_kept = macs.in_fixed[self.row] + macs.in_share[self.row] @ keep
         return max(1, int(round(self.in_channels * in_kept))), max(1, int(round(self.out_channels * out_kept)))
 
+    def deleted(self, macs: MacsModel, keep: np.ndarray) -> bool:
+        """Whether removed groups (keep 0, a deleted branch) leave the layer no input or no output channel."""
+        out_kept = macs.out_fixed[self.row] + macs.out_share[self.row] @ keep
+        in_kept = macs.in_fixed[self.row] + macs.in_share[self.row] @ keep
+        return bool(out_kept <= 1e-9 or (self.signature.per_group is None and in_kept <= 1e-9))
+
 
 def layer_slots(analysis: ModelAnalysis, macs: MacsModel) -> tuple[tuple[LayerSlot, ...], tuple[str, ...]]:
     """Tabulated layers of the model, and the names of weighted layers the table cannot cover."""

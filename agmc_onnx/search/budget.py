@@ -6,7 +6,7 @@ exactly what the final ``PruningPlan`` will produce.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -205,3 +205,24 @@ def macs_wall(
     """The action wall of a MACs budget: ``keep_ratio`` of the analysed model's MACs."""
     cost = CostModel.of_macs(MacsModel.from_analysis(analysis))
     return ActionWall(groups, cost, keep_ratio * cost.full_cost, lower_bound, round_to, removable)
+
+
+def fill_greedily(
+    counts: Sequence[int], choices: Sequence[np.ndarray], n_units: np.ndarray, meets: Callable[[np.ndarray], bool]
+) -> np.ndarray:
+    """Raise one entry at a time to its next allowed count (smallest kept fraction first, ties by position)
+    while ``meets`` holds: a uniform plan on coarse steps can leave much of a budget unused."""
+    counts = np.array(counts, dtype=np.int64)
+    raised = True
+    while raised:
+        raised = False
+        for i in np.argsort(counts / np.asarray(n_units), kind="stable"):
+            bigger = np.asarray(choices[i])[np.asarray(choices[i]) > counts[i]]
+            if len(bigger) == 0:
+                continue
+            trial = counts.copy()
+            trial[i] = bigger[0]
+            if meets(trial):
+                counts, raised = trial, True
+                break
+    return counts

@@ -7,7 +7,6 @@ import logging
 from collections.abc import Sequence
 
 from agmc_onnx.analysis import ModelAnalysis
-from agmc_onnx.cost import measure_paired
 from agmc_onnx.groups.find import ChannelGroup
 from agmc_onnx.layer_latency import TableConfig, build_latency_model, shipping_form
 from agmc_onnx.search.budget import ActionWall
@@ -35,13 +34,11 @@ def table_budget(
     quantization gives as well as what pruning gives."""
     config = TableConfig(target=target, precision=precision, lower_bound=lower_bound, cache_dir=cache_dir)
     ship = shipping_form(analysis, precision)
-    latency_model = build_latency_model(analysis, config, ship=ship)
-    original_ms = latency_model.measured_full_ms
-    if ship is not None:
-        # The fp32 original in the tables' time base: its latency relative to the shipped form at full
-        # width, timed paired (separate timings drift apart by tens of percent on a shared machine).
-        paired = measure_paired(analysis.model, ship(analysis.model), target)
-        original_ms = latency_model.full_cost * paired.speedup
+    # With INT8, the fp32 original in the tables' time base: its latency relative to the shipped form at
+    # full width, timed paired during calibration (separate timings drift apart on a shared machine).
+    latency_model = build_latency_model(analysis, config, ship=ship,
+                                        reference=None if ship is None else analysis.model)
+    original_ms = latency_model.measured_full_ms if ship is None else latency_model.reference_ms
     steps = {s.group_id: s.fast_counts for s in latency_model.staircases}
     target_ms = latency_keep_ratio * original_ms
     log.info("latency budget %.3f ms (%.0f %% of %.3f ms fp32); %s model at full width predicts %.3f ms",

@@ -15,7 +15,7 @@ from agmc_onnx.layer_latency import LayerSignature, TableConfig, build_latency_m
 from agmc_onnx.layer_latency.predictor import lookup
 from agmc_onnx.layer_latency.table import SignatureTable, TableCache
 
-_QUICK = {"runs": 3, "max_sweep": 6, "max_fast_steps": 3, "calibration_rounds": 2}
+_QUICK = {"runs": 3, "max_sweep": 6, "max_fast_steps": 3, "calibration_rounds": 2, "calibration_plans": 2}
 
 
 def _build(tmp_path, model=None, progress=None, **overrides):

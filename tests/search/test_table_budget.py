@@ -72,9 +72,15 @@ def test_int8_budget_places_the_fp32_original_in_the_tables_time_base(tmp_path, 
     """The INT8 budget's reference is the INT8 model's predicted latency times the paired fp32/INT8 ratio,
     not a separately timed fp32 run (separate timings drift apart on a shared machine)."""
     _idealised_device(monkeypatch)
-    paired_ratio = SimpleNamespace(speedup=1.5)
-    monkeypatch.setattr("agmc_onnx.search.table_budget.measure_paired", lambda *a, **k: paired_ratio)
     analysis = analyze_model(tiny_classifier())
+    idealised = __import__("agmc_onnx.layer_latency.build", fromlist=["x"]).measure_paired
+
+    def paired(model_a, model_b, profile, **kwargs):  # the fp32 original 1.5x slower than the INT8 model
+        if model_a is analysis.model:
+            return SimpleNamespace(a=SimpleNamespace(median_ms=3.0), speedup=1.5)
+        return idealised(model_a, model_b, profile, **kwargs)
+
+    monkeypatch.setattr("agmc_onnx.layer_latency.build.measure_paired", paired)
     wall, fit = table_budget(analysis, search_order(analysis), 0.9, "mobile-cpu", "int8-qoperator",
                              lower_bound=0.5, round_to=1, cache_dir=tmp_path)
     assert fit.original_ms == pytest.approx(fit.cost_model.full_cost * 1.5)
