@@ -63,14 +63,20 @@ def _table_config(precision: str, args) -> TableConfig:
                        runs=args.point_runs)
 
 
-def latency_model_for(name: str, precision: str, analysis, calibration, args):
+def latency_model_for(name: str, precision: str, analysis, calibration, args, rebuild: bool = False):
     """The model's predictor, built once and kept in the state folder, so that runs split over several
-    invocations (each holding the timing lock briefly) share one set of coefficients."""
+    invocations (each holding the timing lock briefly) share one set of coefficients. ``rebuild``: build
+    it again (tables from the cache, calibration models timed again)."""
     path = _state(args) / f"latency-{name}-{precision}.pkl"
-    if path.is_file():
+    if path.is_file() and not rebuild:
         return pickle.loads(path.read_bytes()), 0.0
     started = time.perf_counter()
-    latency_model = build_latency_model(analysis, _table_config(precision, args),
+
+    def progress(done: int, total: int, phase: str) -> None:
+        if done == total or done % 100 == 0:
+            print(f"  {name} {precision} {phase}: {done}/{total} ({time.perf_counter() - started:.0f} s)", flush=True)
+
+    latency_model = build_latency_model(analysis, _table_config(precision, args), progress,
                                         ship=lambda pruned: _shipped(pruned, precision, calibration))
     seconds = time.perf_counter() - started
     path.write_bytes(pickle.dumps(latency_model))
@@ -306,10 +312,22 @@ def _goals(result: dict) -> list[str]:
     return lines
 
 
-def merge(paths: list[Path], output: Path) -> None:
+def repredict(row: dict, latency_model) -> dict:
+    """The row's plans predicted again by ``latency_model`` (e.g. calibrated again, on other calibration
+    models): the measured paired ratios do not depend on the predictor, so they are kept."""
+    plans = [dict(p, predicted_ms=latency_model.predict(p["keep"]), plain_sum_ms=latency_model.plain(p["keep"]),
+                  measured_ms=latency_model.full_cost * p["measured_ratio"]) for p in row["plans"]]
+    extra = {k: v for k, v in row.items() if not k.endswith("error") and k != "plans"}
+    extra.update(scale=latency_model.scale, macs_ms=latency_model.macs_ms, overhead_ms=latency_model.overhead_ms,
+                 full_measured_ms=latency_model.measured_full_ms)
+    return _predictor_row(row["model"], row["precision"], plans, extra)
+
+
+def merge(paths: list[Path], output: Path, state: Path | None = None) -> None:
     """One table from runs split by model, precision, part or plan range (each short enough to hold the
     shared timing lock briefly): the plans of one (model, precision) are pooled, a later row of the INT8
-    or speed-up tables replaces an earlier one."""
+    or speed-up tables replaces an earlier one. With ``state``, every predictor row is predicted again by
+    the predictor kept there."""
     parts = [json.loads(Path(p).read_text()) for p in paths]
     result = dict(parts[0])
     result["command"] = "; ".join(p["command"] for p in parts)
@@ -322,6 +340,11 @@ def merge(paths: list[Path], output: Path) -> None:
             row = _predictor_row(*key, pooled[key]["plans"] + row["plans"], extra)
         pooled[key] = row
     result["predictor"] = list(pooled.values())
+    if state is not None:
+        result["predictor"] = [
+            repredict(row, pickle.loads((state / f"latency-{row['model']}-{row['precision']}.pkl").read_bytes()))
+            for row in result["predictor"]
+        ]
     result["int8"] = list({row["model"]: row for p in parts for row in p.get("int8", [])}.values())
     result["speedups"] = list({(r["model"], r["variant"]): r for p in parts for r in p.get("speedups", [])}.values())
     result["test_images"] = next((p["test_images"] for p in parts if "test_images" in p), None)
@@ -335,7 +358,8 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--models", default="resnet20,resnet56,mobilenetv2")
     parser.add_argument("--precisions", default="fp32,int8-qoperator,int8-qdq")
     parser.add_argument("--parts", default="int8,predictor,speedups",
-                        help="Which parts to run (comma-separated); the others are read from the state folder")
+                        help="Which parts to run (comma-separated: int8, calibrate, predictor, speedups); what a part "
+                        "needs from another is read from the state folder")
     parser.add_argument("--plans", type=int, default=10)
     parser.add_argument("--plan-range", default=None, help="START:STOP: only these of the --plans random plans")
     parser.add_argument("--rounds", type=int, default=10)
@@ -355,6 +379,8 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--int8-latency", type=float, default=0.4)
     parser.add_argument("--merge", type=Path, nargs="*", default=None,
                         help="Only combine the speed.json files of earlier runs into -o")
+    parser.add_argument("--repredict", action="store_true",
+                        help="With --merge: predict every plan again with the predictors in --cache-dir's state")
     args = parser.parse_args()
     first, _, last = (args.plan_range or f"0:{args.plans}").partition(":")
     args.plan_range = (int(first), int(last))
@@ -364,7 +390,7 @@ def _arguments() -> argparse.Namespace:
 def main() -> None:
     args = _arguments()
     if args.merge:
-        merge(args.merge, args.output)
+        merge(args.merge, args.output, _state(args) if args.repredict else None)
         return
     parts = set(args.parts.split(","))
     result = {"command": "python benchmarks/speed.py " + " ".join(os.sys.argv[1:]), "machine": machine(),
@@ -374,6 +400,10 @@ def main() -> None:
         if "int8" in parts:
             result["int8"].append(int8_speedup(name, args))
             int8_state.write_text(json.dumps(result["int8"][-1]))
+        for precision in args.precisions.split(",") if "calibrate" in parts else ():
+            model = load_model(model_path(name, args.cache_dir or args.output / "models"))
+            analysis = analyze_model(model)
+            latency_model_for(name, precision, analysis, _calibration(analysis), args, rebuild=True)
         for precision in args.precisions.split(",") if "predictor" in parts else ():
             row = evaluate_predictor(name, precision, args)
             print(f"{name} {precision}: median {row['median_error']:.3f} p90 {row['p90_error']:.3f} "

@@ -46,7 +46,7 @@ class TableConfig:
     step_tolerance: float = 0.03  # a count is a fast step if it beats every larger count by this fraction
     runs: int = 25  # timed runs per table point at most (fewer once the median is stable)
     calibration_rounds: int = 10  # A-B-B-A rounds timing each calibration model against the full one
-    calibration_plans: int = 6  # pruned models the coefficients are fitted on (about half width, then random)
+    calibration_plans: int = 6  # pruned models the coefficients are fitted on (uniform widths, then random)
     cache_dir: str | os.PathLike | None = None
 
     def __post_init__(self) -> None:
@@ -106,11 +106,15 @@ def build_latency_model(
 
 
 def calibration_plans(raw: LayerLatencyModel, count: int, seed: int = 1_000_003) -> list[dict[str, float]]:
-    """Keep fractions of the calibration models: every group at its smallest fast step of at least half its
-    width, then random fast-step plans (a seed apart from any benchmark's plans)."""
+    """Keep fractions of the calibration models: every group at its smallest fast step of at least half,
+    a third and two thirds of its width (the spread the scale is read from), then random fast-step plans (a
+    seed apart from any benchmark's plans: they tell the table term from the MACs term)."""
+    def uniform(level: float) -> dict[str, float]:
+        return {s.group_id: min(c for c in s.fast_counts if c >= level * s.counts[-1]) / s.counts[-1]
+                for s in raw.staircases}
+
     rng = np.random.default_rng(seed)
-    plans = [{s.group_id: min(c for c in s.fast_counts if c >= 0.5 * s.counts[-1]) / s.counts[-1]
-              for s in raw.staircases}]
+    plans = [uniform(level) for level in (0.5, 0.33, 0.67)]
     while len(plans) < count:
         plans.append({s.group_id: int(rng.choice(s.fast_counts)) / s.counts[-1] for s in raw.staircases})
     return plans[:count]

@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import replace
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import tiny_models
 
 from agmc_onnx.analysis import analyze_model
 from agmc_onnx.errors import StaleTableError
 from agmc_onnx.layer_latency import LayerSignature, TableConfig, build_latency_model, check_identity
+from agmc_onnx.layer_latency.build import _fit, _sweep_counts
 from agmc_onnx.layer_latency.predictor import lookup
 from agmc_onnx.layer_latency.table import SignatureTable, TableCache
 
@@ -79,3 +82,55 @@ def test_gpu_target_measures_on_the_cuda_provider() -> None:
 
     signature = LayerSignature("Conv", (1, -1, 8, 8), 1, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1))
     assert measure_point(signature, 8, 8, get_profile("gpu"), "fp32", runs=3) > 0
+
+
+def test_a_deleted_branch_credits_its_layers_whole(tmp_path) -> None:
+    """A group at keep 0 (a residual branch deleted) leaves its producer without outputs and its consumer
+    without inputs: both cost nothing, the other layers are unchanged (clamping to one channel would
+    still charge them)."""
+    latency_model = _build(tmp_path)
+    branch = next(s.group_id for s in latency_model.staircases
+                  if sum(latency_model.macs.out_share[:, latency_model.macs.group_ids.index(s.group_id)] > 0) == 1)
+    keep = np.ones(len(latency_model.macs.group_ids))
+    keep[latency_model.macs.group_ids.index(branch)] = 0.0
+    full, deleted = latency_model.layer_ms(np.ones_like(keep)), latency_model.layer_ms(keep)
+    zeroed = deleted == 0.0
+    assert 2 <= zeroed.sum() < len(full)
+    assert np.array_equal(deleted[~zeroed], full[~zeroed])
+
+
+def test_fit_reads_overhead_scale_and_macs_term_and_falls_back_without_a_macs_term() -> None:
+    features = [(10.0, 1.0), (6.0, 0.5), (4.0, 0.3), (7.0, 0.4), (5.0, 0.45)]
+    exact = [1.5 + 0.8 * t + 2.0 * q for t, q in features]
+    overhead, scale, macs_ms = _fit(features, [m / exact[0] for m in exact], exact[0])
+    assert (overhead, scale, macs_ms) == pytest.approx((1.5, 0.8, 2.0))
+    no_macs = [0.5 + 1.2 * t - 1.0 * q for t, q in features]  # a negative MACs term is not physical
+    overhead, scale, macs_ms = _fit(features, [m / no_macs[0] for m in no_macs], no_macs[0])
+    assert macs_ms == 0.0 and 0.5 <= scale <= 2.0
+
+
+def test_large_groups_are_swept_on_multiples_of_eight_only() -> None:
+    counts = _sweep_counts(256, 1, TableConfig(max_sweep=12))
+    assert len(counts) <= 12 and counts[-1] == 256
+    assert all(c % 8 == 0 for c in counts)
+    assert _sweep_counts(40, 1, TableConfig(max_sweep=64)) == tuple(range(8, 41))  # small: every count
+
+
+def test_a_table_point_stops_timing_once_its_median_is_stable(monkeypatch) -> None:
+    from agmc_onnx.layer_latency import micro
+
+    calls = []
+    session = SimpleNamespace(run=lambda outputs, feeds: calls.append(1))
+    monkeypatch.setattr(micro, "create_session", lambda model, profile: session)
+    monkeypatch.setattr(micro, "random_inputs", lambda session, batch: {})
+    ticks = iter(range(10**6))
+    monkeypatch.setattr(micro.time, "perf_counter", lambda: float(next(ticks)))  # every run takes 1 s
+    signature = LayerSignature("Conv", (1, -1, 8, 8), 1, (3, 3))
+    profile = SimpleNamespace(batch_size=1)
+    assert micro.measure_point(signature, 8, 8, profile, "fp32", runs=25, warmup_runs=0) == 1000.0
+    assert len(calls) == 10  # two blocks agree
+    noisy = iter(np.cumsum(np.tile([0.0, 1.0, 0.0, 5.0], 10**4)).tolist())  # run times alternate 1 s, 5 s
+    monkeypatch.setattr(micro.time, "perf_counter", lambda: next(noisy))
+    calls.clear()
+    micro.measure_point(signature, 8, 8, profile, "fp32", runs=25, warmup_runs=0)
+    assert len(calls) == 25
