@@ -125,8 +125,10 @@ def filled_plan(analysis, macs: MacsModel, removed: tuple[str, ...], target: flo
     def ratios_of(counts) -> dict[str, float]:
         return dict(plan.keep_ratios, **{g.id: int(c) / g.n_units for g, c in zip(groups, counts)})
 
-    counts = fill_greedily(start, choices, np.array([g.n_units for g in groups]),
-                           lambda c: macs_fraction(analysis, macs, PruningPlan(ratios_of(c), round_to=ROUND_TO)) <= target)
+    def meets(counts) -> bool:
+        return macs_fraction(analysis, macs, PruningPlan(ratios_of(counts), round_to=ROUND_TO)) <= target
+
+    counts = fill_greedily(start, choices, np.array([g.n_units for g in groups]), meets)
     return PruningPlan(ratios_of(counts), round_to=ROUND_TO)
 
 

@@ -69,7 +69,8 @@ def latency_model_for(name: str, precision: str, analysis, calibration, args, re
     it again (tables from the cache, calibration models timed again)."""
     path = _state(args) / f"latency-{name}-{precision}.pkl"
     if path.is_file() and not rebuild:
-        return pickle.loads(path.read_bytes()), 0.0
+        kept = pickle.loads(path.read_bytes())
+        return (kept["model"], kept["build_seconds"]) if isinstance(kept, dict) else (kept, 0.0)
     started = time.perf_counter()
 
     def progress(done: int, total: int, phase: str) -> None:
@@ -79,7 +80,7 @@ def latency_model_for(name: str, precision: str, analysis, calibration, args, re
     latency_model = build_latency_model(analysis, _table_config(precision, args), progress,
                                         ship=lambda pruned: _shipped(pruned, precision, calibration))
     seconds = time.perf_counter() - started
-    path.write_bytes(pickle.dumps(latency_model))
+    path.write_bytes(pickle.dumps({"model": latency_model, "build_seconds": seconds}))
     return latency_model, seconds
 
 
@@ -249,7 +250,9 @@ def write_markdown(result: dict, path: Path) -> None:
         "fraction of the MACs, the three fitted by least squares on the full model and the calibration models "
         "(about half width, then random fast-step plans drawn apart from the evaluated ones), each timed paired "
         "against the full model; *plain*: the full model's measured latency minus what the tables say the cuts "
-        "save.",
+        "save." + (" Every plan predicted by the model's final predictor (kept in the state folder; its calibration "
+                   "models timed in the last calibrate part), against the paired ratios measured in the runs "
+                   "above." if result.get("repredicted") else ""),
         "",
         "| model | precision | plans | median error (calibrated) | p90 (calibrated) | median (plain) | p90 (plain) "
         "| scale | MACs term ms | full model ms | table points | build s |",
@@ -259,7 +262,8 @@ def write_markdown(result: dict, path: Path) -> None:
         lines.append(
             f"| {row['model']} | {row['precision']} | {len(row['plans'])} | {100 * row['median_error']:.1f} % | "
             f"{100 * row['p90_error']:.1f} % | {100 * row['plain_median_error']:.1f} % | "
-            f"{100 * row['plain_p90_error']:.1f} % | {row['scale']:.2f} | {row.get('macs_ms', 0):.3f} | {row['full_measured_ms']:.3f} | "
+            f"{100 * row['plain_p90_error']:.1f} % | {row['scale']:.2f} | {row.get('macs_ms', 0):.3f} | "
+            f"{row['full_measured_ms']:.3f} | "
             f"{row['table_points']} | {row['build_seconds']:.0f} |"
         )
     lines += ["", "INT8 (no pruning), paired A-B-B-A against the fp32 original in one process:", "",
@@ -341,9 +345,10 @@ def merge(paths: list[Path], output: Path, state: Path | None = None) -> None:
         pooled[key] = row
     result["predictor"] = list(pooled.values())
     if state is not None:
+        result["repredicted"] = True
         result["predictor"] = [
-            repredict(row, pickle.loads((state / f"latency-{row['model']}-{row['precision']}.pkl").read_bytes()))
-            for row in result["predictor"]
+            repredict(row, pickle.loads((state / f"latency-{m}-{p}.pkl").read_bytes())["model"])
+            for row in result["predictor"] for m, p in [(row["model"], row["precision"])]
         ]
     result["int8"] = list({row["model"]: row for p in parts for row in p.get("int8", [])}.values())
     result["speedups"] = list({(r["model"], r["variant"]): r for p in parts for r in p.get("speedups", [])}.values())
@@ -356,7 +361,8 @@ def merge(paths: list[Path], output: Path, state: Path | None = None) -> None:
 def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="resnet20,resnet56,mobilenetv2")
-    parser.add_argument("--precisions", default="fp32,int8-qoperator,int8-qdq")
+    parser.add_argument("--precisions", default="fp32,int8-qoperator,int8-qdq",
+                        help="int8-fastest: the format the INT8 part measured faster")
     parser.add_argument("--parts", default="int8,predictor,speedups",
                         help="Which parts to run (comma-separated: int8, calibrate, predictor, speedups); what a part "
                         "needs from another is read from the state folder")
@@ -387,6 +393,12 @@ def _arguments() -> argparse.Namespace:
     return args
 
 
+def _fastest_int8(int8_state: Path) -> str:
+    """The INT8 format measured faster (what ``--format auto`` picks), from the model's INT8 row."""
+    int8 = json.loads(int8_state.read_text())
+    return "int8-" + max(("qoperator", "qdq"), key=lambda f: int8[f]["speedup"])
+
+
 def main() -> None:
     args = _arguments()
     if args.merge:
@@ -400,19 +412,19 @@ def main() -> None:
         if "int8" in parts:
             result["int8"].append(int8_speedup(name, args))
             int8_state.write_text(json.dumps(result["int8"][-1]))
-        for precision in args.precisions.split(",") if "calibrate" in parts else ():
+        precisions = [_fastest_int8(int8_state) if p == "int8-fastest" else p for p in args.precisions.split(",")]
+        for precision in precisions if "calibrate" in parts else ():
             model = load_model(model_path(name, args.cache_dir or args.output / "models"))
             analysis = analyze_model(model)
             latency_model_for(name, precision, analysis, _calibration(analysis), args, rebuild=True)
-        for precision in args.precisions.split(",") if "predictor" in parts else ():
+        for precision in precisions if "predictor" in parts else ():
             row = evaluate_predictor(name, precision, args)
             print(f"{name} {precision}: median {row['median_error']:.3f} p90 {row['p90_error']:.3f} "
                   f"build {row['build_seconds']:.0f} s", flush=True)
             result["predictor"].append(row)
         if "speedups" in parts and (args.data is not None or name in TORCHVISION):
-            int8 = json.loads(int8_state.read_text())
-            fastest = max(("qoperator", "qdq"), key=lambda f: int8[f]["speedup"])
-            rows = speedup_table(name, fastest, int8[fastest]["speedup"], args)
+            fastest = _fastest_int8(int8_state).removeprefix("int8-")
+            rows = speedup_table(name, fastest, json.loads(int8_state.read_text())[fastest]["speedup"], args)
             result["speedups"] = result.get("speedups", []) + rows
             result["test_images"] = args.test_images
     args.output.mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,9 @@ from agmc_onnx.compress.config import CompressConfig
 from agmc_onnx.cost import measure_latency
 from agmc_onnx.io import load_model
 from agmc_onnx.search.budget import macs_wall, uniform_keep_ratio
+from agmc_onnx.search.depth_budget import searchable_removals
 from agmc_onnx.search.features import search_order
+from agmc_onnx.search.table_budget import table_budget
 
 __all__ = ["estimate"]
 
@@ -41,8 +43,29 @@ def estimate(model_path: Path, config: CompressConfig) -> dict:
         uniform, counts = uniform_keep_ratio(wall)
         summary["uniform_keep_ratio"] = uniform
         summary["uniform_macs_kept_fraction"] = wall.cost(counts) / wall.full_cost
+    elif config.search_config().latency_model == "table":
+        summary.update(_table_estimate(analysis, config, keep))
     else:
         latency = measure_latency(model, config.target)
         summary["original_latency_ms"] = latency.median_ms
         summary["target_latency_ms"] = keep * latency.median_ms
     return summary
+
+
+def _table_estimate(analysis, config: CompressConfig, keep: float) -> dict:
+    """The latency budget as the search will see it: per-layer tables built (or read from the cache), the
+    uniform keep ratio on the staircases' fast steps that meets it, and the fastest the model can get."""
+    search = config.search_config()
+    removable = searchable_removals(analysis, search_order(analysis)) if search.depth_threshold is not None \
+        else frozenset()
+    wall, fit = table_budget(analysis, search_order(analysis), keep, config.target, search.latency_precision,
+                             search.lower_bound, search.round_to, search.table_cache_dir, removable)
+    uniform, counts = uniform_keep_ratio(wall)
+    return {
+        "latency_precision": search.latency_precision,
+        "original_latency_ms": fit.original_ms,
+        "target_latency_ms": keep * fit.original_ms,
+        "uniform_keep_ratio": uniform,
+        "uniform_predicted_latency_ms": wall.cost(counts),
+        "latency_floor_ms": wall.min_cost,
+    }

@@ -140,6 +140,31 @@ def test_dry_run_estimates_without_searching(workspace):
     assert not (tmp_path / "tiny-compressed").exists()
 
 
+def test_dry_run_of_a_latency_budget_reads_the_measured_tables(workspace, monkeypatch):
+    """The latency budget as the search sees it: tables built, the uniform plan on their fast steps meets
+    the predicted budget, and the floor (every group at the lower bound) is reported."""
+    from types import SimpleNamespace
+
+    from agmc_onnx.graph.counting import count_cost
+
+    tmp_path, model, data, config = workspace
+    monkeypatch.setattr("agmc_onnx.layer_latency.table.default_table_dir", lambda: tmp_path / "tables")
+
+    def paired(model_a, model_b, profile, **kwargs):  # latency ∝ MACs: the dry run's logic, not the machine
+        a_ms, b_ms = (count_cost(m).macs * 1e-6 + 0.01 for m in (model_a, model_b))
+        return SimpleNamespace(a=SimpleNamespace(median_ms=a_ms), speedup=a_ms / b_ms)
+
+    monkeypatch.setattr("agmc_onnx.layer_latency.build.measure_point",
+                        lambda signature, c_in, c_out, *args, **kwargs: 1e-4 * c_in * c_out + 1e-3)
+    monkeypatch.setattr("agmc_onnx.layer_latency.build.measure_paired", paired)
+    result = _run([str(model), "--config", str(config), "--latency", "0.95", "--dry-run", "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["latency_floor_ms"] <= summary["uniform_predicted_latency_ms"] <= summary["target_latency_ms"]
+    assert summary["target_latency_ms"] == pytest.approx(0.95 * summary["original_latency_ms"])
+    assert list((tmp_path / "tables").rglob("*.json")) and not (tmp_path / "tiny-compressed").exists()
+
+
 def test_unreachable_budget_is_one_clear_error(workspace):
     tmp_path, model, data, config = workspace
     result = _run([str(model), "--config", str(config), "--flops", "0.01", "--dry-run"])
