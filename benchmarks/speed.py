@@ -134,6 +134,8 @@ def evaluate_predictor(name: str, precision: str, args) -> dict:
 def _predictor_row(name: str, precision: str, plans: list[dict], extra: dict) -> dict:
     errors = np.array([abs(r["predicted_ms"] - r["measured_ms"]) / r["measured_ms"] for r in plans])
     plain_errors = np.array([abs(r["plain_sum_ms"] - r["measured_ms"]) / r["measured_ms"] for r in plans])
+    half_widths = [(p["ci"][1] - p["ci"][0]) * p["measured_ratio"] / 2 for p in plans if "ci" in p]
+    extra["measurement_ci"] = float(np.median(half_widths)) if half_widths else None
     return {"model": name, "precision": precision, "plans": plans, **extra,
             "median_error": float(np.median(errors)), "p90_error": float(np.percentile(errors, 90)),
             "plain_median_error": float(np.median(plain_errors)),
@@ -263,11 +265,13 @@ def write_markdown(result: dict, path: Path) -> None:
         "against the full model; *plain*: the full model's measured latency minus what the tables say the cuts "
         "save." + (" Every plan predicted by the model's final predictor (kept in the state folder; its calibration "
                    "models timed in the last calibrate part), against the paired ratios measured in the runs "
-                   "above." if result.get("repredicted") else ""),
+                   "above." if result.get("repredicted") else "")
+        + " *table points*: entries of the model's tables (with those an earlier build left in the on-disk cache); "
+        "*build s*: the build's wall time (tables from the cache: only the calibration models are timed).",
         "",
         "| model | precision | plans | median error (calibrated) | p90 (calibrated) | median (plain) | p90 (plain) "
-        "| scale | MACs term ms | full model ms | table points | build s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| scale | MACs term ms | full model ms | table points | build s | ± measured (median 95 % CI half-width) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in result["predictor"]:
         lines.append(
@@ -275,7 +279,8 @@ def write_markdown(result: dict, path: Path) -> None:
             f"{100 * row['p90_error']:.1f} % | {100 * row['plain_median_error']:.1f} % | "
             f"{100 * row['plain_p90_error']:.1f} % | {row['scale']:.2f} | {row.get('macs_ms', 0):.3f} | "
             f"{row['full_measured_ms']:.3f} | "
-            f"{row['table_points']} | {row['build_seconds']:.0f} |"
+            f"{row['table_points']} | {row['build_seconds']:.0f} | "
+            + ("—" if row.get("measurement_ci") is None else f"{100 * row['measurement_ci']:.1f} %") + " |"
         )
     lines += ["", "INT8 (no pruning), paired A-B-B-A against the fp32 original in one process:", "",
               "| model | QOperator speed-up (95 % CI) | QDQ speed-up (95 % CI) |", "|---|---|---|"]
@@ -333,14 +338,15 @@ def _goals(result: dict) -> list[str]:
     return lines
 
 
-def repredict(row: dict, latency_model) -> dict:
+def repredict(row: dict, latency_model, build_seconds: float = 0.0) -> dict:
     """The row's plans predicted again by ``latency_model`` (e.g. calibrated again, on other calibration
     models): the measured paired ratios do not depend on the predictor, so they are kept."""
     plans = [dict(p, predicted_ms=latency_model.predict(p["keep"]), plain_sum_ms=latency_model.plain(p["keep"]),
                   measured_ms=latency_model.full_cost * p["measured_ratio"]) for p in row["plans"]]
     extra = {k: v for k, v in row.items() if not k.endswith("error") and k != "plans"}
     extra.update(scale=latency_model.scale, macs_ms=latency_model.macs_ms, overhead_ms=latency_model.overhead_ms,
-                 full_measured_ms=latency_model.measured_full_ms)
+                 full_measured_ms=latency_model.measured_full_ms,
+                 build_seconds=max(row["build_seconds"], build_seconds))
     return _predictor_row(row["model"], row["precision"], plans, extra)
 
 
@@ -364,7 +370,7 @@ def merge(paths: list[Path], output: Path, state: Path | None = None) -> None:
     if state is not None:
         result["repredicted"] = True
         result["predictor"] = [
-            repredict(row, _kept(state / f"latency-{m}-{p}.pkl")[0])
+            repredict(row, *_kept(state / f"latency-{m}-{p}.pkl"))
             for row in result["predictor"] for m, p in [(row["model"], row["precision"])]
         ]
     result["int8"] = list({row["model"]: row for p in parts for row in p.get("int8", [])}.values())
