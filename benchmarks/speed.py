@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 from measure_zoo import machine  # benchmarks/ is on sys.path when run as a script
+from speed_report import write_markdown
 
 from agmc_onnx.analysis import analyze_model
 from agmc_onnx.cost import measure_paired
@@ -33,7 +34,6 @@ from agmc_onnx.quantize import quantize_model
 
 # torchvision networks at 224x224 with random weights (latency only: no accuracy is measured on them).
 TORCHVISION = {"tv_resnet50": "resnet50", "tv_mobilenet_v2": "mobilenet_v2"}
-TORCHVISION_GOALS = {"tv_resnet50": 5.0, "tv_mobilenet_v2": 2.2}  # speed-up over the fp32 original
 
 
 def model_path(name: str, cache: Path) -> Path:
@@ -241,101 +241,6 @@ def _speed_row(name: str, label: str, variant, predicted, analysis, data, args) 
             "high": paired.speedup_high, "ms": paired.b.median_ms, "predicted_fraction": predicted,
             "original_ms": paired.a.median_ms,
             "top1": None if data is None else evaluate_accuracy(variant, data[1], data[2]).top1}
-
-
-def write_markdown(result: dict, path: Path) -> None:
-    lines = [
-        "# Latency tables: predictor accuracy and INT8 speed-up",
-        "",
-        f"Command: `{result['command']}`  ",
-        f"Machine: {result['machine']['cpu_model']}, {result['machine']['cpu_cores']} cores, onnxruntime "
-        f"{result['machine']['onnxruntime']}, load average at start {result['machine']['load_average_at_start']}; "
-        f"target {result['target']}. The timing process ran alone on one core (every other process pinned to "
-        "the other core).",
-        "",
-        f"Random plans: every group on one of its staircase's fast steps (the search's action space), "
-        f"{result['n_plans']} plans per row. INT8 plans are pruned, then quantized (per channel). Each plan is "
-        "timed paired (A-B-B-A rounds in one process) against the unpruned model of the same precision, so the "
-        "machine's drift between plans cancels; measured latency = that ratio × the predicted full latency.",
-        "",
-        "Error = |predicted − measured| / measured. *calibrated*: overhead + scale · Σ table + MACs term · kept "
-        "fraction of the MACs, the three fitted by least squares on the full model and six calibration models "
-        "(every group at a half, a third and two thirds of its width, then random fast-step plans drawn apart "
-        "from the evaluated ones), each timed paired "
-        "against the full model; *plain*: the full model's measured latency minus what the tables say the cuts "
-        "save." + (" Every plan predicted by the model's final predictor (kept in the state folder; its calibration "
-                   "models timed in the last calibrate part), against the paired ratios measured in the runs "
-                   "above." if result.get("repredicted") else "")
-        + " *table points*: entries of the model's tables (with those an earlier build left in the on-disk cache); "
-        "*build s*: the build's wall time (tables from the cache: only the calibration models are timed).",
-        "",
-        "| model | precision | plans | median error (calibrated) | p90 (calibrated) | median (plain) | p90 (plain) "
-        "| scale | MACs term ms | full model ms | table points | build s | ± measured (median 95 % CI half-width) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for row in result["predictor"]:
-        lines.append(
-            f"| {row['model']} | {row['precision']} | {len(row['plans'])} | {100 * row['median_error']:.1f} % | "
-            f"{100 * row['p90_error']:.1f} % | {100 * row['plain_median_error']:.1f} % | "
-            f"{100 * row['plain_p90_error']:.1f} % | {row['scale']:.2f} | {row.get('macs_ms', 0):.3f} | "
-            f"{row['full_measured_ms']:.3f} | "
-            f"{row['table_points']} | {row['build_seconds']:.0f} | "
-            + ("—" if row.get("measurement_ci") is None else f"{100 * row['measurement_ci']:.1f} %") + " |"
-        )
-    lines += ["", "INT8 (no pruning), paired A-B-B-A against the fp32 original in one process:", "",
-              "| model | QOperator speed-up (95 % CI) | QDQ speed-up (95 % CI) |", "|---|---|---|"]
-    for row in result["int8"]:
-        cells = [
-            f"{row[f]['speedup']:.2f}× ({row[f]['low']:.2f}–{row[f]['high']:.2f})" for f in ("qoperator", "qdq")
-        ]
-        lines.append(f"| {row['model']} | {cells[0]} | {cells[1]} |")
-    if result.get("speedups"):
-        lines += ["", "Speed-ups, each paired against the fp32 original. Plans: the largest single keep ratio the "
-                  "budget allows, then groups raised one fast step at a time while it holds (a feasible plan, "
-                  "not a searched policy); `--latency` plans are chosen on the measured tables and their fast "
-                  "steps, `--flops` on MACs with widths rounded to 8. INT8 rows use the format measured faster "
-                  "above. Test top-1 on "
-                  f"{result['test_images']} test images after least-squares reconstruction of the pruned layers, "
-                  "**no fine-tuning**. *predicted*: the budget's own estimate of the kept fraction (of the MACs "
-                  "for `--flops`, of the fp32 original's latency otherwise); *measured*: 1 / speed-up.",
-                  "", "| model | variant | speed-up (95 % CI) | measured fraction | predicted fraction | test top-1 |",
-                  "|---|---|---|---|---|---|"]
-        for row in result["speedups"]:
-            predicted = "—" if row["predicted_fraction"] is None else f"{row['predicted_fraction']:.3f}"
-            top1 = "— (random weights)" if row["top1"] is None else f"{100 * row['top1']:.2f} %"
-            lines.append(f"| {row['model']} | {row['variant']} | {row['speedup']:.2f}× ({row['low']:.2f}–"
-                         f"{row['high']:.2f}) | {1 / row['speedup']:.3f} | {predicted} | {top1} |")
-    lines += _goals(result)
-    path.write_text("\n".join(lines) + "\n")
-
-
-def _goals(result: dict) -> list[str]:
-    """The benchmark's goals against what this run measured."""
-    lines = ["", "## Goals against this run", ""]
-    for row in result["predictor"]:
-        met = row["median_error"] <= 0.05 and row["p90_error"] <= 0.10
-        lines.append(f"- predictor {row['model']} {row['precision']}: median {100 * row['median_error']:.1f} % "
-                     f"(goal ≤ 5 %), p90 {100 * row['p90_error']:.1f} % (goal ≤ 10 %): {'met' if met else 'not met'}")
-    for row in result.get("speedups", []):
-        if row["variant"] == "--latency 0.5":
-            met = abs(row["speedup"] - 2.0) <= 0.1
-            lines.append(f"- `--latency 0.5` on {row['model']}: {row['speedup']:.2f}× measured (goal 2.0× ± 5 %): "
-                         f"{'met' if met else 'not met'}")
-    best: dict[str, dict] = {}
-    for row in result.get("speedups", []):
-        if row["variant"] != "original" and row["speedup"] > best.get(row["model"], {"speedup": 0})["speedup"]:
-            best[row["model"]] = row
-    fastest = ", ".join(f"{m} {r['speedup']:.2f}× ({r['variant']})" for m, r in best.items())
-    lines.append(f"- fastest row per model: {fastest}. Goals: 2.5× on the CIFAR models within 1 point of INT8 only "
-                 "after the same fine-tuning, 5× on ResNet-50@224, 2.2× on MobileNetV2@224. The CIFAR rows are "
-                 "feasible plans without fine-tuning, so the accuracy half of their goal is not measured here.")
-    for model, goal in TORCHVISION_GOALS.items():
-        if model in best:
-            row = best[model]
-            verdict = "met" if row["speedup"] >= goal else f"not met (ceiling measured here {row['speedup']:.2f}×)"
-            lines.append(f"- {model}: fastest row {row['speedup']:.2f}× ({row['low']:.2f}–{row['high']:.2f}, "
-                         f"{row['variant']}), goal ≥ {goal}×: {verdict}")
-    return lines
 
 
 def repredict(row: dict, latency_model, build_seconds: float = 0.0) -> dict:
