@@ -36,6 +36,14 @@ class RefitSettings:
     positions_per_image: int = 16  # sampled output positions per image and layer
     ridge: float = 1e-3  # relative to the mean diagonal of each Gram matrix
     seed: int = 0
+    # a layer feeding a residual Add is fitted so that the pruned sum matches the original sum
+    residual_sums: bool = True
+
+
+@dataclass(frozen=True)
+class _Target:
+    output: torch.Tensor  # [M, C] the original layer's output at the sampled rows
+    residual_sum: torch.Tensor | None  # [M, C] the original residual Add's output there, if any
 
 
 @dataclass(frozen=True)
@@ -105,20 +113,29 @@ class ReconstructWeightsPass(GraphPass):
         images = np.repeat(np.arange(self.n_images), per_image)
         return _Samples(torch.from_numpy(images), torch.from_numpy(chosen.reshape(-1)))
 
-    def _original_outputs(self, todo: Sequence[Consumer], samples: Mapping[str, _Samples]) -> dict[str, torch.Tensor]:
-        """The original layers' outputs at the sampled rows (kept output channels only), via onnxruntime."""
-        outputs = list(dict.fromkeys(c.output for c in todo))
+    def _original_outputs(self, todo: Sequence[Consumer], samples: Mapping[str, _Samples]) -> dict[str, _Target]:
+        """The original layers' outputs at the sampled rows (kept output channels only), and the sums their
+        residual Adds compute there, via onnxruntime."""
+        sums = {c.node: c.residual.add_output for c in todo if c.residual is not None and self.settings.residual_sums}
+        outputs = list(dict.fromkeys([c.output for c in todo] + list(sums.values())))
         session = create_session(with_outputs(self.original, outputs))
         input_name = session.get_inputs()[0].name
         parts: dict[str, list[torch.Tensor]] = {c.node: [] for c in todo}
+        sum_parts: dict[str, list[torch.Tensor]] = {name: [] for name in sums}
         start = 0
         for batch in self.batches:
             values = dict(zip(outputs, session.run(outputs, {input_name: batch})))
             for consumer in todo:
                 picked = _pick(values[consumer.output], consumer, samples[consumer.node], start, len(batch))
                 parts[consumer.node].append(picked)
+                if consumer.node in sums:
+                    value = values[sums[consumer.node]]
+                    sum_parts[consumer.node].append(_pick(value, consumer, samples[consumer.node], start, len(batch)))
             start += len(batch)
-        return {name: torch.cat(chunks) for name, chunks in parts.items()}
+        return {
+            name: _Target(torch.cat(chunks), torch.cat(sum_parts[name]) if name in sums else None)
+            for name, chunks in parts.items()
+        }
 
     def _refit(self, graph, todo, geometries, samples, targets) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
         """One torch forward of the pruned model over all images, re-fitting each layer before it runs."""
@@ -128,11 +145,12 @@ class ReconstructWeightsPass(GraphPass):
         by_name = {c.node: c for c in todo}
         refitted: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
 
-        def before_node(name: str, args: list) -> list | None:
+        def before_node(name: str, args: list, values: Mapping[str, torch.Tensor]) -> list | None:
             consumer = by_name.get(name)
             if consumer is None:
                 return None
-            weight, bias = _refit_layer(geometries[name], args, samples[name], targets[name], self.settings.ridge)
+            target = _layer_target(consumer, targets[name], samples[name], values)
+            weight, bias = _refit_layer(geometries[name], args, samples[name], target, self.settings.ridge)
             refitted[name] = (weight.numpy(), None if bias is None else bias.numpy())
             return [args[0], weight, bias, *args[3:]] if len(args) > 2 else [args[0], weight]
 
@@ -174,6 +192,29 @@ def _refit_layer(geometry: LayerGeometry, args: list, samples: _Samples, target:
     new = new / geometry.alpha
     new = new.T.contiguous() if geometry.weight_transposed else new
     return new, (None if new_bias is None else new_bias / geometry.beta)
+
+
+def _layer_target(consumer: Consumer, target: _Target, samples: _Samples, values) -> torch.Tensor:
+    """What the layer's output should be: its original output, or, for a layer feeding a residual Add,
+    the original sum minus the pruned model's shortcut, taken back through the BatchNormalization between
+    them (channels whose BN scale is ~0 keep their own target)."""
+    residual = consumer.residual
+    if target.residual_sum is None or residual is None or residual.shortcut not in values:
+        return target.output
+    shortcut = values[residual.shortcut]
+    if shortcut.dim() != 4 or shortcut.shape[1] != target.output.shape[1]:
+        return target.output
+    picked = shortcut.reshape(shortcut.shape[0], shortcut.shape[1], -1)[samples.images, :, samples.places]
+    wanted = target.residual_sum - picked.to(target.output.dtype)
+    if residual.batchnorm is None:
+        return wanted
+    if not all(name in values for name in residual.batchnorm):
+        return target.output
+    scale, bias, mean, var = (values[name].to(wanted.dtype) for name in residual.batchnorm)
+    slope = scale / torch.sqrt(var + residual.epsilon)
+    usable = slope.abs() > 1e-6
+    inverted = (wanted - (bias - slope * mean)) / torch.where(usable, slope, torch.ones_like(slope))
+    return torch.where(usable, inverted, target.output)
 
 
 def _pick(output: np.ndarray, consumer: Consumer, samples: _Samples, start: int, count: int) -> torch.Tensor:

@@ -83,11 +83,12 @@ def conv_bn_relu() -> onnx.ModelProto:
     return net.build(net.conv(x, 8, 4))
 
 
-def residual_chain(depth: int = 4) -> onnx.ModelProto:
+def residual_chain(depth: int = 4, batchnorm: bool = False) -> onnx.ModelProto:
     net = TinyNet("residual_chain")
     x = net.node("Relu", [net.conv("input", 3, 8)])
     for _ in range(depth):
         branch = net.conv(net.node("Relu", [net.conv(x, 8, 8)]), 8, 8)
+        branch = net.bn(branch, 8) if batchnorm else branch
         x = net.node("Relu", [net.node("Add", [branch, x])])
     return net.build(net.conv(x, 8, 4))
 

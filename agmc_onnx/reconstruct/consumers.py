@@ -21,7 +21,20 @@ from agmc_onnx.analysis import ModelAnalysis
 from agmc_onnx.groups.flow import SliceConstant
 from agmc_onnx.plan import ChannelSelection
 
-__all__ = ["Consumer", "LayerGeometry", "find_consumers", "layer_geometry", "with_outputs"]
+__all__ = ["Consumer", "ResidualSum", "LayerGeometry", "find_consumers", "layer_geometry", "with_outputs"]
+
+
+@dataclass(frozen=True)
+class ResidualSum:
+    """A layer whose output (through an optional BatchNormalization) is added to a shortcut.
+
+    Re-fitting it toward the original *sum* minus the pruned model's shortcut, instead of toward its own
+    original output, lets it absorb the error the shortcut carries (He et al., 2017, section 3.3)."""
+
+    add_output: str  # the Add's output in the original
+    shortcut: str  # the Add's other input
+    batchnorm: tuple[str, str, str, str] | None  # scale, bias, mean, var of the BN between layer and Add
+    epsilon: float = 1e-5
 
 
 @dataclass(frozen=True)
@@ -36,6 +49,7 @@ class Consumer:
     keep_out: tuple[int, ...] | None
     input_shape: tuple[int, ...]  # original shapes at batch 1
     output_shape: tuple[int, ...]
+    residual: ResidualSum | None = None
 
 
 @dataclass(frozen=True)
@@ -123,28 +137,78 @@ def _conv_pads(attrs, spatial, kernel, strides, dilations) -> tuple[int, int, in
     return (begin[0], begin[1], end[0], end[1])
 
 
-def find_consumers(analysis: ModelAnalysis, selection: ChannelSelection) -> tuple[Consumer, ...]:
-    """Layers whose input loses channels under ``selection``, in topological order."""
+def find_consumers(
+    analysis: ModelAnalysis, selection: ChannelSelection, downstream: bool = False
+) -> tuple[Consumer, ...]:
+    """Layers whose input loses channels under ``selection``, and convolutions whose output feeds a residual
+    Add that does, in topological order; with ``downstream``, every weighted layer after the first of
+    those (so later layers can absorb earlier errors)."""
     kept = analysis.kept_positions(selection.dropped_roots(analysis.groups))
     nodes = {node.name: node for node in analysis.model.graph.node}
-    found: dict[str, Consumer] = {}
+    names: set[str] = set()
     for edit in analysis.flow.edits:
-        if not (isinstance(edit, SliceConstant) and edit.consumes and edit.is_weight and edit.tensor in kept):
-            continue
-        node = nodes[edit.node]
-        if node.op_type not in ("Conv", "Gemm", "MatMul") or node.input[0] != edit.tensor:
-            continue
-        keep_out = kept.get(node.output[0])
-        found[node.name] = Consumer(
-            node.name,
-            node.op_type,
-            edit.tensor,
-            node.output[0],
-            None if keep_out is None else tuple(int(i) for i in keep_out),
-            tuple(analysis.shapes.get(edit.tensor, ())),
-            tuple(analysis.shapes.get(node.output[0], ())),
+        if isinstance(edit, SliceConstant) and edit.consumes and edit.is_weight and edit.tensor in kept:
+            node = nodes[edit.node]
+            if node.op_type in ("Conv", "Gemm", "MatMul") and node.input[0] == edit.tensor:
+                names.add(node.name)
+    readers = _readers_of(analysis.model)
+    constants = {init.name for init in analysis.model.graph.initializer}
+    names.update(  # a layer whose output channels go into a pruned residual sum can absorb the shortcut's error
+        node.name
+        for node in analysis.model.graph.node
+        if node.op_type == "Conv" and node.output[0] in kept and len(node.input) > 1 and node.input[1] in constants
+        and node.name in analysis.layers and _residual_sum(analysis.model, node, readers) is not None
+    )
+    if downstream and names:
+        first = min(analysis.layers[n].topo_index for n in names)
+        names.update(
+            node.name
+            for node in analysis.model.graph.node
+            if node.op_type in ("Conv", "Gemm", "MatMul") and len(node.input) > 1 and node.input[1] in constants
+            and node.name in analysis.layers and analysis.layers[node.name].topo_index > first
         )
-    return tuple(sorted(found.values(), key=lambda c: analysis.layers[c.node].topo_index))
+    found = [_consumer(analysis, nodes[name], kept, readers) for name in names]
+    return tuple(sorted(found, key=lambda c: analysis.layers[c.node].topo_index))
+
+
+def _consumer(analysis: ModelAnalysis, node: onnx.NodeProto, kept, readers) -> Consumer:
+    keep_out = kept.get(node.output[0])
+    return Consumer(
+        node.name,
+        node.op_type,
+        node.input[0],
+        node.output[0],
+        None if keep_out is None else tuple(int(i) for i in keep_out),
+        tuple(analysis.shapes.get(node.input[0], ())),
+        tuple(analysis.shapes.get(node.output[0], ())),
+        _residual_sum(analysis.model, node, readers) if node.op_type == "Conv" else None,
+    )
+
+
+def _readers_of(model: onnx.ModelProto) -> dict[str, list[onnx.NodeProto]]:
+    readers: dict[str, list[onnx.NodeProto]] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            readers.setdefault(name, []).append(node)
+    return readers
+
+
+def _residual_sum(model: onnx.ModelProto, node: onnx.NodeProto, readers) -> ResidualSum | None:
+    """The Add this layer's output reaches directly or through one BatchNormalization, if any."""
+    outputs = {o.name for o in model.graph.output}
+    tensor, batchnorm, epsilon = node.output[0], None, 1e-5
+    after = readers.get(tensor, [])
+    if len(after) == 1 and after[0].op_type == "BatchNormalization" and tensor not in outputs:
+        bn = after[0]
+        batchnorm = (bn.input[1], bn.input[2], bn.input[3], bn.input[4])
+        epsilon = next((a.f for a in bn.attribute if a.name == "epsilon"), 1e-5)
+        tensor = bn.output[0]
+        after = readers.get(tensor, [])
+    if len(after) != 1 or after[0].op_type != "Add" or tensor in outputs or len(after[0].input) != 2:
+        return None
+    add = after[0]
+    shortcut = add.input[1] if add.input[0] == tensor else add.input[0]
+    return ResidualSum(add.output[0], shortcut, batchnorm, float(epsilon))
 
 
 def with_outputs(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:

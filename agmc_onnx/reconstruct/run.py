@@ -39,6 +39,9 @@ class ReconstructConfig:
     # measured 1.5 points worse on ResNet-20 at 67 % MACs (1,000 test images; benchmarks/accuracy.py
     # reports both columns).
     recalibrate_bn: bool = False
+    # Re-fit every weighted layer after the first pruned one too (not only those that lost input
+    # channels), so later layers absorb what earlier ones could not reproduce.
+    downstream: bool = False
 
 
 @dataclass(frozen=True)
@@ -64,7 +67,7 @@ def reconstruct_pruned(
     started = time.perf_counter()
     graph = gs.import_onnx(pruned)
     present = {node.name for node in graph.nodes}
-    consumers = tuple(c for c in find_consumers(analysis, selection) if c.node in present)  # not deleted
+    consumers = tuple(c for c in find_consumers(analysis, selection, config.downstream) if c.node in present)  # not deleted
     needed = images_needed(graph, consumers, config.refit)
     available = dataset.n_samples if isinstance(dataset, Feeder) else len(dataset.labels)
     n_images = config.calibration_images or min(available, max(DEFAULT_CALIBRATION_IMAGES, 2 * needed))

@@ -38,8 +38,9 @@ __all__ = ["RewardConfig", "RewardSample", "AccuracyReward", "FidelityReward", "
 @dataclass(frozen=True)
 class RewardConfig:
     recalibrate_bn: bool = True
-    # Re-fit the layers that lost input channels by least squares (then re-estimate BN) before scoring:
-    # a reward closer to the accuracy after fine-tuning, at the price of a re-fit per new policy.
+    # Re-fit the layers that lost input channels by least squares before scoring (BN statistics stay the
+    # original's, as in ``reconstruct_pruned``): a reward closer to the accuracy after fine-tuning, at the
+    # price of a re-fit per new policy (benchmarks/results/accuracy.md, reward section, measures both).
     reconstruct: bool = False
     calibration_images: int = 256  # the first images of the reward set
     calibration_batch_size: int = 128

@@ -27,7 +27,7 @@ from agmc_onnx.torch_exec.registry import OpContext, OpFn, OpRegistry
 
 __all__ = ["OnnxModule", "BeforeNode"]
 
-BeforeNode = Callable[[str, list], "list | None"]
+BeforeNode = Callable[[str, list, Mapping[str, torch.Tensor]], "list | None"]
 
 
 @dataclass(frozen=True)
@@ -188,8 +188,9 @@ class OnnxModule(nn.Module):
         return self.run(inputs)
 
     def run(self, inputs: Sequence[torch.Tensor], before_node: BeforeNode | None = None):
-        """``forward``, with an optional ``before_node(node_name, args) -> args | None`` called before each
-        node; a list it returns replaces the node's arguments (a rewrite of weights mid-forward)."""
+        """``forward``, with an optional ``before_node(node_name, args, values) -> args | None`` called before
+        each node (``values``: every tensor computed so far and still needed, by name); a list it returns
+        replaces the node's arguments (a rewrite of weights mid-forward)."""
         if len(inputs) != len(self.input_names):
             raise ValueError(
                 f"expected {len(self.input_names)} inputs {list(self.input_names)}, got {len(inputs)}"
@@ -201,7 +202,7 @@ class OnnxModule(nn.Module):
             args = [values[name] if name else None for name in step.inputs]
             context = step.train_ctx if self.training else step.eval_ctx
             if before_node is not None:
-                args = before_node(context.node_name, args) or args
+                args = before_node(context.node_name, args, values) or args
             outputs = step.fn(args, step.attrs, context)
             for name, value in zip(step.outputs, outputs):
                 if name:

@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import onnx_graphsurgeon as gs
 import onnxruntime as ort
 import pytest
+import torch
 import tiny_models
 
 from agmc_onnx.analysis import analyze_model
 from agmc_onnx.errors import PreconditionError
 from agmc_onnx.importance import channel_scores
 from agmc_onnx.passes.base import PassManager
-from agmc_onnx.passes.reconstruct_weights import ReconstructWeightsPass, RefitSettings
+from agmc_onnx.passes.reconstruct_weights import ReconstructWeightsPass, RefitSettings, _layer_target, _Samples, _Target
 from agmc_onnx.plan import ChannelSelection, select_channels, uniform_plan
 from agmc_onnx.prune import prune_model
-from agmc_onnx.reconstruct.consumers import find_consumers
+from agmc_onnx.reconstruct.consumers import Consumer, ResidualSum, find_consumers
 
 
 def _inputs(shape, n_images, seed):
@@ -120,3 +123,43 @@ def test_nothing_to_refit_when_nothing_is_pruned():
     reconstruct = ReconstructWeightsPass(analysis.model, (), [_inputs((3, 8, 8), 4, 0)])
     _, stats = PassManager([reconstruct]).run(analysis.model)
     assert stats["ReconstructWeightsPass"] == {"layers_refitted": 0, "layers_skipped": 0}
+
+
+def test_the_layers_before_each_residual_add_of_a_pruned_stream_are_refitted_toward_the_sum():
+    model = tiny_models.residual_chain(depth=2, batchnorm=True)
+    analysis = analyze_model(model)
+    consumers = find_consumers(analysis, ChannelSelection({"g0": (0, 1, 2, 3, 4, 5)}))  # the residual stream
+    nodes = {n.name: n for n in analysis.model.graph.node}
+    adds = [n for n in analysis.model.graph.node if n.op_type == "Add"]
+    residual = [c for c in consumers if c.residual is not None]
+    assert [c.residual.add_output for c in residual] == [add.output[0] for add in adds]
+    for consumer, add in zip(residual, adds):
+        bn = next(n for n in analysis.model.graph.node if n.input[0] == consumer.output)
+        assert consumer.residual.batchnorm == tuple(bn.input[1:5])
+        assert consumer.residual.shortcut == add.input[1] and add.input[0] == bn.output[0]
+        assert consumer.keep_out == (0, 1, 2, 3, 4, 5) and nodes[consumer.node].op_type == "Conv"
+
+
+def test_a_residual_target_makes_the_pruned_sum_equal_the_original_sum():
+    """Target = BN⁻¹(original sum − pruned shortcut): a layer that hits it exactly restores the sum; a
+    channel whose BN scale is 0 cannot, and keeps its own output as target."""
+    rng = np.random.default_rng(0)
+    n, c, hw = 3, 4, 5
+    shortcut = torch.from_numpy(rng.standard_normal((n, c, hw, hw)).astype(np.float32))
+    scale = torch.tensor([1.5, -0.5, 0.0, 2.0])
+    bias, mean, var = (torch.from_numpy(rng.standard_normal(c).astype(np.float32)) for _ in range(3))
+    var = var.abs() + 0.5
+    values = {"short": shortcut, "s": scale, "b": bias, "m": mean, "v": var}
+    samples = _Samples(torch.tensor([0, 1, 2, 2]), torch.tensor([0, 7, 24, 3]))
+    target = _Target(torch.randn(4, c), torch.randn(4, c))
+    consumer = Consumer("conv", "Conv", "x", "y", None, (1, c, hw, hw), (1, c, hw, hw),
+                        ResidualSum("sum", "short", ("s", "b", "m", "v"), 1e-5))
+    wanted = _layer_target(consumer, target, samples, values)
+    slope = scale / torch.sqrt(var + 1e-5)
+    picked = shortcut.reshape(n, c, -1)[samples.images, :, samples.places]
+    restored = slope * wanted + bias - slope * mean + picked
+    usable = [0, 1, 3]
+    assert torch.allclose(restored[:, usable], target.residual_sum[:, usable], atol=1e-5)
+    assert torch.equal(wanted[:, 2], target.output[:, 2])
+    plain = _layer_target(dataclasses.replace(consumer, residual=None), target, samples, values)
+    assert torch.equal(plain, target.output)
