@@ -17,13 +17,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from measure_zoo import machine  # benchmarks/ is on sys.path when run as a script
+from accuracy_report import render  # benchmarks/ is on sys.path when run as a script
 
 from agmc_onnx.analysis import analyze_model
 from agmc_onnx.cost.session import create_session
@@ -32,6 +31,7 @@ from agmc_onnx.evaluate import evaluate_accuracy
 from agmc_onnx.importance import build_importance
 from agmc_onnx.io import load_model
 from agmc_onnx.passes.base import run_passes
+from agmc_onnx.passes.reconstruct_weights import RefitSettings
 from agmc_onnx.passes.reestimate_batchnorm import ReestimateBatchNormPass
 from agmc_onnx.plan import PruningPlan, uniform_plan
 from agmc_onnx.prune import prune_model
@@ -55,24 +55,6 @@ def model_path(name: str) -> Path:
     return shared if shared.exists() else ROOT / "models" / "zoo" / f"cifar10_{name}.onnx"
 
 
-def uniform_at_budget(model, analysis) -> PruningPlan:
-    """The largest single keep ratio (round_to 8) whose pruned model keeps at most 50 % of the MACs."""
-    low, high = 0.2, 1.0
-    for _ in range(14):
-        middle = (low + high) / 2
-        result = prune_model(model, uniform_plan(analysis.groups, middle, ROUND_TO), analysis=analysis)
-        low, high = (middle, high) if result.after.macs <= BUDGET * result.before.macs else (low, middle)
-    return uniform_plan(analysis.groups, low, ROUND_TO)
-
-
-def searched_plan(name: str) -> PruningPlan | None:
-    report = RESULTS / "compress" / name / "report.json"
-    if not report.exists():
-        return None
-    ratios = json.loads(report.read_text())["keep_ratios"]
-    return PruningPlan(ratios, round_to=ROUND_TO)
-
-
 class Store:
     """Results by key in one JSON file, written after every row so an interrupted run resumes."""
 
@@ -84,10 +66,41 @@ class Store:
         return key in self.rows
 
     def put(self, key: str, row: dict) -> None:
+        if self.path.exists():  # another phase may have added rows meanwhile
+            self.rows = {**json.loads(self.path.read_text()), **self.rows}
         self.rows[key] = row
-        tmp = self.path.with_suffix(".tmp")
+        tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_text(json.dumps(self.rows, indent=1))
         os.replace(tmp, self.path)
+
+
+def uniform_at_budget(model, analysis, round_to: int = ROUND_TO) -> PruningPlan:
+    """The largest single keep ratio (counts rounded to ``round_to``) keeping at most 50 % of the MACs."""
+    low, high = 0.2, 1.0
+    for _ in range(14):
+        middle = (low + high) / 2
+        result = prune_model(model, uniform_plan(analysis.groups, middle, round_to), analysis=analysis)
+        low, high = (middle, high) if result.after.macs <= BUDGET * result.before.macs else (low, middle)
+    return uniform_plan(analysis.groups, low, round_to)
+
+
+def searched_plan(name: str, store: Store | None = None, plan_name: str = "searched") -> PruningPlan | None:
+    """The committed ``compress`` policy, or a policy the ``reward`` phase searched (``searched-…``)."""
+    if plan_name != "searched":
+        row = (store.rows if store else {}).get(f"{name}/reward/{plan_name.removeprefix('searched-')}")
+        return None if row is None else PruningPlan(row["keep_ratios"], round_to=row["round_to"])
+    report = RESULTS / "compress" / name / "report.json"
+    if not report.exists():
+        return None
+    ratios = json.loads(report.read_text())["keep_ratios"]
+    return PruningPlan(ratios, round_to=ROUND_TO)
+
+
+def plan_named(name: str, plan_name: str, model, analysis, store: Store) -> PruningPlan | None:
+    """``uniform`` / ``uniform-r4`` (rounded to 4), ``searched`` (committed) or ``searched-<reward row>``."""
+    if plan_name.startswith("uniform"):
+        return uniform_at_budget(model, analysis, int(plan_name.partition("-r")[2] or ROUND_TO))
+    return searched_plan(name, store, plan_name)
 
 
 def run_grid(args, store: Store) -> None:
@@ -100,7 +113,7 @@ def run_grid(args, store: Store) -> None:
         analysis = analyze_model(model)
         rows, batches = calibration_batches(train, spec, 256, 64)
         labels = [train.labels[r] for r in rows]
-        plans = {"uniform": uniform_at_budget(model, analysis), "searched": searched_plan(name)}
+        plans = {p: plan_named(name, p, model, analysis, store) for p in args.plans.split(",")}
         original_key = f"{name}/original"
         if original_key not in store:
             store.put(original_key, {"test_top1": top1(model, test, spec)})
@@ -129,6 +142,8 @@ def grid_row(model, analysis, plan, importance_name, batches, labels, train, tes
     reconstructed = reconstruct_pruned(analysis, result.selection, result.model, train, spec, ReconstructConfig())
     with_bn = run_passes(reconstructed.model, [reestimate])
     return {
+        "reconstruction": "residual sums",
+        "round_to": plan.round_to,
         "macs_fraction": result.after.macs / result.before.macs,
         "select_and_prune_s": prune_s,
         "bn_only_s": bn_s,
@@ -141,6 +156,91 @@ def grid_row(model, analysis, plan, importance_name, batches, labels, train, tes
     }
 
 
+SWEEP = {  # label -> reconstruction settings, tried on the committed searched plan
+    "own outputs, 256 images, 16 positions": dict(
+        calibration_images=256, refit=RefitSettings(residual_sums=False)
+    ),
+    "residual sums, 256 images, 16 positions": dict(calibration_images=256),
+    "residual sums, 256 images, 64 positions": dict(
+        calibration_images=256, refit=RefitSettings(positions_per_image=64)
+    ),
+    "residual sums, 512 images, 32 positions": dict(
+        calibration_images=512, refit=RefitSettings(positions_per_image=32)
+    ),
+    "residual sums, 1024 images, 16 positions": dict(calibration_images=1024),
+    "residual sums, ridge 1e-2": dict(calibration_images=256, refit=RefitSettings(ridge=1e-2)),
+    "residual sums, ridge 1e-4": dict(calibration_images=256, refit=RefitSettings(ridge=1e-4)),
+    "residual sums + every later layer, 256 images": dict(calibration_images=256, downstream=True),
+    "residual sums + every later layer, 1024 images": dict(calibration_images=1024, downstream=True),
+}
+
+
+def run_sweep(args, store: Store) -> None:
+    """Reconstruction settings on one pruned model: the committed searched plan, ``--sweep-importance``."""
+    data = SHARED / "data" / "cifar10"
+    for name in args.models.split(","):
+        model = load_model(model_path(name))
+        spec = spec_from_model(model)
+        train = load_split(data, "train", spec)
+        test = sample_subset(load_split(data, "test", spec), args.test_images, seed=0)
+        analysis = analyze_model(model)
+        rows, batches = calibration_batches(train, spec, 256, 64)
+        importance = build_importance(args.sweep_importance, batches[:2], [train.labels[r] for r in rows[:2]])
+        result = prune_model(model, searched_plan(name), analysis=analysis, importance=importance)
+        reestimate = ReestimateBatchNormPass(calibration_batches(train, spec, 256)[1])
+        for label, settings in SWEEP.items():
+            key = f"{name}/sweep/{label}"
+            if key in store or not any(word in label for word in args.sweep.split(";")):
+                continue
+            config = ReconstructConfig(**settings)
+            done = reconstruct_pruned(analysis, result.selection, result.model, train, spec, config)
+            store.put(key, {
+                "importance": args.sweep_importance, "macs_fraction": result.after.macs / result.before.macs,
+                "top1_reconstructed": top1(done.model, test, spec),
+                "top1_reconstructed_bn": top1(run_passes(done.model, [reestimate]), test, spec),
+                "reconstruct_s": done.seconds, "reconstruct_images": done.n_images,
+                "layers_refitted": done.layers_refitted,
+            })
+            log(f"{key}: {store.rows[key]}")
+
+
+def run_reward(args, store: Store) -> None:
+    """Short searches (``kind-rN:episodes``): BN-re-estimation vs reconstruction reward, their wall time,
+    and the plan each finds scored after reconstruction on the test subset."""
+    from agmc_onnx.search.model_search import search_model
+    from agmc_onnx.search.reward import RewardConfig
+    from agmc_onnx.search.run import SearchConfig
+
+    data = SHARED / "data" / "cifar10"
+    for name in args.models.split(","):
+        model = load_model(model_path(name))
+        spec = spec_from_model(model)
+        train = load_split(data, "train", spec)
+        test = sample_subset(load_split(data, "test", spec), args.test_images, seed=0)
+        analysis = analyze_model(model)
+        for variant in args.searches.split(","):
+            label, _, episodes = variant.partition(":")
+            kind, _, round_to = label.partition("-r")
+            key = f"{name}/reward/{label}-{episodes}"
+            if key in store:
+                continue
+            config = SearchConfig(n_episodes=int(episodes), flops_keep_ratio=BUDGET, round_to=int(round_to),
+                                  importance=args.sweep_importance, seed=0)
+            started = time.perf_counter()
+            reward = RewardConfig(reconstruct=kind == "reconstruct")
+            found = search_model(analysis, data, config, spec=spec, reward=reward)
+            seconds = time.perf_counter() - started
+            result = prune_model(model, found.plan, analysis=analysis)
+            done = reconstruct_pruned(analysis, result.selection, result.model, train, spec)
+            store.put(key, {
+                "reward": kind, "round_to": int(round_to), "episodes": int(episodes), "search_s": seconds,
+                "best_reward": found.best_reward, "best_episode": found.best_episode,
+                "keep_ratios": dict(found.plan.keep_ratios), "macs_fraction": result.after.macs / result.before.macs,
+                "top1_reconstructed": top1(done.model, test, spec),
+            })
+            log(f"{key}: {store.rows[key]}")
+
+
 def top1(model, dataset, spec) -> float:
     return evaluate_accuracy(create_session(model), dataset, spec, batch_size=250).top1
 
@@ -150,13 +250,13 @@ def run_finetune(args, store: Store) -> None:
 
     data = SHARED / "data" / "cifar10"
     for name in args.models.split(","):
-        best_key = max(
-            (k for k in store.rows if k.startswith(f"{name}/") and "top1_reconstructed" in store.rows[k]),
+        best_key = args.start or max(
+            (k for k in store.rows if k.startswith(f"{name}/") and "top1_bn_only" in store.rows[k]),
             key=lambda k: store.rows[k]["top1_reconstructed"],
         )
         _, plan_name, importance_name = best_key.split("/")
         for variant, distill in (("kd", True), ("plain", False)):
-            key = f"{name}/finetune/{variant}"
+            key = f"{name}/finetune/{variant}{args.tag}"
             if key in store or variant not in args.variants.split(","):
                 continue
             model = load_model(model_path(name))
@@ -165,7 +265,7 @@ def run_finetune(args, store: Store) -> None:
             test = load_split(data, "test", spec)
             analysis = analyze_model(model)
             rows, batches = calibration_batches(train, spec, 256, 64)
-            plan = uniform_at_budget(model, analysis) if plan_name == "uniform" else searched_plan(name)
+            plan = plan_named(name, plan_name, model, analysis, store)
             importance = build_importance(importance_name, batches[:2], [train.labels[r] for r in rows[:2]])
             result = prune_model(model, plan, analysis=analysis, importance=importance)
             start = reconstruct_pruned(analysis, result.selection, result.model, train, spec).model
@@ -184,70 +284,14 @@ def run_finetune(args, store: Store) -> None:
                 "start": best_key, "top1_before": before, "top1_after": top1(tuned.model, test, spec),
                 "train_images": int(len(labels)), "epochs": args.epochs, "lr": args.lr,
                 "distill_weight": args.kd_weight if distill else 0.0, "seconds": seconds,
+                "reconstruction": "residual sums",
             })
             log(f"{key}: {store.rows[key]}")
 
 
-def render(store: Store, test_images: int, conditions: str) -> str:
-    rows = store.rows
-    lines = [
-        "# Accuracy at 50 % MACs without fine-tuning: importance × BN re-estimation vs reconstruction",
-        "",
-        "Command: `python benchmarks/accuracy.py grid` then `finetune` (see the script's docstring). "
-        f"Machine: {machine()['cpu_model']}, {os.cpu_count()} cores; {conditions} "
-        f"Python {platform.python_version()}, torch {torch.__version__}.",
-        "",
-        "Protocol: shared CIFAR-10 models; 50 % MACs, channel counts rounded to multiples of 8. *uniform*: "
-        "the largest single keep ratio within the budget; *searched*: the agmc policy committed in "
-        "`benchmarks/results/compress/<model>/report.json` (searched with a BN-re-estimation reward). "
-        "Calibration: class-balanced training images (256 for BN re-estimation; reconstruction uses 256 or "
-        "twice the images its largest layer needs, 16 sampled positions per image and layer; its BN "
-        "statistics stay the original's unless the column says + BN). "
-        "taylor: gradients of the cross-entropy on 128 training images; reconstruction (importance): greedy "
-        "removal order on 128 images, 2 positions per image and layer. "
-        f"Grid accuracy: top-1 on a seeded class-balanced {test_images:,}-image subset of the test set (JPEG copy); "
-        "fine-tuning rows: the full 10,000-image test set.",
-        "",
-        "| model | plan | importance | MACs | BN only | reconstruction | reconstruction + BN | select+prune s "
-        "| BN s | reconstruct s (images) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for key, row in rows.items():
-        parts = key.split("/")
-        if len(parts) != 3 or parts[1] == "finetune":
-            continue
-        name, plan, importance = parts
-        lines.append(
-            f"| {name} | {plan} | {importance} | {row['macs_fraction']:.1%} | {row['top1_bn_only']:.2%} | "
-            f"**{row['top1_reconstructed']:.2%}** | {row['top1_reconstructed_bn']:.2%} | "
-            f"{row['select_and_prune_s']:.1f} | {row['bn_only_s']:.1f} | "
-            f"{row['reconstruct_s']:.1f} ({row['reconstruct_images']}) |"
-        )
-    originals = ", ".join(f"{k.split('/')[0]} {v['test_top1']:.2%}" for k, v in rows.items() if k.endswith("/original"))
-    lines += ["", f"Unpruned, same test subset: {originals}.", ""]
-    tuned = {k: v for k, v in rows.items() if "/finetune/" in k}
-    if tuned:
-        lines += [
-            "## One epoch of fine-tuning from the best point",
-            "",
-            "| model | start | loss | train images | lr | before | after 1 epoch | s |",
-            "|---|---|---|---|---|---|---|---|",
-        ]
-        for key, row in tuned.items():
-            loss = f"CE + KD {row['distill_weight']}" if row["distill_weight"] else "CE"
-            lines.append(
-                f"| {key.split('/')[0]} | {row['start']} | {loss} | {row['train_images']} | {row['lr']} | "
-                f"{row['top1_before']:.2%} | **{row['top1_after']:.2%}** | {row['seconds']:.0f} |"
-            )
-        lines += ["", "Peer bar for the same single CPU epoch at 50 % MACs (Torch-Pruning global L1, plain SGD 0.01, "
-                  "cosine; measured earlier on the 2-core Xeon, full test set): ResNet-56 86.10 %, ResNet-20 82.48 %. "
-                  "The goal is ≥ 88 % for ResNet-56."]
-    return "\n".join(lines) + "\n"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("phase", choices=("grid", "finetune", "render"))
+    parser.add_argument("phase", choices=("grid", "sweep", "reward", "finetune", "render"))
     parser.add_argument("--models", default="resnet20,resnet56,mobilenetv2")
     parser.add_argument("--importances", default=",".join(IMPORTANCES))
     parser.add_argument("--test-images", type=int, default=2000)
@@ -257,15 +301,25 @@ def main() -> None:
     parser.add_argument("--kd-weight", type=float, default=0.5)
     parser.add_argument("--variants", default="kd,plain")
     parser.add_argument("--train-images", type=int, default=0, help="0: the whole training split")
+    parser.add_argument("--start", default="", help="finetune: the grid row to start from (default: the best)")
+    parser.add_argument("--tag", default="", help="finetune: a suffix that keeps this run's row apart")
+    parser.add_argument("--sweep", default="own;sums", help="sweep: settings whose label holds one of these (;)")
+    parser.add_argument("--sweep-importance", default="l2", help="sweep and reward: the channel importance")
+    parser.add_argument("--searches", default="bn-r8:40,reconstruct-r8:6", help="reward: kind-rN:episodes, …")
+    parser.add_argument("--plans", default="uniform,searched", help="grid: uniform[-rN], searched[-<reward row>]")
     parser.add_argument("--results", type=Path, default=RESULTS / "accuracy.json")
     args = parser.parse_args()
     torch.set_num_threads(len(os.sched_getaffinity(0)))  # the cores this process may use
     store = Store(args.results)
     if args.phase == "grid":
         run_grid(args, store)
+    elif args.phase == "sweep":
+        run_sweep(args, store)
+    elif args.phase == "reward":
+        run_reward(args, store)
     elif args.phase == "finetune":
         run_finetune(args, store)
-    args.results.with_suffix(".md").write_text(render(store, args.test_images, args.conditions))
+    args.results.with_suffix(".md").write_text(render(store.rows, args.test_images, args.conditions))
 
 
 if __name__ == "__main__":

@@ -67,7 +67,8 @@ def reconstruct_pruned(
     started = time.perf_counter()
     graph = gs.import_onnx(pruned)
     present = {node.name for node in graph.nodes}
-    consumers = tuple(c for c in find_consumers(analysis, selection, config.downstream) if c.node in present)  # not deleted
+    found = find_consumers(analysis, selection, config.downstream)
+    consumers = tuple(c for c in found if c.node in present)  # not in a deleted branch
     needed = images_needed(graph, consumers, config.refit)
     available = dataset.n_samples if isinstance(dataset, Feeder) else len(dataset.labels)
     n_images = config.calibration_images or min(available, max(DEFAULT_CALIBRATION_IMAGES, 2 * needed))

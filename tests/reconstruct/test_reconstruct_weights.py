@@ -8,8 +8,8 @@ import numpy as np
 import onnx_graphsurgeon as gs
 import onnxruntime as ort
 import pytest
-import torch
 import tiny_models
+import torch
 
 from agmc_onnx.analysis import analyze_model
 from agmc_onnx.errors import PreconditionError

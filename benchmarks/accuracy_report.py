@@ -1,0 +1,127 @@
+"""The Markdown report of ``benchmarks/accuracy.py``'s results (one JSON store of rows by key)."""
+
+from __future__ import annotations
+
+import os
+import platform
+
+import torch
+from measure_zoo import machine  # benchmarks/ is on sys.path when run as a script
+
+
+def render(rows: dict, test_images: int, conditions: str) -> str:
+    lines = [
+        "# Accuracy at 50 % MACs without fine-tuning: importance × BN re-estimation vs reconstruction",
+        "",
+        "Command: `python benchmarks/accuracy.py grid|sweep|reward|finetune` (options in each section; see the "
+        f"script's docstring). Machine: {machine()['cpu_model']}, {os.cpu_count()} cores; {conditions} "
+        f"Python {platform.python_version()}, torch {torch.__version__}. Wall times are indicative only (shared "
+        "machine, not a timing run).",
+        "",
+        "Protocol: shared CIFAR-10 models; 50 % MACs. *uniform*: the largest single keep ratio within the budget, "
+        "channel counts rounded to multiples of 8 (*uniform-rN*: of N); *searched*: the agmc policy committed in "
+        "`benchmarks/results/compress/<model>/report.json` (searched with a BN-re-estimation reward, rounded to 8); "
+        "*searched-…*: a policy found by the `reward` phase below. "
+        "Calibration: class-balanced training images (256 for BN re-estimation; reconstruction uses 256 or "
+        "twice the images its largest layer needs, 16 sampled positions per image and layer, each layer fitted to "
+        "the original's output, a layer feeding a residual Add to the original sum minus the pruned shortcut; its "
+        "BN statistics stay the original's unless the column says + BN). "
+        "taylor: gradients of the cross-entropy on 128 training images. "
+        f"Accuracy: top-1 on a seeded class-balanced {test_images:,}-image subset of the test set (JPEG copy) "
+        "unless a table says otherwise.",
+        "",
+    ]
+    lines += ["## No fine-tuning", ""] + _grid_table(rows, current=True)
+    originals = ", ".join(f"{k.split('/')[0]} {v['test_top1']:.2%}" for k, v in rows.items() if k.endswith("/original"))
+    lines += ["", f"Unpruned, same test subset: {originals}.", ""]
+    lines += _sweep_table(rows) + _reward_table(rows) + _finetune_table(rows)
+    lines += ["## Before residual-sum targets (every layer fitted to its own original output)", ""]
+    lines += _grid_table(rows, current=False)
+    return "\n".join(lines) + "\n"
+
+
+def _grid_table(rows: dict, current: bool) -> list[str]:
+    lines = [
+        "| model | plan | importance | MACs | BN only | reconstruction | reconstruction + BN | select+prune s "
+        "| BN s | reconstruct s (images) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for key, row in rows.items():
+        parts = key.split("/")
+        if len(parts) != 3 or "top1_bn_only" not in row or key.endswith("@own-targets") == current:
+            continue
+        name, plan, importance = parts
+        lines.append(
+            f"| {name} | {plan} | {importance.removesuffix('@own-targets')} | {row['macs_fraction']:.1%} | "
+            f"{row['top1_bn_only']:.2%} | **{row['top1_reconstructed']:.2%}** | {row['top1_reconstructed_bn']:.2%} | "
+            f"{row['select_and_prune_s']:.1f} | {row['bn_only_s']:.1f} | "
+            f"{row['reconstruct_s']:.1f} ({row['reconstruct_images']}) |"
+        )
+    return lines
+
+
+def _sweep_table(rows: dict) -> list[str]:
+    sweep = {k: v for k, v in rows.items() if "/sweep/" in k}
+    if not sweep:
+        return []
+    lines = [
+        "## Reconstruction settings (`sweep`), on the committed searched plan", "",
+        "| model | importance | settings | MACs | reconstruction | reconstruction + BN | layers "
+        "| reconstruct s (images) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for key, row in sweep.items():
+        name, _, label = key.split("/", 2)
+        lines.append(
+            f"| {name} | {row['importance']} | {label} | {row['macs_fraction']:.1%} "
+            f"| **{row['top1_reconstructed']:.2%}** | {row['top1_reconstructed_bn']:.2%} | {row['layers_refitted']} "
+            f"| {row['reconstruct_s']:.1f} ({row['reconstruct_images']}) |"
+        )
+    return lines + [""]
+
+
+def _reward_table(rows: dict) -> list[str]:
+    found = {k: v for k, v in rows.items() if "/reward/" in k}
+    if not found:
+        return []
+    lines = [
+        "## Search reward (`reward`): BN re-estimation vs reconstruction", "",
+        "Each search: agmc policy, seed 0, 1,000 held-out training images as reward set, importance as in the "
+        "sweep. "
+        "The plan found is then pruned and reconstructed (default settings) and scored on the test subset.", "",
+        "| model | reward | round to | episodes | search s | s / episode | best reward | MACs "
+        "| test top-1 after reconstruction |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for key, row in found.items():
+        lines.append(
+            f"| {key.split('/')[0]} | {row['reward']} | {row['round_to']} | {row['episodes']} "
+            f"| {row['search_s']:.0f} | "
+            f"{row['search_s'] / row['episodes']:.1f} | {row['best_reward']:.2%} | {row['macs_fraction']:.1%} | "
+            f"**{row['top1_reconstructed']:.2%}** |"
+        )
+    return lines + [""]
+
+
+def _finetune_table(rows: dict) -> list[str]:
+    tuned = {k: v for k, v in rows.items() if "/finetune/" in k}
+    if not tuned:
+        return []
+    lines = [
+        "## One epoch of fine-tuning from a reconstructed point (full 10,000-image test set)", "",
+        "| model | start | reconstruction | loss | train images | lr | before | after | s |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for key, row in tuned.items():
+        loss = f"CE + KD {row['distill_weight']}" if row["distill_weight"] else "CE"
+        lines.append(
+            f"| {key.split('/')[0]} | {row['start']} | {row.get('reconstruction', '')} | {loss} "
+            f"| {row['train_images']} | {row['lr']} | {row['top1_before']:.2%} | **{row['top1_after']:.2%}** "
+            f"| {row['seconds']:.0f} |"
+        )
+    return lines + [
+        "", "Train images: the fine-tuning set (2 % of it held out for validation); fewer than 50,000 means a "
+        "fraction of an epoch, with the cosine schedule over that fraction. Peer bar for one CPU epoch at 50 % MACs "
+        "(Torch-Pruning global L1, plain SGD 0.01, cosine; measured earlier on the 2-core Xeon, full test set): "
+        "ResNet-56 86.10 %, ResNet-20 82.48 %. The goal is ≥ 88 % for ResNet-56.", "",
+    ]
