@@ -103,14 +103,19 @@ def plan_named(name: str, plan_name: str, model, analysis, store: Store) -> Prun
     return searched_plan(name, store, plan_name)
 
 
-def run_grid(args, store: Store) -> None:
+def setup(name: str, test_images: int):
+    """The model, its preprocessing, the training split, the seeded test subset and the analysis."""
     data = SHARED / "data" / "cifar10"
+    model = load_model(model_path(name))
+    spec = spec_from_model(model)
+    train = load_split(data, "train", spec)
+    test = sample_subset(load_split(data, "test", spec), test_images, seed=0)
+    return model, spec, train, test, analyze_model(model)
+
+
+def run_grid(args, store: Store) -> None:
     for name in args.models.split(","):
-        model = load_model(model_path(name))
-        spec = spec_from_model(model)
-        train = load_split(data, "train", spec)
-        test = sample_subset(load_split(data, "test", spec), args.test_images, seed=0)
-        analysis = analyze_model(model)
+        model, spec, train, test, analysis = setup(name, args.test_images)
         rows, batches = calibration_batches(train, spec, 256, 64)
         labels = [train.labels[r] for r in rows]
         plans = {p: plan_named(name, p, model, analysis, store) for p in args.plans.split(",")}
@@ -177,13 +182,8 @@ SWEEP = {  # label -> reconstruction settings, tried on the committed searched p
 
 def run_sweep(args, store: Store) -> None:
     """Reconstruction settings on one pruned model: the committed searched plan, ``--sweep-importance``."""
-    data = SHARED / "data" / "cifar10"
     for name in args.models.split(","):
-        model = load_model(model_path(name))
-        spec = spec_from_model(model)
-        train = load_split(data, "train", spec)
-        test = sample_subset(load_split(data, "test", spec), args.test_images, seed=0)
-        analysis = analyze_model(model)
+        model, spec, train, test, analysis = setup(name, args.test_images)
         rows, batches = calibration_batches(train, spec, 256, 64)
         importance = build_importance(args.sweep_importance, batches[:2], [train.labels[r] for r in rows[:2]])
         result = prune_model(model, searched_plan(name), analysis=analysis, importance=importance)
@@ -211,13 +211,8 @@ def run_reward(args, store: Store) -> None:
     from agmc_onnx.search.reward import RewardConfig
     from agmc_onnx.search.run import SearchConfig
 
-    data = SHARED / "data" / "cifar10"
     for name in args.models.split(","):
-        model = load_model(model_path(name))
-        spec = spec_from_model(model)
-        train = load_split(data, "train", spec)
-        test = sample_subset(load_split(data, "test", spec), args.test_images, seed=0)
-        analysis = analyze_model(model)
+        model, spec, train, test, analysis = setup(name, args.test_images)
         for variant in args.searches.split(","):
             label, _, episodes = variant.partition(":")
             kind, _, round_to = label.partition("-r")
@@ -228,7 +223,7 @@ def run_reward(args, store: Store) -> None:
                                   importance=args.sweep_importance, seed=0)
             started = time.perf_counter()
             reward = RewardConfig(reconstruct=kind == "reconstruct")
-            found = search_model(analysis, data, config, spec=spec, reward=reward)
+            found = search_model(analysis, SHARED / "data" / "cifar10", config, spec=spec, reward=reward)
             seconds = time.perf_counter() - started
             result = prune_model(model, found.plan, analysis=analysis)
             done = reconstruct_pruned(analysis, result.selection, result.model, train, spec)
