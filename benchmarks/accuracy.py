@@ -269,7 +269,10 @@ def run_finetune(args, store: Store) -> None:
             if args.train_images:
                 subset = sample_subset(train, args.train_images, seed=0)
                 images, labels = subset.images, subset.labels
-            config = FinetuneConfig(epochs=args.epochs, lr=args.lr, distill_weight=args.kd_weight, device="cpu")
+            config = FinetuneConfig(
+                epochs=args.epochs, lr=args.lr, distill_weight=args.kd_weight, device="cpu",
+                val_fraction=args.val_fraction,
+            )
             norm = Normalization(tuple(spec.mean), tuple(spec.std), spec.scale)
             log(f"{key}: fine-tuning from {best_key} ({before:.4f}) on {len(labels)} images")
             started = time.perf_counter()
@@ -279,7 +282,9 @@ def run_finetune(args, store: Store) -> None:
                 "start": best_key, "top1_before": before, "top1_after": top1(tuned.model, test, spec),
                 "train_images": int(len(labels)), "epochs": args.epochs, "lr": args.lr,
                 "distill_weight": args.kd_weight if distill else 0.0, "seconds": seconds,
-                "reconstruction": "residual sums",
+                "reconstruction": "residual sums", "val_fraction": args.val_fraction,
+                "best_epoch": tuned.best_epoch, "train_loss": tuned.history[-1].train_loss,
+                "val_top1_by_epoch": [record.val_top1 for record in tuned.history],
             })
             log(f"{key}: {store.rows[key]}")
 
@@ -296,6 +301,8 @@ def main() -> None:
     parser.add_argument("--kd-weight", type=float, default=0.5)
     parser.add_argument("--variants", default="kd,plain")
     parser.add_argument("--train-images", type=int, default=0, help="0: the whole training split")
+    parser.add_argument("--val-fraction", type=float, default=0.02, help="finetune: held out to pick the best "
+                        "epoch (the start competes); 0: keep the last epoch")
     parser.add_argument("--start", default="", help="finetune: the grid row to start from (default: the best)")
     parser.add_argument("--tag", default="", help="finetune: a suffix that keeps this run's row apart")
     parser.add_argument("--sweep", default="own;sums", help="sweep: settings whose label holds one of these (;)")
