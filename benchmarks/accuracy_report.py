@@ -113,7 +113,7 @@ def _finetune_table(rows: dict) -> list[str]:
     if not tuned:
         return []
     lines = [
-        "## One epoch of fine-tuning from a reconstructed point (full 10,000-image test set)", "",
+        "## Fine-tuning from a reconstructed point (full 10,000-image test set; s: wall time under the load above)", "",
         "| model | start | reconstruction | loss | train images | lr | validation | epoch kept | before | after | s |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
