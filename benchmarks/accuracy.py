@@ -103,6 +103,10 @@ def plan_named(name: str, plan_name: str, model, analysis, store: Store) -> Prun
     return searched_plan(name, store, plan_name)
 
 
+def full_test_set(spec):
+    return load_split(SHARED / "data" / "cifar10", "test", spec)
+
+
 def setup(name: str, test_images: int):
     """The model, its preprocessing, the training split, the seeded test subset and the analysis."""
     data = SHARED / "data" / "cifar10"
@@ -131,11 +135,14 @@ def run_grid(args, store: Store) -> None:
                 if key in store:
                     continue
                 log(f"{key}")
-                store.put(key, grid_row(model, analysis, plan, importance_name, batches, labels, train, test, spec))
+                row = grid_row(
+                    model, analysis, plan, importance_name, batches, labels, train, test, spec, args.full_test
+                )
+                store.put(key, row)
                 log(f"{key}: {store.rows[key]}")
 
 
-def grid_row(model, analysis, plan, importance_name, batches, labels, train, test, spec) -> dict:
+def grid_row(model, analysis, plan, importance_name, batches, labels, train, test, spec, full_test=False) -> dict:
     started = time.perf_counter()
     importance = build_importance(importance_name, batches[:2], labels[:2])
     result = prune_model(model, plan, analysis=analysis, importance=importance)
@@ -158,6 +165,7 @@ def grid_row(model, analysis, plan, importance_name, batches, labels, train, tes
         "top1_bn_only": top1(bn_only, test, spec),
         "top1_reconstructed": top1(reconstructed.model, test, spec),
         "top1_reconstructed_bn": top1(with_bn, test, spec),
+        **({"top1_reconstructed_full_test": top1(reconstructed.model, full_test_set(spec), spec)} if full_test else {}),
     }
 
 
@@ -308,6 +316,7 @@ def main() -> None:
     parser.add_argument("--sweep", default="own;sums", help="sweep: settings whose label holds one of these (;)")
     parser.add_argument("--sweep-importance", default="l2", help="sweep and reward: the channel importance")
     parser.add_argument("--searches", default="bn-r8:40,reconstruct-r8:6", help="reward: kind-rN:episodes, …")
+    parser.add_argument("--full-test", action="store_true", help="grid: also score reconstruction on all 10,000")
     parser.add_argument("--plans", default="uniform,searched", help="grid: uniform[-rN], searched[-<reward row>]")
     parser.add_argument("--results", type=Path, default=RESULTS / "accuracy.json")
     args = parser.parse_args()
