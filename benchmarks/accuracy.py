@@ -292,7 +292,9 @@ def run_finetune(args, store: Store) -> None:
                 "distill_weight": args.kd_weight if distill else 0.0, "seconds": seconds,
                 "reconstruction": "residual sums", "val_fraction": args.val_fraction,
                 "best_epoch": tuned.best_epoch, "train_loss": tuned.history[-1].train_loss,
-                "val_top1_by_epoch": [record.val_top1 for record in tuned.history],
+                "val_top1_by_epoch": [  # None where nothing was held out (strict JSON has no NaN)
+                    None if np.isnan(record.val_top1) else record.val_top1 for record in tuned.history
+                ],
             })
             log(f"{key}: {store.rows[key]}")
 
