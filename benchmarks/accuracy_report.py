@@ -44,67 +44,68 @@ def render(rows: dict, test_images: int, conditions: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _grid_table(rows: dict, current: bool) -> list[str]:
-    lines = [
-        "| model | plan | importance | MACs | BN only | reconstruction | reconstruction + BN | select+prune s "
-        "| BN s | reconstruct s (images) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+def _table(columns: list[str], cells: list[list[str]]) -> list[str]:
+    """A Markdown table; the separator row follows from the columns."""
+    return ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)] + [
+        "| " + " | ".join(row) + " |" for row in cells
     ]
+
+
+def _grid_table(rows: dict, current: bool) -> list[str]:
+    cells = []
     for key, row in rows.items():
         parts = key.split("/")
         if len(parts) != 3 or "top1_bn_only" not in row or key.endswith("@own-targets") == current:
             continue
         name, plan, importance = parts
-        lines.append(
-            f"| {name} | {plan} | {importance.removesuffix('@own-targets')} | {row['macs_fraction']:.1%} | "
-            f"{row['top1_bn_only']:.2%} | **{row['top1_reconstructed']:.2%}** | {row['top1_reconstructed_bn']:.2%} | "
-            f"{row['select_and_prune_s']:.1f} | {row['bn_only_s']:.1f} | "
-            f"{row['reconstruct_s']:.1f} ({row['reconstruct_images']}) |"
-        )
-    return lines
+        cells.append([
+            name, plan, importance.removesuffix("@own-targets"), f"{row['macs_fraction']:.1%}",
+            f"{row['top1_bn_only']:.2%}", f"**{row['top1_reconstructed']:.2%}**", f"{row['top1_reconstructed_bn']:.2%}",
+            f"{row['select_and_prune_s']:.1f}", f"{row['bn_only_s']:.1f}",
+            f"{row['reconstruct_s']:.1f} ({row['reconstruct_images']})",
+        ])
+    columns = ["model", "plan", "importance", "MACs", "BN only", "reconstruction", "reconstruction + BN",
+               "select+prune s", "BN s", "reconstruct s (images)"]
+    return _table(columns, cells)
 
 
 def _sweep_table(rows: dict) -> list[str]:
-    sweep = {k: v for k, v in rows.items() if "/sweep/" in k}
-    if not sweep:
-        return []
-    lines = [
-        "## Reconstruction settings (`sweep`), on the committed searched plan", "",
-        "| model | importance | settings | MACs | reconstruction | reconstruction + BN | layers "
-        "| reconstruct s (images) |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for key, row in sweep.items():
+    cells = []
+    for key, row in rows.items():
+        if "/sweep/" not in key:
+            continue
         name, _, label = key.split("/", 2)
-        lines.append(
-            f"| {name} | {row['importance']} | {label} | {row['macs_fraction']:.1%} "
-            f"| **{row['top1_reconstructed']:.2%}** | {row['top1_reconstructed_bn']:.2%} | {row['layers_refitted']} "
-            f"| {row['reconstruct_s']:.1f} ({row['reconstruct_images']}) |"
-        )
-    return lines + [""]
+        cells.append([
+            name, row["importance"], label, f"{row['macs_fraction']:.1%}", f"**{row['top1_reconstructed']:.2%}**",
+            f"{row['top1_reconstructed_bn']:.2%}", str(row["layers_refitted"]),
+            f"{row['reconstruct_s']:.1f} ({row['reconstruct_images']})",
+        ])
+    if not cells:
+        return []
+    columns = ["model", "importance", "settings", "MACs", "reconstruction", "reconstruction + BN", "layers",
+               "reconstruct s (images)"]
+    return ["## Reconstruction settings (`sweep`), on the committed searched plan", ""] + _table(columns, cells) + [""]
 
 
 def _reward_table(rows: dict) -> list[str]:
-    found = {k: v for k, v in rows.items() if "/reward/" in k}
-    if not found:
+    cells = [
+        [
+            key.split("/")[0], row["reward"], str(row["round_to"]), str(row["episodes"]), f"{row['search_s']:.0f}",
+            f"{row['search_s'] / row['episodes']:.1f}", f"{row['best_reward']:.2%}", f"{row['macs_fraction']:.1%}",
+            f"**{row['top1_reconstructed']:.2%}**",
+        ]
+        for key, row in rows.items() if "/reward/" in key
+    ]
+    if not cells:
         return []
-    lines = [
+    columns = ["model", "reward", "round to", "episodes", "search s", "s / episode", "best reward", "MACs",
+               "test top-1 after reconstruction"]
+    return [
         "## Search reward (`reward`): BN re-estimation vs reconstruction", "",
         "Each search: agmc policy, seed 0, 1,000 held-out training images as reward set, importance as in the "
         "sweep. "
         "The plan found is then pruned and reconstructed (default settings) and scored on the test subset.", "",
-        "| model | reward | round to | episodes | search s | s / episode | best reward | MACs "
-        "| test top-1 after reconstruction |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for key, row in found.items():
-        lines.append(
-            f"| {key.split('/')[0]} | {row['reward']} | {row['round_to']} | {row['episodes']} "
-            f"| {row['search_s']:.0f} | "
-            f"{row['search_s'] / row['episodes']:.1f} | {row['best_reward']:.2%} | {row['macs_fraction']:.1%} | "
-            f"**{row['top1_reconstructed']:.2%}** |"
-        )
-    return lines + [""]
+    ] + _table(columns, cells) + [""]
 
 
 def _validation(row: dict) -> str:
@@ -113,23 +114,23 @@ def _validation(row: dict) -> str:
 
 
 def _finetune_table(rows: dict) -> list[str]:
-    tuned = {k: v for k, v in rows.items() if "/finetune/" in k}
-    if not tuned:
-        return []
-    lines = [
-        "## Fine-tuning from a reconstructed point (full 10,000-image test set; s: wall time under the load above)", "",
-        "| model | start | reconstruction | loss | train images | lr | validation | epoch kept | before | after | s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for key, row in tuned.items():
+    cells = []
+    for key, row in rows.items():
+        if "/finetune/" not in key:
+            continue
         loss = f"CE + KD {row['distill_weight']}" if row["distill_weight"] else "CE"
-        lines.append(
-            f"| {key.split('/')[0]} | {row['start']} | {row.get('reconstruction', '')} | {loss} "
-            f"| {row['train_images']} | {row['lr']} | {_validation(row)} | {row.get('best_epoch', '?')} "
-            f"| {row['top1_before']:.2%} | **{row['top1_after']:.2%}** "
-            f"| {row['seconds']:.0f} |"
-        )
-    return lines + [
+        cells.append([
+            key.split("/")[0], row["start"], row.get("reconstruction", ""), loss, str(row["train_images"]),
+            str(row["lr"]), _validation(row), str(row.get("best_epoch", "?")), f"{row['top1_before']:.2%}",
+            f"**{row['top1_after']:.2%}**", f"{row['seconds']:.0f}",
+        ])
+    if not cells:
+        return []
+    columns = ["model", "start", "reconstruction", "loss", "train images", "lr", "validation", "epoch kept",
+               "before", "after", "s"]
+    return [
+        "## Fine-tuning from a reconstructed point (full 10,000-image test set; s: wall time under the load above)", "",
+    ] + _table(columns, cells) + [
         "", "Train images: the fine-tuning set (the validation share of it held out); fewer than 50,000 means a "
         "fraction of an epoch, with the cosine schedule over that fraction. *Epoch kept*: the held-out images pick "
         "the best epoch and the start (epoch 0) competes; 0 means the start was returned unchanged. Peer bar for "
