@@ -316,7 +316,26 @@ def _folding_error(report: ValidationReport) -> ValidationError:
 
 def check_folding(original: onnx.ModelProto, analysis: ModelAnalysis, feeds: dict[str, np.ndarray]) -> None:
     """The prepared (constant-folded) model computes exactly what the loaded model computes."""
-    report = compare_outputs(original, analysis.model, feeds, exact=True)
+    loaded = detach_loaded_model(original, analysis)
+    _check_prepared(loaded, analysis, FedModel(loaded.skeleton, loaded.weights(analysis.model)), feeds)
+
+
+def _check_prepared(
+    loaded: LoadedModel, analysis: ModelAnalysis, fed: FedModel, feeds: dict[str, np.ndarray]
+) -> None:
+    """``check_folding`` on the loaded model as ``fed``; the prepared model runs on the same arrays where
+    its weights are the same."""
+    if loaded.is_prepared:
+        return
+    skeleton, moved = weightless_copy(analysis.model, data_types=FLOAT_TYPES)
+    weights = {n: fed.weights[n] for n in moved & loaded.shared}
+    tensors = analysis.model.graph.initializer
+    weights.update((t.name, numpy_helper.to_array(t)) for t in tensors if t.name in moved - loaded.shared)
+    prepared = FedModel(skeleton, weights)
+    del weights
+    folded = _run(prepared, feeds, "prepared model")
+    del prepared
+    report = _report(_run(fed, feeds, "loaded model"), folded, None)
     if not report.passed:
         raise _folding_error(report)
 
@@ -331,18 +350,7 @@ def _reference_outputs(
     copy of the weights exists beside the models themselves, as in ``ulp_perturbed(masked_reference)``.
     """
     fed = FedModel(loaded.skeleton, loaded.weights(analysis.model))
-    if not loaded.is_prepared:  # the prepared model runs on the same arrays where its weights are the same
-        skeleton, moved = weightless_copy(analysis.model, data_types=FLOAT_TYPES)
-        weights = {n: fed.weights[n] for n in moved & loaded.shared}
-        tensors = analysis.model.graph.initializer
-        weights.update((t.name, numpy_helper.to_array(t)) for t in tensors if t.name in moved - loaded.shared)
-        prepared = FedModel(skeleton, weights)
-        del weights
-        folded = _run(prepared, loaded.feeds, "prepared model")
-        del prepared
-        report = _report(_run(fed, loaded.feeds, "loaded model"), folded, None)
-        if not report.passed:
-            raise _folding_error(report)
+    _check_prepared(loaded, analysis, fed, loaded.feeds)
     reference = _apply_fed_masks(masked_reference(fed.skeleton, analysis, selection), fed.weights)
     reference.skeleton = zero_removed_branches(reference.skeleton, analysis, selection)
     outputs = _run(reference, loaded.feeds, "reference model")
