@@ -147,35 +147,71 @@ def _run(model: onnx.ModelProto | FedModel, feeds: dict[str, np.ndarray], role: 
     return {name: np.asarray(value, dtype=np.float64) for name, value in values.items()}
 
 
-_SAME_WIDTH_INT = {2: np.int16, 4: np.int32, 8: np.int64}
+_SAME_WIDTH_UINT = {2: np.uint16, 4: np.uint32, 8: np.uint64}
 _SMALLEST_SUBNORMAL = {t(0).itemsize: np.finfo(t).smallest_subnormal for t in (np.float16, np.float32, np.float64)}
-_CHUNK = 1 << 20  # elements perturbed per step: bounded temporaries, the same random stream as one call
+_CHUNK = 1 << 16  # elements perturbed per step, in buffers allocated once; rounded to whole coin words
+_WORD = 32  # coins per random word
 
 
-def _one_ulp(values: np.ndarray, rng: np.random.Generator, in_place: bool = False) -> np.ndarray:
-    """``np.nextafter`` of every element towards +inf or -inf at random (fair coin per element).
+def _coins(rng: np.random.Generator, n: int) -> np.ndarray:
+    """``n`` fair coins (True: towards -inf), bit i of a stream of random 32-bit words: a stream cut into
+    pieces of whole words is the stream drawn at once."""
+    words = rng.integers(0, 1 << 32, size=-(-n // _WORD), dtype=np.uint32)
+    return np.unpackbits(words.view(np.uint8), count=n, bitorder="little").view(bool)
 
-    Computed on the integer view: one ulp away from zero is +1 on a float's magnitude bits, towards
-    zero -1; zeros become the smallest subnormal of the chosen sign (what ``nextafter`` gives).
-    ``in_place`` overwrites ``values`` (writable and C-contiguous) instead of allocating the result.
+
+class _OneUlp:
+    """``np.nextafter`` of every element towards +inf or -inf at random (one fair coin per element), the
+    coins of every call drawn from one stream.
+
+    Computed on the unsigned integer view: one ulp away from zero is +1 on the bits, towards zero -1 (the
+    step is ``1 - 2 * (sign bit XOR down)``); a zero becomes the smallest subnormal of the chosen sign
+    (what ``nextafter`` gives), and a chunk holding a NaN or an infinity goes through ``nextafter`` itself.
+    The work runs a chunk at a time in cache-sized buffers allocated once for every call: a few passes
+    over each block and no page faults beyond the result's.
     """
-    values = values if values.flags.c_contiguous else values.copy(order="C")
-    moved = values if in_place else np.empty_like(values)
-    source, target = values.reshape(-1), moved.reshape(-1)
-    integer = _SAME_WIDTH_INT[values.dtype.itemsize]
-    tiny = _SMALLEST_SUBNORMAL[values.dtype.itemsize]
-    for start in range(0, source.size, _CHUNK):
-        part, out = source[start : start + _CHUNK], target[start : start + _CHUNK]
-        down = rng.random(part.size) < 0.5
-        if not np.isfinite(part).all():
-            out[:] = np.nextafter(part, np.where(down, -np.inf, np.inf).astype(values.dtype))
-            continue
-        zero = part == 0  # before ``out`` (possibly ``part`` itself) is written
-        step = np.where(down ^ np.signbit(part), integer(-1), integer(1))
-        np.add(part.view(integer), step, out=out.view(integer))
-        if zero.any():
-            out[zero] = np.where(down[zero], -tiny, tiny)
-    return moved
+
+    def __init__(self, rng: np.random.Generator) -> None:
+        self.rng = rng
+        self.step = max(_WORD, _CHUNK - _CHUNK % _WORD)
+        self._buffers: dict[type, tuple[np.ndarray, np.ndarray]] = {}
+
+    def __call__(self, values: np.ndarray, in_place: bool = False) -> np.ndarray:
+        """The perturbed ``values``; ``in_place`` overwrites them (writable, C-contiguous) instead of
+        allocating the result."""
+        values = values if values.flags.c_contiguous else values.copy(order="C")
+        moved = values if in_place else np.empty_like(values)
+        unsigned = _SAME_WIDTH_UINT[values.dtype.itemsize]
+        source, target = values.reshape(-1).view(unsigned), moved.reshape(-1).view(unsigned)
+        if unsigned not in self._buffers:
+            self._buffers[unsigned] = (np.empty(self.step, unsigned), np.empty(self.step, unsigned))
+        for start in range(0, source.size, self.step):
+            bits, out = source[start : start + self.step], target[start : start + self.step]
+            scratch = tuple(buffer[: bits.size] for buffer in self._buffers[unsigned])
+            self._chunk(bits, out, _coins(self.rng, bits.size), *scratch, values.dtype)
+        return moved
+
+    @staticmethod
+    def _chunk(bits, out, down, magnitude, toward_zero, dtype) -> None:
+        unsigned = bits.dtype.type
+        sign_shift = unsigned(8 * bits.itemsize - 1)
+        np.bitwise_and(bits, np.iinfo(unsigned).max >> 1, out=magnitude)
+        if magnitude.max() >= np.array(np.inf, dtype).view(unsigned):
+            with np.errstate(over="ignore"):
+                towards = np.where(down, -np.inf, np.inf).astype(dtype)
+                out.view(dtype)[:] = np.nextafter(bits.view(dtype), towards)
+            return
+        zero = magnitude == 0  # before ``out`` (possibly ``bits`` itself) is written
+        np.right_shift(bits, sign_shift, out=toward_zero)
+        np.bitwise_xor(toward_zero, down, out=toward_zero)
+        base = bits
+        if zero.any():  # a zero whose sign is not the coin's takes the coin's sign and moves away from zero
+            flip = np.bitwise_and(toward_zero, zero, out=magnitude)
+            np.subtract(toward_zero, flip, out=toward_zero)
+            base = np.bitwise_xor(bits, np.left_shift(flip, sign_shift, out=flip), out=out)
+        np.left_shift(toward_zero, unsigned(1), out=toward_zero)
+        np.subtract(base, toward_zero, out=out)
+        np.add(out, unsigned(1), out=out)
 
 
 def _perturbable(values: np.ndarray, consumers: list[str]) -> bool:
@@ -189,7 +225,7 @@ def ulp_perturbed(model: onnx.ModelProto, seed: int = 0) -> onnx.ModelProto:
     Two float32 evaluations of one function that differ only in summation order (a pruned convolution
     against its zero-masked original) differ by rounding errors of this size, propagated the same way.
     """
-    rng = np.random.default_rng(seed)
+    one_ulp = _OneUlp(np.random.default_rng(seed))
     graph = gs.import_onnx(model)
     perturbed: set[str] = set()
     for tensor in graph.tensors().values():
@@ -197,7 +233,7 @@ def ulp_perturbed(model: onnx.ModelProto, seed: int = 0) -> onnx.ModelProto:
             continue
         values = constant_values(tensor)
         if _perturbable(values, [node.op for node in tensor.outputs]):
-            tensor.values = _one_ulp(values, rng)
+            tensor.values = one_ulp(values)
             perturbed.add(tensor.name)
     copy = gs.export_onnx(graph, do_type_check=False)
     del copy.opset_import[:]
@@ -213,11 +249,11 @@ def _perturb_fed(fed: FedModel, seed: int = 0) -> FedModel:
         for name in node.input:
             if name in consumers:
                 consumers[name].append(node.op_type)
-    rng = np.random.default_rng(seed + 1)
+    one_ulp = _OneUlp(np.random.default_rng(seed + 1))
     for name, ops in consumers.items():
         values = fed.weights[name]
         if _perturbable(values, ops):  # arrays made here (masked ones) are perturbed where they lie
-            fed.weights[name] = _one_ulp(values, rng, in_place=values.flags.writeable and values.flags.c_contiguous)
+            fed.weights[name] = one_ulp(values, in_place=values.flags.writeable and values.flags.c_contiguous)
     return FedModel(ulp_perturbed(fed.skeleton, seed), fed.weights)
 
 

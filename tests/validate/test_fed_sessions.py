@@ -59,8 +59,12 @@ def test_one_ulp_is_nextafter_with_one_coin_per_element(monkeypatch, dtype):
     values = np.concatenate(
         [np.random.default_rng(1).standard_normal(40), [0.0, -0.0] * 4 + [info.max, -info.max, info.smallest_subnormal]]
     ).astype(dtype)
-    moved = validate._one_ulp(values.reshape(3, 17), np.random.default_rng(3)).reshape(-1)
-    down = np.random.default_rng(3).random(values.size) < 0.5
+    one_ulp = validate._OneUlp(np.random.default_rng(3))
+    first, second = one_ulp(values[:13].reshape(1, 13)), one_ulp(values[13:].reshape(2, 19))
+    moved = np.concatenate([first.reshape(-1), second.reshape(-1)])
+    words = np.random.default_rng(3).integers(0, 1 << 32, size=3, dtype=np.uint32)  # 32 coins a word
+    down = np.unpackbits(words.view(np.uint8), bitorder="little")[np.r_[0:13, 32:70]].astype(bool)
+    assert 0.25 < down.mean() < 0.75
     with np.errstate(over="ignore"):
         expected = np.nextafter(values, np.where(down, -np.inf, np.inf).astype(dtype))
     np.testing.assert_array_equal(moved.view(f"u{values.itemsize}"), expected.view(f"u{values.itemsize}"))
