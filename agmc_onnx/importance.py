@@ -63,25 +63,29 @@ def root_sums(
     """Σ |v|^power over every weight slice of each unit root, where ``values_of(initializer)`` gives v.
 
     Producer weights are sliced along their output axis, consumer weights along their input axis; a
-    position of the sliced tensor belongs to the unit of its channel's root.
+    position of the sliced tensor belongs to the unit of its channel's root. Each weight is read once for
+    all of its slicings (one weight in memory at a time).
     """
     nodes = {node.name: node for node in analysis.model.graph.node}
-    roots_parts, value_parts = [], []
-    for edit in analysis.flow.edits:
-        if not (isinstance(edit, SliceConstant) and edit.is_weight):
-            continue
-        values = values_of(nodes[edit.node].input[edit.input_index])
-        roots = analysis.flow.roots(analysis.flow.tensors[edit.tensor].atoms)
-        per_position = _position_sums(values, edit.axis, edit.groups, power)
-        if len(roots) != len(per_position):
-            continue  # whole-group conv weight rows follow outputs only; covered by the output edit
-        roots_parts.append(roots)
-        value_parts.append(per_position)
-    if not roots_parts:
+    by_weight: dict[str, list[tuple[int, SliceConstant]]] = {}
+    for index, edit in enumerate(analysis.flow.edits):
+        if isinstance(edit, SliceConstant) and edit.is_weight:
+            by_weight.setdefault(nodes[edit.node].input[edit.input_index], []).append((index, edit))
+    parts: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    for name, edits in by_weight.items():
+        values = values_of(name)
+        for index, edit in edits:
+            roots = analysis.flow.roots(analysis.flow.tensors[edit.tensor].atoms)
+            per_position = _position_sums(values, edit.axis, edit.groups, power)
+            if len(roots) == len(per_position):  # else a whole-group conv weight's rows: the output edit's
+                parts[index] = (roots, per_position)
+        del values
+    if not parts:
         return {}
-    # bincount adds each bin's values in input order from 0.0: the sums of a loop over positions
-    unique, where = np.unique(np.concatenate(roots_parts), return_inverse=True)
-    totals = np.bincount(where, weights=np.concatenate(value_parts), minlength=len(unique))
+    # bincount adds each bin's values in input order from 0.0: the sums of a loop over positions, in edit order
+    ordered = [parts[index] for index in sorted(parts)]
+    unique, where = np.unique(np.concatenate([roots for roots, _ in ordered]), return_inverse=True)
+    totals = np.bincount(where, weights=np.concatenate([sums for _, sums in ordered]), minlength=len(unique))
     return dict(zip(unique.tolist(), totals.tolist()))
 
 
@@ -95,29 +99,41 @@ def _position_sums(values: np.ndarray, axis: int, groups: int, power: int) -> np
     return per_group.sum(axis=(1, 3)).reshape(-1)
 
 
-_BLOCK = 1 << 20  # elements converted to float64 at a time
+_BLOCK = 1 << 16  # float64 elements of the conversion buffer (allocated once per weight)
 
 
 def _slice_sums(values: np.ndarray, axis: int, power: int = 1) -> np.ndarray:
-    """Σ |v|^power in float64 over each slice of ``values`` along ``axis``, a block of slices at a time.
+    """Σ |v|^power in float64 over each slice of ``values`` along ``axis``, a block at a time.
 
-    Each slice is summed as one contiguous float64 row, exactly as on the whole converted array, without
-    a float64 copy of a whole (possibly gigabyte) weight.
+    The weight is read in its own memory order, a block of contiguous rows at a time converted into one
+    float64 buffer allocated once: no float64 copy of a whole (possibly gigabyte) weight, no transposed
+    copy, no fresh pages per block. Along the first axis each slice is one contiguous row and is summed as
+    one; along another axis the rows' column sums add up block by block, then each slice's columns.
     """
-    moved = np.moveaxis(np.asarray(values), axis, 0)
-    count = moved.shape[0]
-    width = int(np.prod(moved.shape[1:], dtype=np.int64))
+    values = np.ascontiguousarray(values)
+    count = values.shape[axis]
+    outer = int(np.prod(values.shape[:axis], dtype=np.int64))
+    inner = int(np.prod(values.shape[axis + 1 :], dtype=np.int64))
     sums = np.zeros(count)
-    if not count or not width:
+    if not values.size:
         return sums
+    columns = np.zeros(count * inner) if axis else None  # along another axis: column sums of the rows
+    rows = values.reshape(outer, count * inner) if axis else values.reshape(count, inner)
+    width = rows.shape[1]
     step = max(1, _BLOCK // width)
-    for start in range(0, count, step):
-        block = moved[start : start + step].reshape(-1, width).astype(np.float64)
+    buffer = np.empty(min(step, rows.shape[0]) * width)
+    for start in range(0, rows.shape[0], step):
+        source = rows[start : start + step]
+        block = buffer[: source.size].reshape(source.shape)
+        np.copyto(block, source)
         np.abs(block, out=block)
         if power != 1:
             np.power(block, power, out=block)
-        sums[start : start + step] = block.sum(axis=1)
-    return sums
+        if axis:
+            columns += block.sum(axis=0)
+        else:
+            sums[start : start + source.shape[0]] = block.sum(axis=1)
+    return columns.reshape(count, inner).sum(axis=1) if axis else sums
 
 
 class _PerRootImportance(Importance):
