@@ -5,8 +5,9 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
+from typing import TYPE_CHECKING
 
-import networkx as nx
 import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
@@ -17,6 +18,9 @@ from agmc_onnx.groups.depth import DepthAnalysis, find_residual_branches
 from agmc_onnx.groups.find import ChannelGroup, build_groups, walk_channel_flow
 from agmc_onnx.groups.flow import ChannelFlow
 
+if TYPE_CHECKING:
+    import networkx as nx
+
 __all__ = ["ModelAnalysis", "analyze_model"]
 
 
@@ -25,11 +29,16 @@ class ModelAnalysis:
     model: onnx.ModelProto  # the prepared model every rewrite applies to
     shapes: Mapping[str, tuple[int, ...]]
     layers: Mapping[str, LayerInfo]
-    layer_graph: nx.DiGraph
     flow: ChannelFlow
     groups: tuple[ChannelGroup, ...]
     seconds: float
     depth: DepthAnalysis = DepthAnalysis()  # removable residual branches
+
+    @cached_property
+    def layer_graph(self) -> nx.DiGraph:
+        """The operators as a networkx DiGraph (``build_layer_graph``), built when first asked for: only the
+        search's graph features read it, and networkx costs a third of a second to import."""
+        return build_layer_graph(gs.import_onnx(self.model), self.layers, self.shapes)
 
     @property
     def total_macs(self) -> int:
@@ -83,7 +92,6 @@ def analyze_model(model: onnx.ModelProto) -> ModelAnalysis:
         model=prepared,
         shapes=shapes,
         layers=layers,
-        layer_graph=build_layer_graph(graph, layers, shapes),
         flow=flow,
         groups=groups,
         seconds=time.perf_counter() - start,

@@ -5,10 +5,13 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
-import networkx as nx
 import numpy as np
 import onnx_graphsurgeon as gs
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 __all__ = ["LayerInfo", "describe_layers", "build_layer_graph", "WEIGHTED_OPS"]
 
@@ -129,7 +132,11 @@ def describe_layers(graph: gs.Graph, shapes: Mapping[str, tuple[int, ...]]) -> d
 def build_layer_graph(
     graph: gs.Graph, layers: Mapping[str, LayerInfo], shapes: Mapping[str, tuple[int, ...]]
 ) -> nx.DiGraph:
-    """A DiGraph of operators: node attributes are ``LayerInfo`` fields, edges carry tensor name and shape."""
+    """A DiGraph of operators: node attributes are ``LayerInfo`` fields, edges carry tensor name and shape.
+
+    networkx is imported here, not with the module: only the search's graph features need it."""
+    import networkx as nx
+
     digraph = nx.DiGraph()
     for node in graph.nodes:
         digraph.add_node(node.name, **layers[node.name].as_dict())

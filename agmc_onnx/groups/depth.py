@@ -19,7 +19,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-import networkx as nx
 import onnx_graphsurgeon as gs
 
 from agmc_onnx.errors import PlanError
@@ -104,15 +103,14 @@ class _GraphIndex:
     order: Mapping[str, int]
     inputs: frozenset[str]
     outputs: frozenset[str]
-    digraph: nx.DiGraph
+    predecessors: Mapping[str, list[str]]  # operator name -> the operators whose outputs it reads
 
 
 def _index(graph: gs.Graph) -> _GraphIndex:
     producer: dict[str, gs.Node] = {}
     consumers: dict[str, list[gs.Node]] = {}
-    digraph = nx.DiGraph()
+    predecessors: dict[str, list[str]] = {node.name: [] for node in graph.nodes}
     for node in graph.nodes:
-        digraph.add_node(node.name)
         for tensor in node.outputs:
             producer[tensor.name] = node
     for node in graph.nodes:
@@ -120,15 +118,26 @@ def _index(graph: gs.Graph) -> _GraphIndex:
             if isinstance(tensor, gs.Variable) and tensor.name:
                 consumers.setdefault(tensor.name, []).append(node)
                 if tensor.name in producer:
-                    digraph.add_edge(producer[tensor.name].name, node.name)
+                    predecessors[node.name].append(producer[tensor.name].name)
     return _GraphIndex(
         producer=producer,
         consumers=consumers,
         order={node.name: i for i, node in enumerate(graph.nodes)},
         inputs=frozenset(t.name for t in graph.inputs),
         outputs=frozenset(t.name for t in graph.outputs),
-        digraph=digraph,
+        predecessors=predecessors,
     )
+
+
+def _with_ancestors(name: str, graph: _GraphIndex) -> set[str]:
+    """``name`` and every operator it depends on."""
+    found, stack = {name}, [name]
+    while stack:
+        for source in graph.predecessors[stack.pop()]:
+            if source not in found:
+                found.add(source)
+                stack.append(source)
+    return found
 
 
 def _variable_inputs(node: gs.Node) -> list[tuple[int, gs.Tensor]]:
@@ -143,7 +152,7 @@ def _trace_branch(merge: gs.Node, index: int, graph: _GraphIndex) -> dict[str, g
     for tensor in others:
         source = graph.producer.get(tensor.name)
         if source is not None:
-            available_nodes |= {source.name} | nx.ancestors(graph.digraph, source.name)
+            available_nodes |= _with_ancestors(source.name, graph)
     start = graph.producer.get(out.name)
     if start is None or start.name in available_nodes:
         return None

@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import onnx_graphsurgeon as gs
-from networkx.utils import UnionFind
 
 from agmc_onnx.graph.layers import WEIGHTED_OPS, LayerInfo
 from agmc_onnx.groups.context import RuleContext
@@ -107,15 +106,21 @@ def _group_producers(flow: ChannelFlow) -> tuple[dict[int, int], list[list[str]]
     Groups are numbered by their first producer in the flow's order.
     """
     names = list(flow.producers)
-    tied = UnionFind(range(len(names)))
+    tied = list(range(len(names)))  # union-find over producer indices
+
+    def find(index: int) -> int:
+        while tied[index] != index:
+            tied[index] = index = tied[tied[index]]  # path halving
+        return index
+
     root_owner: dict[int, int] = {}
     for index, producer in enumerate(names):
         roots = np.unique(flow.roots(flow.tensors[flow.producers[producer]].atoms)).tolist()
         for owner in {root_owner.setdefault(root, index) for root in roots} - {index}:
-            tied.union(owner, index)
+            tied[find(owner)] = find(index)
     members: dict[int, list[int]] = {}
     for index in range(len(names)):
-        members.setdefault(tied[index], []).append(index)
+        members.setdefault(find(index), []).append(index)
     ordered = sorted(members.values())  # each list ascends, so this sorts by first producer
     group_of = {index: number for number, indices in enumerate(ordered) for index in indices}
     root_group = {root: group_of[owner] for root, owner in root_owner.items()}
