@@ -10,6 +10,7 @@ reads outside the model's folder; it is marked so that ``save_model`` writes it 
 from __future__ import annotations
 
 import logging
+import mmap
 import os
 import tempfile
 from pathlib import Path
@@ -51,7 +52,7 @@ def load_model(path: str | os.PathLike, *, check: bool = True) -> onnx.ModelProt
     """
     path = check_model_file(path)
     try:
-        model = onnx.load(str(path), load_external_data=False)  # noqa: TID251
+        model = _parse_model_file(path)
     except (DecodeError, RuntimeError, ValueError) as exc:
         raise ModelLoadError(f"{path} is not a readable ONNX model (truncated or another format): {exc}") from None
     if not model.graph.node:
@@ -64,6 +65,21 @@ def load_model(path: str | os.PathLike, *, check: bool = True) -> onnx.ModelProt
     model = upgrade_opset(model, MIN_OPSET, source=str(path))
     if check:
         check_model(model, source=str(path))
+    return model
+
+
+def _parse_model_file(path: Path) -> onnx.ModelProto:
+    """The ``ModelProto`` in ``path`` (external data not read), parsed straight from a read-only mapping of
+    the file: no second copy of its bytes in memory, and its pages come in at once rather than one fault
+    per page (half of what reading the file into bytes costs)."""
+    model = onnx.ModelProto()
+    with open(path, "rb") as file:
+        if hasattr(mmap, "MAP_POPULATE"):  # Linux
+            mapped = mmap.mmap(file.fileno(), 0, flags=mmap.MAP_SHARED | mmap.MAP_POPULATE, prot=mmap.PROT_READ)
+        else:
+            mapped = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
+    with mapped, memoryview(mapped) as view:
+        model.ParseFromString(view)
     return model
 
 
