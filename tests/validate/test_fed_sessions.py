@@ -9,7 +9,7 @@ import tiny_models
 from onnx import numpy_helper
 
 import agmc_onnx.fed as fed
-from agmc_onnx import validate
+from agmc_onnx import ulp, validate
 from agmc_onnx.analysis import analyze_model
 from agmc_onnx.errors import ValidationError
 from agmc_onnx.io import model_file_size
@@ -54,12 +54,12 @@ def test_prepared_model_is_the_loaded_one_only_when_preparing_changes_nothing():
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
 def test_one_ulp_is_nextafter_with_one_coin_per_element(monkeypatch, dtype):
-    monkeypatch.setattr(validate, "_CHUNK", 7)  # several chunks: the coin stream must run on across them
+    monkeypatch.setattr(ulp, "_CHUNK", 7)  # several chunks: the coin stream must run on across them
     info = np.finfo(dtype)
     values = np.concatenate(
         [np.random.default_rng(1).standard_normal(40), [0.0, -0.0] * 4 + [info.max, -info.max, info.smallest_subnormal]]
     ).astype(dtype)
-    one_ulp = validate._OneUlp(np.random.default_rng(3))
+    one_ulp = ulp.OneUlp(np.random.default_rng(3))
     first, second = one_ulp(values[:13].reshape(1, 13)), one_ulp(values[13:].reshape(2, 19))
     moved = np.concatenate([first.reshape(-1), second.reshape(-1)])
     words = np.random.default_rng(3).integers(0, 1 << 32, size=3, dtype=np.uint32)  # 32 coins a word
