@@ -153,6 +153,24 @@ def shufflenet_v1_unit(width: int = 24, groups: int = 3) -> onnx.ModelProto:
     return net.build(net.conv(net.node("Relu", [net.node("Add", [stem, x])]), width, 4, k=1))
 
 
+def shufflenet_v2_stream(width: int = 16, blocks: int = 3) -> onnx.ModelProto:
+    """ShuffleNetV2's stride-1 units: split in halves, a 1×1 → depthwise 3×3 → 1×1 branch on the second
+    half, concat with the first, shuffle of 2 groups. A shuffle puts each stream unit wholly into one half
+    of the next split, so some units pass through and others feed the next branch: their MACs differ."""
+    net = TinyNet("shufflenet_v2_stream", (3, 4, 4))
+    half = width // 2
+    x = net.node("Relu", [net.bn(net.conv("input", 3, width, k=1), width)])
+    for _ in range(blocks):
+        a, b = net.node("Split", [x, net.const(np.array([half, half], dtype=np.int64))], n_outputs=2, axis=1)
+        b = net.node("Relu", [net.bn(net.conv(b, half, half, k=1, bias=False), half)])
+        b = net.bn(net.conv(b, half, half, group=half, bias=False), half)
+        b = net.node("Relu", [net.bn(net.conv(b, half, half, k=1, bias=False), half)])
+        x = net.node("Reshape", [net.node("Concat", [a, b], axis=1), net.const(np.array([-1, 2, half, 4, 4]))])
+        x = net.node("Transpose", [x], perm=[0, 2, 1, 3, 4])
+        x = net.node("Reshape", [x, net.const(np.array([-1, width, 4, 4], dtype=np.int64))])
+    return net.build(net.conv(x, width, 4, k=1))
+
+
 def flatten_gemm() -> onnx.ModelProto:
     net = TinyNet("flatten_gemm", (3, 4, 4))
     x = net.node("Relu", [net.conv("input", 3, 8)])
@@ -431,6 +449,7 @@ CATALOGUE: dict[str, Callable[[], onnx.ModelProto]] = {
         partial_residual,
         shape_of_views,
         shufflenet_v1_unit,
+        shufflenet_v2_stream,
         flatten_gemm,
         reshape_gemm,
         squeeze_excitation,

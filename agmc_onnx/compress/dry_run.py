@@ -7,6 +7,7 @@ from pathlib import Path
 from agmc_onnx.analysis import analyze_model
 from agmc_onnx.compress.config import CompressConfig
 from agmc_onnx.cost import measure_latency
+from agmc_onnx.importance import DATA_IMPORTANCE, channel_scores
 from agmc_onnx.io import load_model
 from agmc_onnx.search.budget import macs_wall, uniform_keep_ratio
 from agmc_onnx.search.depth_budget import searchable_removals
@@ -39,7 +40,8 @@ def estimate(model_path: Path, config: CompressConfig) -> dict:
     }
     if kind == "flops":
         search = config.search_config()
-        wall = macs_wall(analysis, search_order(analysis), keep, search.lower_bound, search.round_to)
+        wall = macs_wall(analysis, search_order(analysis), keep, search.lower_bound, search.round_to,
+                         scores=_data_free_scores(analysis, search.importance))
         uniform, counts = uniform_keep_ratio(wall)
         summary["uniform_keep_ratio"] = uniform
         summary["uniform_macs_kept_fraction"] = wall.cost(counts) / wall.full_cost
@@ -52,6 +54,13 @@ def estimate(model_path: Path, config: CompressConfig) -> dict:
     return summary
 
 
+def _data_free_scores(analysis, importance: str):
+    """The unit scores of the search's importance; a data criterion (not computed in a dry run) ranks by L1.
+
+    Only groups whose units differ in cost read them (``MacsModel``)."""
+    return None if importance in DATA_IMPORTANCE else channel_scores(analysis, importance)
+
+
 def _table_estimate(analysis, config: CompressConfig, keep: float) -> dict:
     """The latency budget as the search will see it: per-layer tables built (or read from the cache), the
     uniform keep ratio on the staircases' fast steps that meets it, and the fastest the model can get."""
@@ -59,7 +68,8 @@ def _table_estimate(analysis, config: CompressConfig, keep: float) -> dict:
     removable = searchable_removals(analysis, search_order(analysis)) if search.depth_threshold is not None \
         else frozenset()
     wall, fit = table_budget(analysis, search_order(analysis), keep, config.target, search.latency_precision,
-                             search.lower_bound, search.round_to, search.table_cache_dir, removable)
+                             search.lower_bound, search.round_to, search.table_cache_dir, removable,
+                             _data_free_scores(analysis, search.importance))
     uniform, counts = uniform_keep_ratio(wall)
     return {
         "latency_precision": search.latency_precision,

@@ -86,7 +86,7 @@ def _build() -> Mapping[str, ChannelRule]:
     register(_ELEMENTWISE, core.elementwise_rule)
     register(_CHANNELWISE, core.channelwise_rule)
     register(["Concat"], layout.concat_rule)
-    register(["Split"], transformer.split_rule)
+    register(["Split"], layout.split_rule)
     register(["Slice"], transformer.slice_rule)
     register(["Gather"], layout.gather_rule)
     register(["Flatten"], layout.flatten_rule)

@@ -25,7 +25,7 @@ from agmc_onnx.groups import rules_layout as layout
 from agmc_onnx.groups.context import RuleContext
 from agmc_onnx.groups.flow import RewriteAttribute
 
-__all__ = ["reshape_rule", "matmul_rule", "slice_rule", "split_rule", "static_value"]
+__all__ = ["reshape_rule", "matmul_rule", "slice_rule", "static_value"]
 
 
 def _split_axes(in_shape, out_shape, axis: int) -> tuple[int, int] | None:
@@ -255,39 +255,3 @@ def slice_rule(node: gs.Node, ctx: RuleContext) -> None:
         edit = ctx.flow.edits[index]
         if isinstance(edit, RewriteAttribute) and edit.node == node.name and edit.kind == "slice":
             ctx.flow.edits[index] = RewriteAttribute(edit.node, "slice_computed", edit.tensors, edit.detail)
-    _tie_equal_chunks(node, ctx)
-
-
-def _tie_equal_chunks(node: gs.Node, ctx: RuleContext) -> None:
-    """Chunks of one tensor cut by computed bounds (``chunk(n)``): tied position-wise, as Split parts are."""
-    y = ctx.info(node.outputs[0])
-    if y is None:
-        return
-    for sibling in node.inputs[0].outputs:
-        if sibling is node or sibling.op != "Slice" or not sibling.outputs:
-            continue
-        other = ctx.info(sibling.outputs[0])
-        if other is not None and other.axis == y.axis and len(other) == len(y):
-            ctx.flow.tie(y.atoms, other.atoms)
-            return
-
-
-def split_rule(node: gs.Node, ctx: RuleContext) -> None:
-    """Split as the layout rule has it; equal parts along the channels (``chunk(n)``) are tied position-wise.
-
-    Not for exactness (the new split sizes are written) but for the MACs model: each unit then has as many
-    positions in every part, so a group's kept fraction is the kept fraction of each part, which is what
-    ``MacsModel`` and the search's action wall assume. Untied, the layers reading one part of a ShuffleNetV2
-    stream could keep far more or fewer channels than the group's fraction says. The price: through the
-    shuffles of a ShuffleNetV2 stage the ties halve the stream's units at every block (stage 3 of x0.5, eight
-    blocks, ends as one unit).
-    """
-    layout.split_rule(node, ctx)
-    parts = [ctx.info(t) for t in node.outputs]
-    if any(p is None for p in parts) or len({len(p) for p in parts}) != 1 or len({p.axis for p in parts}) != 1:
-        return
-    x = ctx.info(node.inputs[0])
-    if x is None or len(parts[0]) == len(x):
-        return  # a split along another axis hands every part the same channels
-    for part in parts[1:]:
-        ctx.flow.tie(parts[0].atoms, part.atoms)

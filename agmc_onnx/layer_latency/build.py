@@ -18,7 +18,7 @@ from agmc_onnx.cost import get_profile, measure_paired
 from agmc_onnx.cost.session import check_target_available
 from agmc_onnx.errors import PreconditionError
 from agmc_onnx.groups.macs_model import MacsModel
-from agmc_onnx.importance import channel_scores
+from agmc_onnx.importance import ChannelScores, channel_scores
 from agmc_onnx.layer_latency.micro import PRECISIONS, measure_point
 from agmc_onnx.layer_latency.predictor import GroupStaircase, LayerLatencyModel
 from agmc_onnx.layer_latency.signature import LayerSlot, layer_slots
@@ -60,17 +60,19 @@ def build_latency_model(
     progress: ProgressCallback | None = None,
     ship: Callable[[onnx.ModelProto], onnx.ModelProto] | None = None,
     reference: onnx.ModelProto | None = None,
+    scores: ChannelScores | None = None,
 ) -> LayerLatencyModel:
     """Tables for every tabulated layer of ``analysis`` (cached), staircases, and the coefficients fitted
     on whole models in the form they ship (``ship`` turns a pruned fp32 model into it, e.g. its INT8
     quantization; default: as is). With ``reference`` (e.g. the fp32 original), its latency is also timed
-    paired against the shipped full model and placed in the tables' time base (``reference_ms``)."""
+    paired against the shipped full model and placed in the tables' time base (``reference_ms``).
+    ``scores``: the unit scores selection keeps by (default: L1), for the MACs model and calibration."""
     ship = ship or (lambda model: model)
     profile = get_profile(config.target)
     check_target_available(profile)
     identity = current_identity(profile, config.precision)
     cache = TableCache(identity, config.cache_dir)
-    macs = MacsModel.from_analysis(analysis)
+    macs = MacsModel.from_analysis(analysis, scores)
     slots, untabulated = layer_slots(analysis, macs)
     if not slots:
         raise PreconditionError("the model has no Conv, Gemm or MatMul layer whose latency can be tabulated")
@@ -98,7 +100,7 @@ def build_latency_model(
     tables = {s.signature.digest: cache.table(s.signature) for s in slots}
     raw = LayerLatencyModel(macs, slots, tables, axes, 0.0, 0.0, identity, untabulated, staircases)
     report(0, 1, "whole model")
-    fitted = calibrate(analysis, raw, ship, profile, config, reference)
+    fitted = calibrate(analysis, raw, ship, profile, config, reference, scores)
     report(1, 1, "whole model")
     log.info("latency table: %d layers, %d signatures, overhead %.3f ms, scale %.2f, MACs term %.3f ms",
              len(slots), len(tables), fitted.overhead_ms, fitted.scale, fitted.macs_ms)
@@ -120,14 +122,15 @@ def calibration_plans(raw: LayerLatencyModel, count: int, seed: int = 1_000_003)
     return plans[:count]
 
 
-def calibrate(analysis, raw: LayerLatencyModel, ship, profile, config: TableConfig, reference=None):
+def calibrate(analysis, raw: LayerLatencyModel, ship, profile, config: TableConfig, reference=None, scores=None):
     """Overhead, scale and MACs term by least squares on the full model and ``config.calibration_plans``
     pruned ones, each timed paired against the full model (per-round ratios: robust to drift)."""
     full = ship(analysis.model)
+    scores = scores or channel_scores(analysis)
     measured, features, full_ms = [], [], []
     for keep in calibration_plans(raw, config.calibration_plans):
         plan = PruningPlan(keep)
-        pruned, _ = apply_selection(analysis, select_channels(plan, analysis.groups, channel_scores(analysis)))
+        pruned, _ = apply_selection(analysis, select_channels(plan, analysis.groups, scores))
         paired = measure_paired(full, ship(pruned), profile, n_rounds=config.calibration_rounds)
         full_ms.append(paired.a.median_ms)
         measured.append(1.0 / paired.speedup)
@@ -196,21 +199,21 @@ def _touching(macs: MacsModel, slots: Iterable[LayerSlot], group_id: str) -> lis
 
 def _sweep_points(macs: MacsModel, slots, sweeps) -> Iterable[tuple[LayerSlot, int, int]]:
     for slot in slots:
-        yield (slot, *slot.counts(macs, np.ones(len(macs.group_ids))))
+        yield (slot, *slot.counts(macs.kept_shares(np.ones(len(macs.group_ids)))))
     for group_id, counts in sweeps.items():
         touched = _touching(macs, slots, group_id)
         for count in counts:
-            keep = _keep_with(macs, group_id, count / counts[-1])
+            shares = macs.kept_shares(_keep_with(macs, group_id, count / counts[-1]))
             for slot in touched:
-                yield (slot, *slot.counts(macs, keep))
+                yield (slot, *slot.counts(shares))
 
 
 def _staircase(macs, slots, cache: TableCache, group_id: str, counts, config: TableConfig) -> GroupStaircase:
     touched = _touching(macs, slots, group_id)
     latency = []
     for count in counts:
-        keep = _keep_with(macs, group_id, count / counts[-1])
-        latency.append(sum(cache.table(s.signature).entries[s.counts(macs, keep)] for s in touched))
+        shares = macs.kept_shares(_keep_with(macs, group_id, count / counts[-1]))
+        latency.append(sum(cache.table(s.signature).entries[s.counts(shares)] for s in touched))
     fast, best = [], math.inf
     for count, ms in sorted(zip(counts, latency), reverse=True):
         if ms < best * (1.0 - config.step_tolerance) or count == counts[-1]:
@@ -224,15 +227,15 @@ def _staircase(macs, slots, cache: TableCache, group_id: str, counts, config: Ta
 
 
 def _grid_axes(macs, slots, staircases) -> dict[str, tuple[tuple[int, ...], tuple[int, ...]]]:
-    full = np.ones(len(macs.group_ids))
+    full = macs.kept_shares(np.ones(len(macs.group_ids)))
     axes: dict[str, tuple[set[int], set[int]]] = {}
     for slot in slots:
-        ci, co = slot.counts(macs, full)
+        ci, co = slot.counts(full)
         axes[slot.name] = ({ci}, {co})
     for staircase in staircases:
         for slot in _touching(macs, slots, staircase.group_id):
             for count in staircase.fast_counts:
-                ci, co = slot.counts(macs, _keep_with(macs, staircase.group_id, count / staircase.counts[-1]))
+                ci, co = slot.counts(macs.kept_shares(_keep_with(macs, staircase.group_id, count / staircase.counts[-1])))
                 axes[slot.name][0].add(ci)
                 axes[slot.name][1].add(co)
     result = {}

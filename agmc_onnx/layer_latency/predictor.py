@@ -80,11 +80,12 @@ class LayerLatencyModel:
     def layer_ms(self, keep_fractions: np.ndarray) -> np.ndarray:
         keep = np.asarray(keep_fractions, dtype=np.float64)
         values = []
+        shares = self.macs.kept_shares(keep)
         for slot in self.slots:
-            c_in, c_out = slot.counts(self.macs, keep)
+            c_in, c_out = slot.counts(shares)
             in_axis, out_axis = self.axes[slot.name]
             table = self.tables[slot.signature.digest]
-            deleted = slot.deleted(self.macs, keep)
+            deleted = slot.deleted(shares)
             values.append(0.0 if deleted else lookup(table, c_in, c_out, in_axis, out_axis))
         return np.asarray(values)
 

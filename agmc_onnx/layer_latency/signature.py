@@ -56,19 +56,19 @@ class LayerSlot:
     out_channels: int
     groups: int
 
-    def counts(self, macs: MacsModel, keep: np.ndarray) -> tuple[int, int]:
-        """(kept in, kept out) table coordinates; for grouped layers (kept groups, kept groups)."""
-        out_kept = macs.out_fixed[self.row] + macs.out_share[self.row] @ keep
+    def counts(self, shares: tuple[np.ndarray, np.ndarray]) -> tuple[int, int]:
+        """(kept in, kept out) table coordinates; for grouped layers (kept groups, kept groups).
+
+        ``shares``: every layer's kept input and output fractions (``MacsModel.kept_shares``)."""
+        in_kept, out_kept = shares[0][self.row], shares[1][self.row]
         if self.signature.per_group is not None:
             kept_groups = max(1, int(round(self.groups * out_kept)))
             return kept_groups, kept_groups
-        in_kept = macs.in_fixed[self.row] + macs.in_share[self.row] @ keep
         return max(1, int(round(self.in_channels * in_kept))), max(1, int(round(self.out_channels * out_kept)))
 
-    def deleted(self, macs: MacsModel, keep: np.ndarray) -> bool:
+    def deleted(self, shares: tuple[np.ndarray, np.ndarray]) -> bool:
         """Whether removed groups (keep 0, a deleted branch) leave the layer no input or no output channel."""
-        out_kept = macs.out_fixed[self.row] + macs.out_share[self.row] @ keep
-        in_kept = macs.in_fixed[self.row] + macs.in_share[self.row] @ keep
+        in_kept, out_kept = shares[0][self.row], shares[1][self.row]
         return bool(out_kept <= 1e-9 or (self.signature.per_group is None and in_kept <= 1e-9))
 
 

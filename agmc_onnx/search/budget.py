@@ -41,11 +41,7 @@ class CostModel:
 
     def layer_fractions(self, keep_fractions: np.ndarray) -> np.ndarray:
         """Per weighted layer, the kept share of its MACs."""
-        model = self.macs
-        keep = np.asarray(keep_fractions, dtype=np.float64)
-        in_kept = np.where(model.grouped, 1.0, model.in_fixed + model.in_share @ keep)
-        out_kept = model.out_fixed + model.out_share @ keep
-        return in_kept * out_kept
+        return self.macs.layer_fractions(keep_fractions)
 
     def cost(self, keep_fractions: np.ndarray) -> float:
         keep = np.asarray(keep_fractions, dtype=np.float64)
@@ -201,9 +197,11 @@ def macs_wall(
     lower_bound: float,
     round_to: int,
     removable: frozenset[str] = frozenset(),
+    scores: Mapping[str, np.ndarray] | None = None,
 ) -> ActionWall:
-    """The action wall of a MACs budget: ``keep_ratio`` of the analysed model's MACs."""
-    cost = CostModel.of_macs(MacsModel.from_analysis(analysis))
+    """The action wall of a MACs budget: ``keep_ratio`` of the analysed model's MACs; ``scores``: the unit
+    scores selection keeps by (``importance.channel_scores``; default L1)."""
+    cost = CostModel.of_macs(MacsModel.from_analysis(analysis, scores))
     return ActionWall(groups, cost, keep_ratio * cost.full_cost, lower_bound, round_to, removable)
 
 

@@ -17,7 +17,7 @@ from agmc_onnx.analysis import ModelAnalysis
 from agmc_onnx.cost.latency import measure_latency
 from agmc_onnx.groups.find import ChannelGroup
 from agmc_onnx.groups.macs_model import MacsModel
-from agmc_onnx.importance import channel_scores
+from agmc_onnx.importance import ChannelScores, channel_scores
 from agmc_onnx.plan import kept_unit_count, select_channels, uniform_plan
 from agmc_onnx.prune import apply_selection
 from agmc_onnx.search.budget import CostModel
@@ -53,9 +53,13 @@ def fit_latency_model(
     round_to: int,
     keep_ratios: Sequence[float] = (1.0, 0.8, 0.6, 0.4, 0.25),
     min_seconds: float = 1.0,
+    scores: ChannelScores | None = None,
 ) -> LatencyFit:
-    """Measure the uniform variants on ``target`` and fit the model (least squares, slopes kept ≥ 0)."""
-    macs = MacsModel.from_analysis(analysis)
+    """Measure the uniform variants on ``target`` and fit the model (least squares, slopes kept ≥ 0).
+
+    ``scores``: the unit scores the search selects by (default: L1), for the measured variants and the
+    MACs model alike."""
+    macs = MacsModel.from_analysis(analysis, scores)
     unit_cost = CostModel.of_macs(macs)
     order = {gid: i for i, gid in enumerate(macs.group_ids)}
     rows, measured = [], []
@@ -66,7 +70,7 @@ def fit_latency_model(
         model = analysis.model
         if keep_ratio < 1.0:
             plan = uniform_plan(groups, keep_ratio, round_to)
-            selection = select_channels(plan, analysis.groups, channel_scores(analysis, plan.importance))
+            selection = select_channels(plan, analysis.groups, scores or channel_scores(analysis, plan.importance))
             model, _ = apply_selection(analysis, selection)
         measured.append(measure_latency(model, target, min_seconds=min_seconds).median_ms)
         rows.append(_class_macs(unit_cost, keep))

@@ -138,10 +138,12 @@ def _identity(analysis: ModelAnalysis, config: SearchConfig) -> dict:
     return fields
 
 
-def _budget(analysis, groups, config, checkpoint) -> tuple[ActionWall, LatencyFit | None]:
+def _budget(analysis, groups, config, checkpoint, scores) -> tuple[ActionWall, LatencyFit | None]:
+    """The action wall of the configured budget; ``scores`` rank units wherever their costs differ."""
     removable = searchable_removals(analysis, groups) if config.depth_threshold is not None else frozenset()
     if config.flops_keep_ratio is not None:
-        wall = macs_wall(analysis, groups, config.flops_keep_ratio, config.lower_bound, config.round_to, removable)
+        wall = macs_wall(analysis, groups, config.flops_keep_ratio, config.lower_bound, config.round_to, removable,
+                         scores)
         return wall, None
     if config.latency_model == "table":
         if checkpoint:  # a resumed run reuses the stored tables: re-measuring would move the budget
@@ -153,12 +155,13 @@ def _budget(analysis, groups, config, checkpoint) -> tuple[ActionWall, LatencyFi
             )
             return wall, fit
         return table_budget(analysis, groups, config.latency_keep_ratio, config.target, config.latency_precision,
-                            config.lower_bound, config.round_to, config.table_cache_dir, removable)
+                            config.lower_bound, config.round_to, config.table_cache_dir, removable, scores)
     # A resumed run reuses the stored fit: re-measuring would change the budget mid-search.
     if checkpoint:
         fit = checkpoint["latency_fit"]
     else:
-        fit = fit_latency_model(analysis, groups, config.target, config.round_to, min_seconds=config.latency_seconds)
+        fit = fit_latency_model(analysis, groups, config.target, config.round_to, min_seconds=config.latency_seconds,
+                                scores=scores)
         fit = fit_removal_savings(analysis, fit, removable, config.latency_seconds)
     target_ms = config.latency_keep_ratio * fit.original_ms
     return ActionWall(groups, fit.cost_model, target_ms, config.lower_bound, config.round_to, removable), fit
@@ -181,9 +184,9 @@ def run_search(
         raise PreconditionError("the model has no prunable channel group; there is nothing to search")
     directory = RunDirectory(run_dir) if run_dir is not None else None
     checkpoint = directory.start(_identity(analysis, config), resume) if directory else None
-    wall, fit = _budget(analysis, groups, config, checkpoint)
-    center = uniform_keep_ratio(wall)[0] if config.action_center == "uniform" else None
     scores = channel_scores(analysis, importance or config.importance)
+    wall, fit = _budget(analysis, groups, config, checkpoint, scores)
+    center = uniform_keep_ratio(wall)[0] if config.action_center == "uniform" else None
     env = PruningEnv(
         groups, wall, config.importance, center, config.depth_threshold, analysis.depth, scores=scores
     )

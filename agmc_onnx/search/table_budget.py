@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 from agmc_onnx.analysis import ModelAnalysis
 from agmc_onnx.groups.find import ChannelGroup
+from agmc_onnx.importance import ChannelScores
 from agmc_onnx.layer_latency import TableConfig, build_latency_model, shipping_form
 from agmc_onnx.search.budget import ActionWall
 from agmc_onnx.search.latency_model import LatencyFit
@@ -27,17 +28,18 @@ def table_budget(
     round_to: int = 8,
     cache_dir=None,
     removable: frozenset[str] = frozenset(),
+    scores: ChannelScores | None = None,
 ) -> tuple[ActionWall, LatencyFit]:
     """Wall at ``latency_keep_ratio`` × the original fp32 model's median latency on ``target``.
 
     With an INT8 precision the predicted latency is the quantized candidate's, so the budget counts what
-    quantization gives as well as what pruning gives."""
+    quantization gives as well as what pruning gives. ``scores``: the unit scores the search selects by."""
     config = TableConfig(target=target, precision=precision, lower_bound=lower_bound, cache_dir=cache_dir)
     ship = shipping_form(analysis, precision)
     # With INT8, the fp32 original in the tables' time base: its latency relative to the shipped form at
     # full width, timed paired during calibration (separate timings drift apart on a shared machine).
     latency_model = build_latency_model(analysis, config, ship=ship,
-                                        reference=None if ship is None else analysis.model)
+                                        reference=None if ship is None else analysis.model, scores=scores)
     original_ms = latency_model.measured_full_ms if ship is None else latency_model.reference_ms
     steps = {s.group_id: s.fast_counts for s in latency_model.staircases}
     target_ms = latency_keep_ratio * original_ms

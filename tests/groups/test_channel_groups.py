@@ -137,11 +137,12 @@ def test_a_slice_of_the_channels_always_keeps_one():
     assert _node(pruned, "Conv", 2).inputs[1].values.shape[1] == 3  # head: 2 kept, tail: its kept first one
 
 
-def test_a_group_whose_single_unit_is_always_kept_says_both():
+def test_a_group_whose_units_are_all_always_kept_is_pinned_and_says_why():
     net = tiny_models.TinyNet("two_halves")
     a, b = net.node("Split", [net.conv("input", 3, 2)], n_outputs=2, axis=1)
     group = analyze_model(net.build(net.conv(net.node("Concat", [b, a], axis=1), 2, 4))).groups[0]
-    assert group.status == "pinned: a single unit, always kept (Split 'Split7' keeps a channel in each part)"
+    assert group.n_units == 0 and group.fixed_units == 2
+    assert group.status == "pinned: Split 'Split7' keeps a channel in each part"
 
 
 def test_flatten_into_gemm_slices_whole_spatial_blocks():

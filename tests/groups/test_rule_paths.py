@@ -34,15 +34,15 @@ def _values(tensor: gs.Tensor) -> list:
     return np.asarray(tensor.values).tolist()
 
 
-def test_chunks_with_computed_bounds_are_tied_and_get_constant_bounds():
+def test_chunks_with_computed_bounds_prune_apart_and_get_constant_bounds():
     analysis, pruned = _pruned(tiny_models.computed_chunks(), {"g0": (0, 2)})
     chunked = analysis.groups[0]
-    # Position i of both halves is one unit; the first one (0 and 4) is always kept, so no half can empty.
-    assert chunked.prunable and chunked.n_units == 3 and chunked.fixed_units == 1 and len(chunked.consumers) == 2
+    # Each half keeps its first channel (positions 0 and 4); the other six are units of their own.
+    assert chunked.prunable and chunked.n_units == 6 and chunked.fixed_units == 2 and len(chunked.consumers) == 2
     assert _kinds(analysis) == ["slice_computed", "slice_computed"]
     slices = [n for n in pruned.nodes if n.op == "Slice"]
-    assert [(_values(s.inputs[1]), _values(s.inputs[2])) for s in slices] == [([0], [3]), ([3], [6])]
-    assert [n.inputs[1].values.shape[1] for n in pruned.nodes if n.op == "Conv"][1:3] == [3, 3]
+    assert [(_values(s.inputs[1]), _values(s.inputs[2])) for s in slices] == [([0], [3]), ([3], [4])]
+    assert [n.inputs[1].values.shape[1] for n in pruned.nodes if n.op == "Conv"][1:3] == [3, 1]
 
 
 def test_a_computed_channel_entry_of_a_view_becomes_the_kept_count():
@@ -83,9 +83,9 @@ def test_conv_transpose_weights_count_toward_the_importance_of_what_they_read():
 
 
 def test_equal_split_without_sizes_gets_a_sizes_input():
-    _, pruned = _pruned(tiny_models.equal_split(), {"g0": (0, 2)})  # units (1, 5), (3, 7) and the kept (0, 4)
+    _, pruned = _pruned(tiny_models.equal_split(), {"g0": (0, 1, 3)})  # positions 1, 2, 5 and the fixed 0, 4
     split = next(n for n in pruned.nodes if n.op == "Split")
-    assert len(split.inputs) == 2 and _values(split.inputs[1]) == [3, 3] and "split" not in split.attrs
+    assert len(split.inputs) == 2 and _values(split.inputs[1]) == [3, 2] and "split" not in split.attrs
 
 
 @pytest.mark.parametrize(

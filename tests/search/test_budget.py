@@ -53,6 +53,33 @@ def test_every_random_episode_meets_the_budget(resnet20, keep_macs, round_to):
         assert outcome.cost_fraction <= keep_macs + 1e-9
 
 
+@pytest.mark.parametrize("importance", ["l1", "random"])
+def test_the_wall_of_units_with_unequal_macs_is_what_the_written_model_counts(importance):
+    """ShuffleNetV2 stream: the wall ranks units by the search's importance, so each episode's cost is the
+    MACs of the model its plan writes, and the budget holds there."""
+    import tiny_models
+
+    from agmc_onnx.importance import channel_scores
+    from agmc_onnx.prune import prune_model
+    from agmc_onnx.search.budget import macs_wall
+
+    model = tiny_models.shufflenet_v2_stream()
+    analysis = analyze_model(model)
+    scores = channel_scores(analysis, importance)
+    wall = macs_wall(analysis, search_order(analysis), 0.5, 0.2, 1, scores=scores)
+    env = PruningEnv(wall.groups, wall, importance, scores=scores)
+    rng = np.random.default_rng(2)
+    for _ in range(4):
+        env.reset()
+        for _ in range(env.n_steps):
+            env.step(float(rng.uniform()))
+        outcome = env.finish()
+        pruned = prune_model(model, env.plan(outcome.keep_counts), analysis=analysis).model
+        counted = analyze_model(pruned).total_macs
+        assert counted == pytest.approx(wall.cost(np.array(outcome.keep_counts)), rel=1e-12)
+        assert counted <= 0.5 * analysis.total_macs
+
+
 def test_kept_counts_respect_round_to_and_lower_bound(resnet20):
     for group in search_order(resnet20):
         counts = allowed_counts(group, 0.2, 8)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -12,7 +13,9 @@ from trained_models import shared_model_path
 
 from agmc_onnx.analysis import analyze_model
 from agmc_onnx.groups.macs_model import MacsModel
+from agmc_onnx.importance import channel_scores
 from agmc_onnx.io import load_model
+from agmc_onnx.plan import uniform_plan
 from agmc_onnx.prune import prune_model
 
 _WEIGHTED = ("Conv", "ConvTranspose", "Gemm", "MatMul")
@@ -121,9 +124,30 @@ def test_macs_model_matches_an_independent_count_on_pruned_corpus_networks(name,
     _check(load_model(export_corpus_model(name, False, cache_dir=corpus_cache_dir)))
 
 
-@pytest.mark.parametrize("name", ["grouped_conv", "depthwise_after_producer", "grouped_conv_two_towers", "shufflenet_v1_unit"])
+@pytest.mark.parametrize(
+    "name",
+    ["grouped_conv", "depthwise_after_producer", "grouped_conv_two_towers", "shufflenet_v1_unit", "shufflenet_v2_stream"],
+)
 def test_macs_model_matches_an_independent_count_on_grouped_convolutions(name):
     _check(tiny_models.CATALOGUE[name]())
+
+
+@pytest.mark.parametrize("importance", ["l1", "random"])
+def test_units_of_unequal_macs_are_predicted_exactly_for_the_units_the_importance_keeps(importance):
+    """A ShuffleNetV2 stream's units differ in MACs (a shuffle sends each wholly into one half of the next
+    split): the prediction of any kept count is the count of the written model, whichever units it keeps."""
+    model = tiny_models.shufflenet_v2_stream()
+    analysis = analyze_model(model)
+    macs_model = MacsModel.from_analysis(analysis, channel_scores(analysis, importance))
+    stream = analysis.groups[0]
+    assert [r.column for r in macs_model.ranked] == [0] and stream.n_units == 12  # only the stream is ranked
+    for ratio in (0.2, 0.3, 0.45, 0.5, 0.6, 0.75, 0.9):
+        plan = dataclasses.replace(uniform_plan(analysis.groups, ratio), importance=importance)
+        result = prune_model(model, plan, analysis=analysis)
+        predicted = macs_model.macs(_kept_fractions(analysis, result.selection))
+        assert count_macs(result.model) == pytest.approx(predicted, rel=1e-12), ratio
+    full = np.ones(len(macs_model.group_ids))
+    assert macs_model.macs(full) == pytest.approx(macs_model.total, rel=1e-12)
 
 
 def test_groups_left_out_of_a_mapping_keep_everything():
