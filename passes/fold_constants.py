@@ -43,12 +43,15 @@ class FoldConstantsPass(GraphPass):
     """
 
     def call(self, graph: gs.Graph) -> PassResult:
+        from agmc_onnx.cost.session import quiet_default_logger  # onnxruntime: only when folding runs
+
         n_before = len(graph.nodes)
         logger = gs.logger.G_LOGGER
         severity = logger.severity
         logger.severity = logger.ERROR  # its size warnings are about folding we want; restored below
         try:
-            graph.fold_constants(error_ok=True).cleanup(remove_unused_graph_inputs=False).toposort()
+            with quiet_default_logger():  # folding runs onnxruntime sessions without options
+                graph.fold_constants(error_ok=True).cleanup(remove_unused_graph_inputs=False).toposort()
         finally:
             logger.severity = severity
         n_after = len(graph.nodes)

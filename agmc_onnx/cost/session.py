@@ -7,7 +7,8 @@ search can score thousands of candidate models cheaply.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +27,11 @@ __all__ = [
     "random_inputs",
     "model_index_bounds",
     "session_input_shape",
+    "quiet_default_logger",
 ]
+
+_ORT_DEFAULT_SEVERITY = 2  # onnxruntime's own default: warnings and worse
+_SILENT = 4  # fatal only: errors still raise, and reach the user as our messages
 
 ModelSource = onnx.ModelProto | bytes | str | os.PathLike
 
@@ -59,8 +64,25 @@ def session_options(profile: TargetProfile) -> ort.SessionOptions:
     options.add_session_config_entry(
         "session.intra_op.allow_spinning", "1" if profile.allow_spinning else "0"
     )
-    options.log_severity_level = 4  # onnxruntime would print warnings and errors itself; errors raise anyway
+    options.log_severity_level = _SILENT  # onnxruntime would print warnings and errors itself; errors raise anyway
     return options
+
+
+@contextmanager
+def quiet_default_logger() -> Iterator[None]:
+    """onnxruntime's process-wide default logger silenced while third-party code creates sessions without
+    options (onnx-graphsurgeon's constant folding, onnxruntime's quantizer): their graph-optimiser warnings
+    ("UnsqueezeElimination cannot remove node …") would otherwise reach stderr. Sessions the library creates
+    itself carry their own severity (``session_options``).
+
+    onnxruntime offers no getter for that severity, so on exit it is set back to onnxruntime's default
+    (warnings), not to a level the caller may have set: a caller wanting another one sets it again after.
+    """
+    ort.set_default_logger_severity(_SILENT)
+    try:
+        yield
+    finally:
+        ort.set_default_logger_severity(_ORT_DEFAULT_SEVERITY)
 
 
 def check_target_available(profile: TargetProfile) -> None:

@@ -13,6 +13,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from agmc_onnx.cost import TargetProfile, create_session, random_inputs
+from agmc_onnx.cost.session import quiet_default_logger
 from agmc_onnx.errors import PreconditionError
 from agmc_onnx.io import load_model, save_model
 from agmc_onnx.layer_latency.signature import LayerSignature
@@ -63,7 +64,8 @@ def quantized_micro(model: onnx.ModelProto, quant_format: str) -> onnx.ModelProt
 
     shape = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
     batch = {"x": np.random.default_rng(0).standard_normal(shape).astype(np.float32)}
-    with tempfile.TemporaryDirectory(prefix="agmc-layer-") as folder, _quiet_preprocess_advice():
+    with tempfile.TemporaryDirectory(prefix="agmc-layer-") as folder, _quiet_preprocess_advice(), \
+            quiet_default_logger():
         source, target = Path(folder) / "layer.onnx", Path(folder) / "layer-int8.onnx"
         save_model(model, source)
         quantize_static(

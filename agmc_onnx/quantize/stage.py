@@ -115,13 +115,15 @@ def quantize_model(
         reduce_range = needs_reduced_range()
     from onnxruntime.quantization import QuantFormat, QuantType, quant_pre_process, quantize_static
 
+    from agmc_onnx.cost.session import quiet_default_logger
+
     if quant_format not in QUANT_FORMATS:
         raise PreconditionError(f"unknown quantization format {quant_format!r}; choose one of {QUANT_FORMATS}")
     check_quantizable(model)
     if not calibration:
         raise PreconditionError("INT8 calibration needs at least one batch of input images")
     input_name = _single_input(model)
-    with tempfile.TemporaryDirectory(prefix="agmc-quantize-") as folder:
+    with tempfile.TemporaryDirectory(prefix="agmc-quantize-") as folder, quiet_default_logger():
         prepared, quantized = Path(folder) / "prepared.onnx", Path(folder) / "quantized.onnx"
         save_model(model, Path(folder) / "input.onnx")
         quant_pre_process(str(Path(folder) / "input.onnx"), str(prepared))
