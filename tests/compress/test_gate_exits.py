@@ -75,11 +75,11 @@ def test_budget_gate_exits_4_on_a_measured_latency_and_writes_the_report(self_la
 
     monkeypatch.setattr(latency_model, "measure_latency", idealised_device)
 
-    def fitted_budget(analysis, groups, keep, target, precision, lower_bound, round_to, cache_dir, removable):
+    def fitted_budget(analysis, groups, keep, target, precision, lower_bound, round_to, cache_dir, removable, scores):
         # The idealised device goes through the MACs fit; measured tables would time this machine instead.
         from agmc_onnx.search.budget import ActionWall
 
-        fit = latency_model.fit_latency_model(analysis, groups, target, round_to)
+        fit = latency_model.fit_latency_model(analysis, groups, target, round_to, scores=scores)
         return ActionWall(groups, fit.cost_model, keep * fit.original_ms, lower_bound, round_to, removable), fit
 
     monkeypatch.setattr("agmc_onnx.search.run.table_budget", fitted_budget)
