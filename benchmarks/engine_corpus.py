@@ -170,7 +170,9 @@ def goal_lines(rows: list[dict]) -> list[str]:
         f"({len(valid) / max(len(rows), 1):.0%}; goal 100 %)",
     ]
     exact = [r for r in ok if _model_error(r) == "exact"]
-    lines.append(f"- MACs model prediction equal to the MACs counted on the pruned model: {len(exact)} of {len(ok)} rows")
+    lines.append(
+        f"- MACs model prediction equal to the MACs counted on the pruned model: {len(exact)} of {len(ok)} rows"
+    )
     for r in (r for r in ok if r["model"].startswith(("timm_vit", "timm_deit", "text_bert"))):
         lines.append(f"- prunable MACs of {r['model']}: {r['prunable_macs_share']:.1%} (goal ≥ 85 %)")
     for r in (r for r in ok if r["model"].startswith("shufflenet_v2")):

@@ -235,7 +235,8 @@ def _grid_axes(macs, slots, staircases) -> dict[str, tuple[tuple[int, ...], tupl
     for staircase in staircases:
         for slot in _touching(macs, slots, staircase.group_id):
             for count in staircase.fast_counts:
-                ci, co = slot.counts(macs.kept_shares(_keep_with(macs, staircase.group_id, count / staircase.counts[-1])))
+                keep = _keep_with(macs, staircase.group_id, count / staircase.counts[-1])
+                ci, co = slot.counts(macs.kept_shares(keep))
                 axes[slot.name][0].add(ci)
                 axes[slot.name][1].add(co)
     result = {}

@@ -124,10 +124,12 @@ def test_macs_model_matches_an_independent_count_on_pruned_corpus_networks(name,
     _check(load_model(export_corpus_model(name, False, cache_dir=corpus_cache_dir)))
 
 
-@pytest.mark.parametrize(
-    "name",
-    ["grouped_conv", "depthwise_after_producer", "grouped_conv_two_towers", "shufflenet_v1_unit", "shufflenet_v2_stream"],
+_GROUPED_AND_SHUFFLED = (
+    "grouped_conv", "depthwise_after_producer", "grouped_conv_two_towers", "shufflenet_v1_unit", "shufflenet_v2_stream"
 )
+
+
+@pytest.mark.parametrize("name", _GROUPED_AND_SHUFFLED)
 def test_macs_model_matches_an_independent_count_on_grouped_convolutions(name):
     _check(tiny_models.CATALOGUE[name]())
 
