@@ -134,3 +134,30 @@ def test_a_table_point_stops_timing_once_its_median_is_stable(monkeypatch) -> No
     calls.clear()
     micro.measure_point(signature, 8, 8, profile, "fp32", runs=25, warmup_runs=0)
     assert len(calls) == 25
+
+
+def test_table_coordinates_are_the_pruned_layers_widths_where_units_differ_in_cost() -> None:
+    """A ShuffleNetV2 stream's units hold unequal positions per layer; each tabulated layer's (in, out)
+    coordinates are still the channel counts of the written model."""
+    from agmc_onnx.groups.macs_model import MacsModel
+    from agmc_onnx.layer_latency.signature import layer_slots
+    from agmc_onnx.plan import uniform_plan
+    from agmc_onnx.prune import prune_model
+
+    model = tiny_models.shufflenet_v2_stream()
+    analysis = analyze_model(model)
+    macs = MacsModel.from_analysis(analysis)
+    slots, _ = layer_slots(analysis, macs)
+    result = prune_model(model, uniform_plan(analysis.groups, 0.4), analysis=analysis)
+    keep = {g.id: len(result.selection.keep_units.get(g.id, range(g.n_units))) / g.n_units for g in analysis.groups}
+    shares = macs.kept_shares(macs.keep_array(keep))
+    weights = {node.name: node for node in result.model.graph.node}
+    sizes = {init.name: tuple(init.dims) for init in result.model.graph.initializer}
+    checked = 0
+    for slot in slots:
+        if slot.signature.per_group is not None:
+            continue  # depthwise: (kept groups, kept groups)
+        out_channels, in_channels = sizes[weights[slot.name].input[1]][:2]
+        assert slot.counts(shares) == (in_channels, out_channels), slot.name
+        checked += 1
+    assert checked >= 7 and macs.ranked
