@@ -99,9 +99,10 @@ def return_freed_blocks() -> None:
     By default glibc raises that threshold to the size of each large block freed, so after the first freed
     weight array later weight-sized arrays come from the heap, whose freed space the process keeps: a
     transient copy of a model then stays in the peak memory of every later stage. Blocks under 4 MiB stay
-    on the heap and are reused: mapping each afresh costs a page fault per 4 KiB page touched (a third of
-    ``prune``'s time on ResNet-50 at a 128 KiB threshold), while NumPy asks for huge pages for arrays of
-    4 MiB and more, so those fault rarely. Elsewhere than glibc: no-op.
+    on the heap and are reused: mapping each afresh costs a page fault per 4 KiB page touched (at a 128 KiB
+    threshold, system time, mostly those faults, was about a third of ``prune``'s CPU time on ResNet-50),
+    while NumPy asks for huge pages for arrays of 4 MiB and more, so those fault rarely. Elsewhere than
+    glibc: no-op.
     """
     if not sys.platform.startswith("linux"):
         return
