@@ -19,11 +19,12 @@ from pathlib import Path
 
 import numpy as np
 from measure_zoo import machine  # benchmarks/ is on sys.path when run as a script
+from speed_budgets import budget_plans, checked
+from speed_compare import compare
 from speed_report import write_markdown
 
 from agmc_onnx.analysis import analyze_model
 from agmc_onnx.cost import measure_paired
-from agmc_onnx.errors import BudgetUnreachableError
 from agmc_onnx.importance import channel_scores
 from agmc_onnx.io import load_model
 from agmc_onnx.layer_latency import TableConfig, build_latency_model
@@ -118,10 +119,11 @@ def evaluate_predictor(name: str, precision: str, args) -> dict:
         pruned, _ = apply_selection(analysis, selection)
         shipped = _shipped(pruned, precision, calibration)
         # Paired against the unpruned model of the same precision, so that the machine's drift between
-        # plans cancels: the measured latency is the paired ratio times the predictor's full-model latency.
-        paired = measure_paired(full, shipped, args.target, n_rounds=args.rounds, runs_per_block=args.runs_per_block)
+        # plans cancels: the measured latency is the paired ratio times the full model's measured latency.
+        paired = measure_paired(full, shipped, args.target, n_rounds=args.rounds, runs_per_block=args.runs_per_block,
+                                sessions=args.sessions)
         rows.append({"index": index, "predicted_ms": latency_model.predict(keep), "keep": keep,
-                     "plain_sum_ms": latency_model.plain(keep), "measured_ms": latency_model.full_cost / paired.speedup,
+                     "plain_sum_ms": latency_model.plain(keep), "measured_ms": latency_model.measured_full_ms / paired.speedup,
                      "measured_ratio": 1.0 / paired.speedup, "full_ms": paired.a.median_ms,
                      "plan_ms": paired.b.median_ms, "ci": [paired.speedup_low, paired.speedup_high]})
     return _predictor_row(name, precision, rows, {
@@ -155,51 +157,11 @@ def int8_speedup(name: str, args) -> dict:
     return row
 
 
-def _budget_plans(analysis, latency_fp32, latency_int8, int8_keeps: list[float], int8_speedup: float) -> dict:
-    """Per budget: the largest single keep ratio that meets it, then groups raised greedily while it holds;
-    with the budget's predicted fraction (of the MACs, or of the fp32 original's latency)."""
-    from agmc_onnx.groups.macs_model import MacsModel
-    from agmc_onnx.search.budget import ActionWall, CostModel, fill_greedily, uniform_keep_ratio
-    from agmc_onnx.search.features import search_order
-
-    groups = search_order(analysis)
-    macs = CostModel.of_macs(MacsModel.from_analysis(analysis))
-
-    def wall(label: str, cost, keep: float, full: float, steps=None) -> tuple[str, ActionWall]:
-        """The budget's wall; an unreachable budget becomes its floor (every group at the lower bound)."""
-        try:
-            return label, ActionWall(groups, cost, keep * full, 0.2, 8, step_counts=steps)
-        except BudgetUnreachableError:
-            floor = ActionWall(groups, cost, float("inf"), 0.2, 8, step_counts=steps).min_cost
-            return f"{label} (unreachable: floor {floor / full:.2f})", ActionWall(groups, cost, floor, 0.2, 8,
-                                                                                  step_counts=steps)
-
-    def steps(latency_model) -> dict:
-        return {s.group_id: s.fast_counts for s in latency_model.staircases}
-
-    # The fp32 original in the INT8 tables' time base: INT8 at full width × the paired INT8 speed-up.
-    int8_reference = latency_int8.full_cost * int8_speedup
-    walls = [
-        (*wall("--flops 0.5", macs, 0.5, macs.full_cost), macs.full_cost),
-        (*wall("--latency 0.5", latency_fp32, 0.5, latency_fp32.measured_full_ms, steps(latency_fp32)),
-         latency_fp32.measured_full_ms),
-        *((*wall(f"--latency {keep} + INT8", latency_int8, keep, int8_reference, steps(latency_int8)), int8_reference)
-          for keep in int8_keeps),
-    ]
-    plans = {}
-    for name, action_wall, reference in walls:
-        _, counts = uniform_keep_ratio(action_wall)
-        counts = fill_greedily(counts, action_wall.choices, action_wall.n_units, action_wall.meets)
-        plans[name] = ({g.id: int(c) / g.n_units for g, c in zip(groups, counts)},
-                       action_wall.cost(counts) / reference)
-    return plans
-
-
 def speedup_table(name: str, int8_format: str, args) -> list[dict]:
     """Original, INT8 only, and the plan of each budget: paired speed-up and test top-1 after least-squares
     reconstruction of the pruned layers (no fine-tuning). INT8 rows use ``int8_format``, the format measured
     faster on this machine (what ``--format auto`` picks); INT8 budgets take the fp32 original from the
-    INT8-only row of this run."""
+    INT8-only row of this run. With ``--check-latency``, each latency budget also as closed by measurement."""
     from agmc_onnx.data import load_split, sample_subset, spec_from_model
     from agmc_onnx.search.recalibrate import calibration_batches
 
@@ -217,9 +179,16 @@ def speedup_table(name: str, int8_format: str, args) -> list[dict]:
             _speed_row(name, f"INT8 only ({int8_format})", int8_only, None, analysis, data, args)]
     latency_models = {p: latency_model_for(name, p, analysis, _calibration(analysis), args)[0]
                       for p in ("fp32", f"int8-{int8_format}")}
-    plans = _budget_plans(analysis, latency_models["fp32"], latency_models[f"int8-{int8_format}"],
+    plans = budget_plans(analysis, latency_models["fp32"], latency_models[f"int8-{int8_format}"],
                           [float(k) for k in args.int8_latency.split(",")], rows[1]["speedup"])
-    for label, (keep, predicted) in plans.items():  # predicted: fraction of the original
+    variants = [(label, keep, predicted, None) for label, (keep, predicted, _) in plans.items()]
+    for label, (_, _, chosen) in plans.items() if args.check_latency else ():
+        if chosen is not None and "unreachable" not in label:
+            precision = "fp32" if "INT8" not in label else f"int8-{int8_format}"
+            ship = lambda m, p=precision: _shipped(m, p, _calibration(analysis))  # noqa: E731
+            variants.append((f"{label}, measured and re-targeted",
+                             *checked(analysis, label, chosen, ship(analysis.model), ship, args)))
+    for label, keep, predicted, history in variants:  # predicted: fraction of the original
         selection = select_channels(PruningPlan(keep), analysis.groups, channel_scores(analysis))
         pruned, _ = apply_selection(analysis, selection)
         if data is not None:
@@ -228,7 +197,7 @@ def speedup_table(name: str, int8_format: str, args) -> list[dict]:
             pruned = reconstruct_pruned(analysis, selection, pruned, data[0], data[2]).model
         if "INT8" in label:
             pruned = quantize_model(pruned, batches, int8_format).model
-        rows.append(_speed_row(name, label, pruned, predicted, analysis, data, args))
+        rows.append(_speed_row(name, label, pruned, predicted, analysis, data, args) | {"checks": history})
     return rows
 
 
@@ -247,7 +216,7 @@ def repredict(row: dict, latency_model, build_seconds: float = 0.0) -> dict:
     """The row's plans predicted again by ``latency_model`` (e.g. calibrated again, on other calibration
     models): the measured paired ratios do not depend on the predictor, so they are kept."""
     plans = [dict(p, predicted_ms=latency_model.predict(p["keep"]), plain_sum_ms=latency_model.plain(p["keep"]),
-                  measured_ms=latency_model.full_cost * p["measured_ratio"]) for p in row["plans"]]
+                  measured_ms=latency_model.measured_full_ms * p["measured_ratio"]) for p in row["plans"]]
     extra = {k: v for k, v in row.items() if not k.endswith("error") and k != "plans"}
     extra.update(scale=latency_model.scale, macs_ms=latency_model.macs_ms, overhead_ms=latency_model.overhead_ms,
                  full_measured_ms=latency_model.measured_full_ms,
@@ -255,11 +224,12 @@ def repredict(row: dict, latency_model, build_seconds: float = 0.0) -> dict:
     return _predictor_row(row["model"], row["precision"], plans, extra)
 
 
-def merge(paths: list[Path], output: Path, state: Path | None = None) -> None:
+def merge(paths: list[Path], output: Path, state: Path | None = None, args=None) -> None:
     """One table from runs split by model, precision, part or plan range (each short enough to hold the
     shared timing lock briefly): the plans of one (model, precision) are pooled, a later row of the INT8
     or speed-up tables replaces an earlier one. With ``state``, every predictor row is predicted again by
-    the predictor kept there."""
+    the predictor kept there; with ``args.previous``, ``args.baseline_state`` or ``args.pool``, compared with
+    an earlier predictor and earlier runs (``speed_compare``)."""
     parts = [json.loads(Path(p).read_text()) for p in paths]
     result = dict(parts[0])
     result["command"] = "; ".join(p["command"] for p in parts)
@@ -281,6 +251,8 @@ def merge(paths: list[Path], output: Path, state: Path | None = None) -> None:
     result["int8"] = list({row["model"]: row for p in parts for row in p.get("int8", [])}.values())
     result["speedups"] = list({(r["model"], r["variant"]): r for p in parts for r in p.get("speedups", [])}.values())
     result["test_images"] = next((p["test_images"] for p in parts if "test_images" in p), None)
+    if args is not None and (args.previous or args.baseline_state or args.pool):
+        result["comparison"] = compare(result, args.previous, args.baseline_state, args.pool or [])
     output.mkdir(parents=True, exist_ok=True)
     (output / "speed.json").write_text(json.dumps(result, indent=1))
     write_markdown(result, output / "speed.md")
@@ -303,6 +275,11 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--calibration-plans", type=int, default=6)
     parser.add_argument("--calibration-rounds", type=int, default=10)
     parser.add_argument("--point-runs", type=int, default=25, help="Timed runs per table point at most")
+    parser.add_argument("--sessions", type=int, default=1,
+                        help="Spread each plan's paired rounds over this many fresh session pairs")
+    parser.add_argument("--check-latency", action="store_true",
+                        help="Speed-up rows: each latency budget also closed by measurement (timed, re-targeted)")
+    parser.add_argument("--check-tolerance", type=float, default=0.05)
     parser.add_argument("--target", default="mobile-cpu")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("-o", "--output", type=Path, default=Path("benchmarks/results"))
@@ -315,6 +292,11 @@ def _arguments() -> argparse.Namespace:
                         help="Only combine the speed.json files of earlier runs into -o")
     parser.add_argument("--repredict", action="store_true",
                         help="With --merge: predict every plan again with the predictors in --cache-dir's state")
+    parser.add_argument("--previous", type=Path, default=None, help="With --merge: an earlier run's speed.json")
+    parser.add_argument("--baseline-state", type=Path, default=None,
+                        help="With --merge: a state folder whose predictors are scored on this run's measurements")
+    parser.add_argument("--pool", type=Path, nargs="*", default=None,
+                        help="With --merge: earlier speed.json files that timed the same plans (averaged)")
     args = parser.parse_args()
     first, _, last = (args.plan_range or f"0:{args.plans}").partition(":")
     args.plan_range = (int(first), int(last))
@@ -330,7 +312,7 @@ def _fastest_int8(int8_state: Path) -> str:
 def main() -> None:
     args = _arguments()
     if args.merge:
-        merge(args.merge, args.output, _state(args) if args.repredict else None)
+        merge(args.merge, args.output, _state(args) if args.repredict else None, args)
         return
     parts = set(args.parts.split(","))
     result = {"command": "python benchmarks/speed.py " + " ".join(os.sys.argv[1:]), "machine": machine(),

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from speed_compare import comparison_section
+
 # Speed-up over the fp32 original asked of the torchvision networks at 224×224.
 TORCHVISION_GOALS = {"tv_resnet50": 5.0, "tv_mobilenet_v2": 2.2}
 
@@ -48,6 +50,7 @@ def write_markdown(result: dict, path: Path) -> None:
             f"{row['table_points']} | {row['build_seconds']:.0f} | "
             + ("—" if row.get("measurement_ci") is None else f"{100 * row['measurement_ci']:.1f} %") + " |"
         )
+    lines += comparison_section(result)
     lines += ["", "INT8 (no pruning), paired A-B-B-A against the fp32 original in one process:", "",
               "| model | QOperator speed-up (95 % CI) | QDQ speed-up (95 % CI) |", "|---|---|---|"]
     for row in result["int8"]:

@@ -95,29 +95,35 @@ def measure_paired(
     warmup_runs: int = 10,
     confidence: float = 0.95,
     seed: int = 0,
+    sessions: int = 1,
 ) -> PairedLatency:
-    """Time A and B interleaved A-B-B-A in ``n_rounds`` rounds, so that drift hits both alike."""
-    if n_rounds < 2 or runs_per_block < 1:
+    """Time A and B interleaved A-B-B-A in ``n_rounds`` rounds, so that drift hits both alike. With
+    ``sessions`` > 1 the rounds are spread over that many fresh pairs of sessions: on a small model a
+    session's memory placement can shift its latency by several per cent for as long as it lives, which
+    rounds inside one session do not average out."""
+    if n_rounds < 2 or runs_per_block < 1 or not 1 <= sessions <= n_rounds:
         raise PreconditionError(
-            f"need n_rounds ≥ 2 and runs_per_block ≥ 1, got {n_rounds} and {runs_per_block}"
+            f"need n_rounds ≥ 2, runs_per_block ≥ 1 and 1 ≤ sessions ≤ n_rounds, got {n_rounds}, "
+            f"{runs_per_block} and {sessions}"
         )
     profile = get_profile(target, batch_size)
-    session_a, session_b = create_session(model_a, profile), create_session(model_b, profile)
-    feeds_a = random_inputs(session_a, profile.batch_size, seed, model_index_bounds(model_a))
-    feeds_b = random_inputs(session_b, profile.batch_size, seed, model_index_bounds(model_b))
-    _time_runs(session_a, feeds_a, warmup_runs)
-    _time_runs(session_b, feeds_b, warmup_runs)
     times_a: list[float] = []
     times_b: list[float] = []
-    ratios = []
-    for _ in range(n_rounds):
-        round_a = _time_runs(session_a, feeds_a, runs_per_block)
-        round_b = _time_runs(session_b, feeds_b, runs_per_block)
-        round_b += _time_runs(session_b, feeds_b, runs_per_block)
-        round_a += _time_runs(session_a, feeds_a, runs_per_block)
-        ratios.append(float(np.median(round_a) / np.median(round_b)))
-        times_a += round_a
-        times_b += round_b
+    ratios: list[float] = []
+    for rounds in np.array_split(np.arange(n_rounds), sessions):
+        session_a, session_b = create_session(model_a, profile), create_session(model_b, profile)
+        feeds_a = random_inputs(session_a, profile.batch_size, seed, model_index_bounds(model_a))
+        feeds_b = random_inputs(session_b, profile.batch_size, seed, model_index_bounds(model_b))
+        _time_runs(session_a, feeds_a, warmup_runs)
+        _time_runs(session_b, feeds_b, warmup_runs)
+        for _ in rounds:
+            round_a = _time_runs(session_a, feeds_a, runs_per_block)
+            round_b = _time_runs(session_b, feeds_b, runs_per_block)
+            round_b += _time_runs(session_b, feeds_b, runs_per_block)
+            round_a += _time_runs(session_a, feeds_a, runs_per_block)
+            ratios.append(float(np.median(round_a) / np.median(round_b)))
+            times_a += round_a
+            times_b += round_b
     low, high = _bootstrap_median_ci(np.asarray(ratios), confidence, seed)
     return PairedLatency(
         speedup=float(np.median(ratios)),

@@ -75,6 +75,8 @@ class LayerLatencyModel:
     calibration_ms: tuple[float, ...] = ()  # measured calibration models (the full one first), paired
     macs_ms: float = 0.0  # ms per kept fraction of the MACs
     reference_ms: float | None = None  # a reference model (the fp32 original) in this model's time base
+    # what the coefficients were fitted on: ((Σ table, MACs fraction), ratio to the full model, weight)
+    calibration_points: tuple[tuple[tuple[float, float], float, float], ...] = ()
     unit: str = "ms (table)"
 
     def layer_ms(self, keep_fractions: np.ndarray) -> np.ndarray:

@@ -120,6 +120,24 @@ def test_paired_measurement_of_a_model_against_itself() -> None:
     assert paired.a.target == paired.b.target == "mobile-cpu"
 
 
+def test_paired_rounds_spread_over_fresh_sessions(monkeypatch) -> None:
+    from agmc_onnx.cost import latency
+
+    created = []
+
+    def counted(model, profile):
+        created.append(1)
+        return create_session(model, profile)
+
+    monkeypatch.setattr(latency, "create_session", counted)
+    model = _conv_model(["n", 3, 8, 8])
+    paired = measure_paired(model, model, n_rounds=5, runs_per_block=1, warmup_runs=1, sessions=2)
+    assert len(created) == 4  # a fresh pair per session
+    assert paired.n_rounds == 5 and paired.a.n_runs == paired.b.n_runs == 5 * 2  # every round still timed
+    with pytest.raises(PreconditionError, match="sessions"):
+        measure_paired(model, model, n_rounds=2, sessions=3)
+
+
 def test_paired_measurement_needs_two_rounds() -> None:
     model = _conv_model(["n", 3, 8, 8])
     with pytest.raises(PreconditionError, match="n_rounds ≥ 2"):

@@ -28,9 +28,16 @@ def _build(tmp_path, model=None, progress=None, **overrides):
     return build_latency_model(analysis, config, progress)
 
 
-def test_prediction_at_full_width_is_the_measured_model(tmp_path) -> None:
+def test_the_predictor_is_a_least_squares_fit_of_its_calibration_models(tmp_path) -> None:
+    """The full model is one calibration point (weight 1), not pinned: the fitted line's residuals over the
+    calibration models (full one first, at ratio 1) sum to zero, and their latencies are kept."""
     latency_model = _build(tmp_path)
-    assert latency_model.full_cost == pytest.approx(latency_model.measured_full_ms)
+    points = latency_model.calibration_points
+    assert len(points) == 1 + _QUICK["calibration_plans"] and points[0][1] == 1.0
+    residuals = [(latency_model.overhead_ms + latency_model.scale * t + latency_model.macs_ms * q)
+                 - ratio * latency_model.measured_full_ms for (t, q), ratio, _ in points]
+    assert sum(residuals) == pytest.approx(0.0, abs=1e-9)
+    assert latency_model.calibration_ms[0] == latency_model.measured_full_ms
     assert latency_model.slots and not latency_model.untabulated
     for staircase in latency_model.staircases:
         assert staircase.fast_counts[-1] == staircase.counts[-1]  # the full width is always a step

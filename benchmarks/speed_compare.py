@@ -1,0 +1,92 @@
+"""Predictor accuracy against an earlier predictor and earlier measurements of the same plans
+(``benchmarks/speed.py --merge ... --previous OLD.json --baseline-state DIR --pool RUN.json ...``).
+
+The random plans depend only on the tables and the seed, so runs with the same cached tables time the very
+same plans: an earlier predictor can be scored on this run's measurements (the same timings for both
+predictors), and the runs' ratios averaged into a less noisy measurement of each plan."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+
+import numpy as np
+
+
+def _errors(predicted: np.ndarray, measured: np.ndarray) -> tuple[float, float]:
+    errors = np.abs(predicted - measured) / measured
+    return float(np.median(errors)), float(np.percentile(errors, 90))
+
+
+def _predictor(state: Path, model: str, precision: str):
+    path = state / f"latency-{model}-{precision}.pkl"
+    if not path.is_file():
+        return None
+    kept = pickle.loads(path.read_bytes())
+    return kept["model"] if isinstance(kept, dict) else kept
+
+
+def compare(result: dict, previous: Path | None, baseline_state: Path | None, pooled: list[Path]) -> list[dict]:
+    """Per predictor row: this predictor and the baseline one on this run's measured ratios, the previous
+    run's own figures, and both predictors against the mean ratio of this run and the pooled runs (plans
+    matched by index, their kept fractions checked equal), with the median difference between the runs."""
+    def rows_of(path: Path) -> dict:
+        return {(r["model"], r["precision"]): r for r in json.loads(path.read_text())["predictor"]}
+
+    earlier = rows_of(previous) if previous else {}
+    others = [rows_of(p) for p in pooled]
+    comparison = []
+    for row in result["predictor"]:
+        key = (row["model"], row["precision"])
+        plans = sorted(row["plans"], key=lambda p: p["index"])
+        ratios = np.array([p["measured_ratio"] for p in plans])
+        full_ms = plans[0]["measured_ms"] / plans[0]["measured_ratio"]  # the predictor's full-model latency
+        ours = np.array([p["predicted_ms"] for p in plans]) / full_ms
+        entry = {"model": key[0], "precision": key[1], "this": _errors(ours, ratios)}
+        baseline = _predictor(baseline_state, *key) if baseline_state else None
+        if baseline is not None:
+            theirs = np.array([baseline.predict(p["keep"]) for p in plans]) / baseline.measured_full_ms
+            entry["baseline"] = _errors(theirs, ratios)
+        if key in earlier:
+            entry["previous"] = (earlier[key]["median_error"], earlier[key]["p90_error"])
+        runs = [ratios]
+        for other in (o[key] for o in others if key in o):
+            by_index = {p["index"]: p for p in other["plans"]}
+            if all(p["index"] in by_index and by_index[p["index"]]["keep"] == p["keep"] for p in plans):
+                runs.append(np.array([by_index[p["index"]]["measured_ratio"] for p in plans]))
+        if len(runs) > 1:
+            mean = np.mean(runs, axis=0)
+            entry["runs"] = len(runs)
+            entry["this_vs_mean"] = _errors(ours, mean)
+            if baseline is not None:
+                entry["baseline_vs_mean"] = _errors(theirs, mean)
+            entry["run_spread"] = float(np.median(np.std(runs, axis=0, ddof=1) / mean))
+        comparison.append(entry)
+    return comparison
+
+
+def comparison_section(result: dict) -> list[str]:
+    """Markdown table of ``compare``'s rows (median / p90 error)."""
+    if not result.get("comparison"):
+        return []
+
+    def cell(pair) -> str:
+        return "—" if pair is None else f"{100 * pair[0]:.1f} / {100 * pair[1]:.1f} %"
+
+    lines = ["", "Predictor against the previous one (median / p90 error). *this run*: this predictor on this "
+             "run's measurements (the table above); *previous predictor, same timings*: the predictor committed "
+             "before (three uniform and three random calibration models) scored on this run's measurements; "
+             "*previous run*: that predictor on its own run's measurements, as committed; *vs mean of runs*: "
+             "against each plan's ratio averaged over this run and the earlier runs that timed the same plans; "
+             "*run spread*: median over the plans of the runs' standard deviation / mean (how far one "
+             "measurement of a plan moves between runs).", "",
+             "| model | precision | this run | previous predictor, same timings | previous run | runs averaged "
+             "| this vs mean of runs | previous predictor vs mean | run spread |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for e in result["comparison"]:
+        spread = "—" if "run_spread" not in e else f"{100 * e['run_spread']:.1f} %"
+        lines.append(f"| {e['model']} | {e['precision']} | {cell(e['this'])} | {cell(e.get('baseline'))} | "
+                     f"{cell(e.get('previous'))} | {e.get('runs', 1)} | {cell(e.get('this_vs_mean'))} | "
+                     f"{cell(e.get('baseline_vs_mean'))} | {spread} |")
+    return lines
