@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from measure_zoo import machine  # benchmarks/ is on sys.path when run as a script
 from speed_budgets import budget_plans, checked
-from speed_compare import compare
+from speed_compare import carry_over, compare
 from speed_report import write_markdown
 
 from agmc_onnx.analysis import analyze_model
@@ -123,13 +123,15 @@ def evaluate_predictor(name: str, precision: str, args) -> dict:
         paired = measure_paired(full, shipped, args.target, n_rounds=args.rounds, runs_per_block=args.runs_per_block,
                                 sessions=args.sessions)
         rows.append({"index": index, "predicted_ms": latency_model.predict(keep), "keep": keep,
-                     "plain_sum_ms": latency_model.plain(keep), "measured_ms": latency_model.measured_full_ms / paired.speedup,
+                     "plain_sum_ms": latency_model.plain(keep),
+                     "measured_ms": latency_model.measured_full_ms / paired.speedup,
                      "measured_ratio": 1.0 / paired.speedup, "full_ms": paired.a.median_ms,
                      "plan_ms": paired.b.median_ms, "ci": [paired.speedup_low, paired.speedup_high]})
     return _predictor_row(name, precision, rows, {
         "scale": latency_model.scale, "macs_ms": latency_model.macs_ms, "build_seconds": build_seconds,
         "full_measured_ms": latency_model.measured_full_ms, "overhead_ms": latency_model.overhead_ms,
         "table_points": sum(len(t.entries) for t in latency_model.tables.values()),
+        "calibration_models": len(latency_model.calibration_ms) - 1,
     })
 
 
@@ -219,6 +221,7 @@ def repredict(row: dict, latency_model, build_seconds: float = 0.0) -> dict:
                   measured_ms=latency_model.measured_full_ms * p["measured_ratio"]) for p in row["plans"]]
     extra = {k: v for k, v in row.items() if not k.endswith("error") and k != "plans"}
     extra.update(scale=latency_model.scale, macs_ms=latency_model.macs_ms, overhead_ms=latency_model.overhead_ms,
+                 calibration_models=len(latency_model.calibration_ms) - 1,
                  full_measured_ms=latency_model.measured_full_ms,
                  build_seconds=max(row["build_seconds"], build_seconds))
     return _predictor_row(row["model"], row["precision"], plans, extra)
@@ -253,6 +256,8 @@ def merge(paths: list[Path], output: Path, state: Path | None = None, args=None)
     result["test_images"] = next((p["test_images"] for p in parts if "test_images" in p), None)
     if args is not None and (args.previous or args.baseline_state or args.pool):
         result["comparison"] = compare(result, args.previous, args.baseline_state, args.pool or [])
+    if args is not None and args.previous:
+        carry_over(result, json.loads(args.previous.read_text()))
     output.mkdir(parents=True, exist_ok=True)
     (output / "speed.json").write_text(json.dumps(result, indent=1))
     write_markdown(result, output / "speed.md")

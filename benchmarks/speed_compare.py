@@ -90,3 +90,16 @@ def comparison_section(result: dict) -> list[str]:
                      f"{cell(e.get('previous'))} | {e.get('runs', 1)} | {cell(e.get('this_vs_mean'))} | "
                      f"{cell(e.get('baseline_vs_mean'))} | {spread} |")
     return lines
+
+
+def carry_over(result: dict, previous: dict) -> None:
+    """Rows of ``previous`` this run did not measure again (a model and precision, a model's INT8 or
+    speed-up rows), appended marked ``carried``, so that the table stays whole."""
+    def carried(rows: list[dict]) -> list[dict]:
+        return [dict(r, carried=True) for r in rows]
+
+    keys = {(r["model"], r["precision"]) for r in result["predictor"]}
+    result["predictor"] += carried([r for r in previous["predictor"] if (r["model"], r["precision"]) not in keys])
+    for part in ("int8", "speedups"):
+        models = {r["model"] for r in result.get(part, [])}
+        result[part] = result.get(part, []) + carried([r for r in previous.get(part, []) if r["model"] not in models])
