@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from measure_zoo import machine  # benchmarks/ is on sys.path when run as a script
 from speed_budgets import budget_plans, checked
-from speed_compare import carry_over, compare
+from speed_compare import carry_over, compare, kept_predictor
 from speed_report import write_markdown
 
 from agmc_onnx.analysis import analyze_model
@@ -70,8 +70,8 @@ def latency_model_for(name: str, precision: str, analysis, calibration, args, re
     invocations (each holding the timing lock briefly) share one set of coefficients. ``rebuild``: build
     it again (tables from the cache, calibration models timed again)."""
     path = _state(args) / f"latency-{name}-{precision}.pkl"
-    if path.is_file() and not rebuild:
-        return _kept(path)
+    if not rebuild and (kept := kept_predictor(path)) is not None:
+        return kept
     started = time.perf_counter()
 
     def progress(done: int, total: int, phase: str) -> None:
@@ -83,12 +83,6 @@ def latency_model_for(name: str, precision: str, analysis, calibration, args, re
     seconds = time.perf_counter() - started
     path.write_bytes(pickle.dumps({"model": latency_model, "build_seconds": seconds}))
     return latency_model, seconds
-
-
-def _kept(path: Path):
-    """(predictor, build seconds) kept in the state folder (an early format kept the predictor alone)."""
-    kept = pickle.loads(path.read_bytes())
-    return (kept["model"], kept["build_seconds"]) if isinstance(kept, dict) else (kept, 0.0)
 
 
 def _state(args) -> Path:
@@ -153,7 +147,7 @@ def int8_speedup(name: str, args) -> dict:
     for fmt in ("qoperator", "qdq"):
         quantized = quantize_model(analysis.model, _calibration(analysis), fmt).model
         paired = measure_paired(model, quantized, args.target, n_rounds=args.rounds,
-                                runs_per_block=args.runs_per_block)
+                                runs_per_block=args.runs_per_block, sessions=args.sessions)
         row[fmt] = {"speedup": paired.speedup, "low": paired.speedup_low, "high": paired.speedup_high,
                     "fp32_ms": paired.a.median_ms, "int8_ms": paired.b.median_ms}
     return row
@@ -207,7 +201,7 @@ def _speed_row(name: str, label: str, variant, predicted, analysis, data, args) 
     from agmc_onnx.evaluate import evaluate_accuracy
 
     paired = measure_paired(analysis.model, variant, args.target, n_rounds=args.rounds,
-                            runs_per_block=args.runs_per_block)
+                            runs_per_block=args.runs_per_block, sessions=args.sessions)
     return {"model": name, "variant": label, "speedup": paired.speedup, "low": paired.speedup_low,
             "high": paired.speedup_high, "ms": paired.b.median_ms, "predicted_fraction": predicted,
             "original_ms": paired.a.median_ms,
@@ -248,7 +242,7 @@ def merge(paths: list[Path], output: Path, state: Path | None = None, args=None)
     if state is not None:
         result["repredicted"] = True
         result["predictor"] = [
-            repredict(row, *_kept(state / f"latency-{m}-{p}.pkl"))
+            repredict(row, *kept_predictor(state / f"latency-{m}-{p}.pkl"))
             for row in result["predictor"] for m, p in [(row["model"], row["precision"])]
         ]
     result["int8"] = list({row["model"]: row for p in parts for row in p.get("int8", [])}.values())
@@ -258,6 +252,8 @@ def merge(paths: list[Path], output: Path, state: Path | None = None, args=None)
         result["comparison"] = compare(result, args.previous, args.baseline_state, args.pool or [])
     if args is not None and args.previous:
         carry_over(result, json.loads(args.previous.read_text()))
+    if args is not None and args.note:
+        result["note"] = args.note
     output.mkdir(parents=True, exist_ok=True)
     (output / "speed.json").write_text(json.dumps(result, indent=1))
     write_markdown(result, output / "speed.md")
@@ -298,6 +294,7 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--repredict", action="store_true",
                         help="With --merge: predict every plan again with the predictors in --cache-dir's state")
     parser.add_argument("--previous", type=Path, default=None, help="With --merge: an earlier run's speed.json")
+    parser.add_argument("--note", default=None, help="With --merge: a remark printed under the command")
     parser.add_argument("--baseline-state", type=Path, default=None,
                         help="With --merge: a state folder whose predictors are scored on this run's measurements")
     parser.add_argument("--pool", type=Path, nargs="*", default=None,

@@ -7,6 +7,7 @@ predictors), and the runs' ratios averaged into a less noisy measurement of each
 
 from __future__ import annotations
 
+import gzip
 import json
 import pickle
 from pathlib import Path
@@ -19,12 +20,19 @@ def _errors(predicted: np.ndarray, measured: np.ndarray) -> tuple[float, float]:
     return float(np.median(errors)), float(np.percentile(errors, 90))
 
 
-def _predictor(state: Path, model: str, precision: str):
-    path = state / f"latency-{model}-{precision}.pkl"
-    if not path.is_file():
+def kept_predictor(path: Path):
+    """(predictor, build seconds) kept in a state folder as ``path`` or, as committed, gzipped beside it
+    (``path`` + ``.gz``); None when neither is there. An early format kept the predictor alone."""
+    packed = path.with_name(path.name + ".gz")
+    if not path.is_file() and not packed.is_file():
         return None
-    kept = pickle.loads(path.read_bytes())
-    return kept["model"] if isinstance(kept, dict) else kept
+    kept = pickle.loads(path.read_bytes() if path.is_file() else gzip.decompress(packed.read_bytes()))
+    return (kept["model"], kept["build_seconds"]) if isinstance(kept, dict) else (kept, 0.0)
+
+
+def _predictor(state: Path, model: str, precision: str):
+    kept = kept_predictor(state / f"latency-{model}-{precision}.pkl")
+    return None if kept is None else kept[0]
 
 
 def compare(result: dict, previous: Path | None, baseline_state: Path | None, pooled: list[Path]) -> list[dict]:

@@ -16,6 +16,7 @@ def write_markdown(result: dict, path: Path) -> None:
         "# Latency tables: predictor accuracy and INT8 speed-up",
         "",
         f"Command: `{result['command']}`  ",
+        *([f"Note: {result['note']}  "] if result.get("note") else []),
         f"Machine: {result['machine']['cpu_model']}, {result['machine']['cpu_cores']} cores, onnxruntime "
         f"{result['machine']['onnxruntime']}, load average at start {result['machine']['load_average_at_start']}; "
         f"target {result['target']}. The timing process ran alone on one core (every other process pinned to "
@@ -24,7 +25,9 @@ def write_markdown(result: dict, path: Path) -> None:
         f"Random plans: every group on one of its staircase's fast steps (the search's action space), "
         f"{result['n_plans']} plans per row. INT8 plans are pruned, then quantized (per channel). Each plan is "
         "timed paired (A-B-B-A rounds in one process) against the unpruned model of the same precision, so the "
-        "machine's drift between plans cancels; measured latency = that ratio × the predicted full latency.",
+        "machine's drift between plans cancels; measured latency = that ratio × the full model's measured "
+        "latency. A command with `--sessions N` spreads each paired timing's rounds over N fresh pairs of "
+        "sessions (a session's memory placement can shift a small model's latency for as long as it lives).",
         "",
         "Error = |predicted − measured| / measured. *calibrated*: overhead + scale · Σ table + MACs term · kept "
         "fraction of the MACs, the three fitted by least squares on the full model and the *calibration models* "

@@ -166,8 +166,10 @@ def _fitted(model: LayerLatencyModel, points) -> LayerLatencyModel:
 
 
 def _fit(features, ratios, full_ms: float, weights=None) -> tuple[float, float, float]:
-    """(overhead, scale, MACs term) with scale in [0.5, 2] and a non-negative MACs term; with too few or
-    too alike models, or a negative MACs term, the MACs term is dropped (overhead + scale · Σ table)."""
+    """(overhead, scale, MACs term) with scale in [0.25, 2] and a non-negative MACs term; with too few or
+    too alike models, or a negative MACs term, the MACs term is dropped (overhead + scale · Σ table). The
+    scale goes well below 1 for QDQ models (0.53-0.57 on the zoo models, 0.41 on MobileNetV2 at 224): a lone
+    operator's table entry carries its own Quantize/DequantizeLinear, which inside the network are shared."""
     x = np.asarray(features, dtype=np.float64)
     y = np.asarray(ratios, dtype=np.float64) * full_ms
     if weights is None:
@@ -176,14 +178,14 @@ def _fit(features, ratios, full_ms: float, weights=None) -> tuple[float, float, 
     if len(y) >= 4:
         design = np.column_stack([np.ones(len(y)), x[:, 0], x[:, 1] * full_ms])
         coef = np.linalg.lstsq(design * weights[:, None], y * weights, rcond=None)[0]
-        if 0.5 <= coef[1] <= 2.0 and coef[2] >= 0.0:
+        if 0.25 <= coef[1] <= 2.0 and coef[2] >= 0.0:
             return float(coef[0]), float(coef[1]), float(coef[2] * full_ms)
     spread = x[:, 0].max() - x[:, 0].min()
     scale = 1.0
     if spread > 0.05 * x[0, 0]:
         design = np.column_stack([np.ones(len(y)), x[:, 0]])
         fitted = float(np.linalg.lstsq(design * weights[:, None], y * weights, rcond=None)[0][1])
-        scale = float(np.clip(fitted, 0.5, 2.0))
+        scale = float(np.clip(fitted, 0.25, 2.0))
         if scale != fitted:
             log.warning("latency calibration: scale %.2f clipped to %.2f (noisy timing?)", fitted, scale)
     return float(np.average(y - scale * x[:, 0], weights=weights)), scale, 0.0
