@@ -169,7 +169,7 @@ def grid_row(model, analysis, plan, importance_name, batches, labels, train, tes
     }
 
 
-SWEEP = {  # label -> reconstruction settings, tried on the committed searched plan
+SWEEP = {  # label -> reconstruction settings, tried on one pruned model
     "own outputs, 256 images, 16 positions": dict(
         calibration_images=256, refit=RefitSettings(residual_sums=False)
     ),
@@ -185,29 +185,36 @@ SWEEP = {  # label -> reconstruction settings, tried on the committed searched p
     "residual sums, ridge 1e-4": dict(calibration_images=256, refit=RefitSettings(ridge=1e-4)),
     "residual sums + every later layer, 256 images": dict(calibration_images=256, downstream=True),
     "residual sums + every later layer, 1024 images": dict(calibration_images=1024, downstream=True),
+    "residual sums + every later layer, 2048 images": dict(calibration_images=2048, downstream=True),
 }
 
 
 def run_sweep(args, store: Store) -> None:
-    """Reconstruction settings on one pruned model: the committed searched plan, ``--sweep-importance``."""
+    """Reconstruction settings on one pruned model: ``--sweep-plan`` (the committed searched plan by default),
+    ``--sweep-importance``; ``--full-test`` scores each on all 10,000 test images too."""
     for name in args.models.split(","):
         model, spec, train, test, analysis = setup(name, args.test_images)
         rows, batches = calibration_batches(train, spec, 256, 64)
         importance = build_importance(args.sweep_importance, batches[:2], [train.labels[r] for r in rows[:2]])
-        result = prune_model(model, searched_plan(name), analysis=analysis, importance=importance)
+        plan = plan_named(name, args.sweep_plan, model, analysis, store)
+        result = prune_model(model, plan, analysis=analysis, importance=importance)
         reestimate = ReestimateBatchNormPass(calibration_batches(train, spec, 256)[1])
+        phase = "sweep" if args.sweep_plan == "searched" else f"sweep@{args.sweep_plan}"
         for label, settings in SWEEP.items():
-            key = f"{name}/sweep/{label}"
+            key = f"{name}/{phase}/{label}"
             if key in store or not any(word in label for word in args.sweep.split(";")):
                 continue
             config = ReconstructConfig(**settings)
             done = reconstruct_pruned(analysis, result.selection, result.model, train, spec, config)
+            full = {}
+            if args.full_test:
+                full["top1_reconstructed_full_test"] = top1(done.model, full_test_set(spec), spec)
             store.put(key, {
                 "importance": args.sweep_importance, "macs_fraction": result.after.macs / result.before.macs,
                 "top1_reconstructed": top1(done.model, test, spec),
                 "top1_reconstructed_bn": top1(run_passes(done.model, [reestimate]), test, spec),
                 "reconstruct_s": done.seconds, "reconstruct_images": done.n_images,
-                "layers_refitted": done.layers_refitted,
+                "layers_refitted": done.layers_refitted, **full,
             })
             log(f"{key}: {store.rows[key]}")
 
@@ -224,11 +231,11 @@ def run_reward(args, store: Store) -> None:
         for variant in args.searches.split(","):
             label, _, episodes = variant.partition(":")
             kind, _, round_to = label.partition("-r")
-            key = f"{name}/reward/{label}-{episodes}"
+            key = f"{name}/reward/{label}-{episodes}" + (f"-s{args.search_seed}" if args.search_seed else "")
             if key in store:
                 continue
             config = SearchConfig(n_episodes=int(episodes), flops_keep_ratio=BUDGET, round_to=int(round_to),
-                                  importance=args.sweep_importance, seed=0)
+                                  importance=args.sweep_importance, seed=args.search_seed)
             started = time.perf_counter()
             reward = RewardConfig(reconstruct=kind == "reconstruct")
             found = search_model(analysis, SHARED / "data" / "cifar10", config, spec=spec, reward=reward)
@@ -236,7 +243,8 @@ def run_reward(args, store: Store) -> None:
             result = prune_model(model, found.plan, analysis=analysis)
             done = reconstruct_pruned(analysis, result.selection, result.model, train, spec)
             store.put(key, {
-                "reward": kind, "round_to": int(round_to), "episodes": int(episodes), "search_s": seconds,
+                "reward": kind, "seed": args.search_seed, "round_to": int(round_to), "episodes": int(episodes),
+                "search_s": seconds,
                 "best_reward": found.best_reward, "best_episode": found.best_episode,
                 "keep_ratios": dict(found.plan.keep_ratios), "macs_fraction": result.after.macs / result.before.macs,
                 "top1_reconstructed": top1(done.model, test, spec),
@@ -279,7 +287,7 @@ def run_finetune(args, store: Store) -> None:
                 images, labels = subset.images, subset.labels
             config = FinetuneConfig(
                 epochs=args.epochs, lr=args.lr, distill_weight=args.kd_weight, device="cpu",
-                val_fraction=args.val_fraction,
+                val_fraction=args.val_fraction, seed=args.seed,
             )
             norm = Normalization(tuple(spec.mean), tuple(spec.std), spec.scale)
             log(f"{key}: fine-tuning from {best_key} ({before:.4f}) on {len(labels)} images")
@@ -290,7 +298,7 @@ def run_finetune(args, store: Store) -> None:
                 "start": best_key, "top1_before": before, "top1_after": top1(tuned.model, test, spec),
                 "train_images": int(len(labels)), "epochs": args.epochs, "lr": args.lr,
                 "distill_weight": args.kd_weight if distill else 0.0, "seconds": seconds,
-                "reconstruction": "residual sums", "val_fraction": args.val_fraction,
+                "reconstruction": "residual sums", "val_fraction": args.val_fraction, "seed": args.seed,
                 "best_epoch": tuned.best_epoch, "train_loss": tuned.history[-1].train_loss,
                 "val_top1_by_epoch": [  # None where nothing was held out (strict JSON has no NaN)
                     None if np.isnan(record.val_top1) else record.val_top1 for record in tuned.history
@@ -313,12 +321,15 @@ def main() -> None:
     parser.add_argument("--train-images", type=int, default=0, help="0: the whole training split")
     parser.add_argument("--val-fraction", type=float, default=0.02, help="finetune: held out to pick the best "
                         "epoch (the start competes); 0: keep the last epoch")
+    parser.add_argument("--seed", type=int, default=0, help="finetune: seeds shuffling and augmentation")
     parser.add_argument("--start", default="", help="finetune: the grid row to start from (default: the best)")
     parser.add_argument("--tag", default="", help="finetune: a suffix that keeps this run's row apart")
     parser.add_argument("--sweep", default="own;sums", help="sweep: settings whose label holds one of these (;)")
+    parser.add_argument("--sweep-plan", default="searched", help="sweep: the plan (as in --plans) to re-fit")
     parser.add_argument("--sweep-importance", default="l2", help="sweep and reward: the channel importance")
     parser.add_argument("--searches", default="bn-r8:40,reconstruct-r8:6", help="reward: kind-rN:episodes, …")
-    parser.add_argument("--full-test", action="store_true", help="grid: also score reconstruction on all 10,000")
+    parser.add_argument("--search-seed", type=int, default=0, help="reward: the search's seed (key suffix -sN)")
+    parser.add_argument("--full-test", action="store_true", help="grid, sweep: also score reconstruction on all 10,000")
     parser.add_argument("--plans", default="uniform,searched", help="grid: uniform[-rN], searched[-<reward row>]")
     parser.add_argument("--results", type=Path, default=RESULTS / "accuracy.json")
     args = parser.parse_args()

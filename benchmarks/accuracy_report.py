@@ -72,25 +72,28 @@ def _grid_table(rows: dict, current: bool) -> list[str]:
 def _sweep_table(rows: dict) -> list[str]:
     cells = []
     for key, row in rows.items():
-        if "/sweep/" not in key:
+        name, phase, label = (key.split("/", 2) + ["", ""])[:3]
+        if phase != "sweep" and not phase.startswith("sweep@"):
             continue
-        name, _, label = key.split("/", 2)
+        full = row.get("top1_reconstructed_full_test")
         cells.append([
-            name, row["importance"], label, f"{row['macs_fraction']:.1%}", f"**{row['top1_reconstructed']:.2%}**",
-            f"{row['top1_reconstructed_bn']:.2%}", str(row["layers_refitted"]),
+            name, phase.partition("@")[2] or "searched", row["importance"], label, f"{row['macs_fraction']:.1%}",
+            f"**{row['top1_reconstructed']:.2%}**", f"{row['top1_reconstructed_bn']:.2%}",
+            "" if full is None else f"**{full:.2%}**", str(row["layers_refitted"]),
             f"{row['reconstruct_s']:.1f} ({row['reconstruct_images']})",
         ])
     if not cells:
         return []
-    columns = ["model", "importance", "settings", "MACs", "reconstruction", "reconstruction + BN", "layers",
-               "reconstruct s (images)"]
-    return ["## Reconstruction settings (`sweep`), on the committed searched plan", ""] + _table(columns, cells) + [""]
+    columns = ["model", "plan", "importance", "settings", "MACs", "reconstruction", "reconstruction + BN",
+               "reconstruction, full test set", "layers", "reconstruct s (images)"]
+    return ["## Reconstruction settings (`sweep --sweep-plan`)", ""] + _table(columns, cells) + [""]
 
 
 def _reward_table(rows: dict) -> list[str]:
     cells = [
         [
-            key.split("/")[0], row["reward"], str(row["round_to"]), str(row["episodes"]), f"{row['search_s']:.0f}",
+            key.split("/")[0], row["reward"], str(row.get("seed", 0)), str(row["round_to"]), str(row["episodes"]),
+            f"{row['search_s']:.0f}",
             f"{row['search_s'] / row['episodes']:.1f}", f"{row['best_reward']:.2%}", f"{row['macs_fraction']:.1%}",
             f"**{row['top1_reconstructed']:.2%}**",
         ]
@@ -98,11 +101,11 @@ def _reward_table(rows: dict) -> list[str]:
     ]
     if not cells:
         return []
-    columns = ["model", "reward", "round to", "episodes", "search s", "s / episode", "best reward", "MACs",
+    columns = ["model", "reward", "seed", "round to", "episodes", "search s", "s / episode", "best reward", "MACs",
                "test top-1 after reconstruction"]
     return [
         "## Search reward (`reward`): BN re-estimation vs reconstruction", "",
-        "Each search: agmc policy, seed 0, 1,000 held-out training images as reward set, importance as in the "
+        "Each search: agmc policy, 1,000 held-out training images as reward set, importance as in the "
         "sweep. "
         "The plan found is then pruned and reconstructed (default settings) and scored on the test subset.", "",
     ] + _table(columns, cells) + [""]
@@ -121,12 +124,12 @@ def _finetune_table(rows: dict) -> list[str]:
         loss = f"CE + KD {row['distill_weight']}" if row["distill_weight"] else "CE"
         cells.append([
             key.split("/")[0], row["start"], row.get("reconstruction", ""), loss, str(row["train_images"]),
-            str(row["lr"]), _validation(row), str(row.get("best_epoch", "?")), f"{row['top1_before']:.2%}",
-            f"**{row['top1_after']:.2%}**", f"{row['seconds']:.0f}",
+            str(row["lr"]), str(row.get("seed", 0)), _validation(row), str(row.get("best_epoch", "?")),
+            f"{row['top1_before']:.2%}", f"**{row['top1_after']:.2%}**", f"{row['seconds']:.0f}",
         ])
     if not cells:
         return []
-    columns = ["model", "start", "reconstruction", "loss", "train images", "lr", "validation", "epoch kept",
+    columns = ["model", "start", "reconstruction", "loss", "train images", "lr", "seed", "validation", "epoch kept",
                "before", "after", "s"]
     return [
         "## Fine-tuning from a reconstructed point (full 10,000-image test set; s: wall time under the load above)", "",
