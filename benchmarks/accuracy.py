@@ -279,7 +279,8 @@ def run_finetune(args, store: Store) -> None:
             plan = plan_named(name, plan_name, model, analysis, store)
             importance = build_importance(importance_name, batches[:2], [train.labels[r] for r in rows[:2]])
             result = prune_model(model, plan, analysis=analysis, importance=importance)
-            start = reconstruct_pruned(analysis, result.selection, result.model, train, spec).model
+            refit = ReconstructConfig(**SWEEP[args.start_settings]) if args.start_settings else ReconstructConfig()
+            start = reconstruct_pruned(analysis, result.selection, result.model, train, spec, refit).model
             before = top1(start, test, spec)
             images, labels = train.images, train.labels
             if args.train_images:
@@ -298,7 +299,8 @@ def run_finetune(args, store: Store) -> None:
                 "start": best_key, "top1_before": before, "top1_after": top1(tuned.model, test, spec),
                 "train_images": int(len(labels)), "epochs": args.epochs, "lr": args.lr,
                 "distill_weight": args.kd_weight if distill else 0.0, "seconds": seconds,
-                "reconstruction": "residual sums", "val_fraction": args.val_fraction, "seed": args.seed,
+                "reconstruction": args.start_settings or "residual sums", "val_fraction": args.val_fraction,
+                "seed": args.seed,
                 "best_epoch": tuned.best_epoch, "train_loss": tuned.history[-1].train_loss,
                 "val_top1_by_epoch": [  # None where nothing was held out (strict JSON has no NaN)
                     None if np.isnan(record.val_top1) else record.val_top1 for record in tuned.history
@@ -323,6 +325,8 @@ def main() -> None:
                         "epoch (the start competes); 0: keep the last epoch")
     parser.add_argument("--seed", type=int, default=0, help="finetune: seeds shuffling and augmentation")
     parser.add_argument("--start", default="", help="finetune: the grid row to start from (default: the best)")
+    parser.add_argument("--start-settings", default="", choices=("", *SWEEP), help="finetune: reconstruct the "
+                        "start with these sweep settings (default: the library's)")
     parser.add_argument("--tag", default="", help="finetune: a suffix that keeps this run's row apart")
     parser.add_argument("--sweep", default="own;sums", help="sweep: settings whose label holds one of these (;)")
     parser.add_argument("--sweep-plan", default="searched", help="sweep: the plan (as in --plans) to re-fit")

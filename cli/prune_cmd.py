@@ -62,8 +62,9 @@ def _importance(name: str | None, plan: PruningPlan, training) -> Importance | N
     return build_importance(name, batches, [dataset.labels[r] for r in rows])
 
 
-def _finish(original, analysis, result, training, reconstruct: bool, n_images: int | None):
-    """BN re-estimation, or least-squares reconstruction then BN re-estimation; checked like any output."""
+def _finish(original, analysis, result, training, reconstruct: bool, n_images: int | None, later: bool):
+    """BN re-estimation, or least-squares reconstruction (``later``: of every layer after the first pruned
+    one too); checked like any output. Returns the model and the number of layers re-fitted (None: BN only)."""
     from agmc_onnx.passes.base import run_passes
     from agmc_onnx.passes.reestimate_batchnorm import ReestimateBatchNormPass
     from agmc_onnx.search.recalibrate import calibration_batches
@@ -73,13 +74,14 @@ def _finish(original, analysis, result, training, reconstruct: bool, n_images: i
     if reconstruct:
         from agmc_onnx.reconstruct.run import ReconstructConfig, reconstruct_pruned
 
-        config = ReconstructConfig(calibration_images=n_images)
-        model = reconstruct_pruned(analysis, result.selection, result.model, dataset, spec, config).model
+        config = ReconstructConfig(calibration_images=n_images, downstream=later)
+        done = reconstruct_pruned(analysis, result.selection, result.model, dataset, spec, config)
+        model, refitted = done.model, done.layers_refitted
     else:
         _, batches = calibration_batches(dataset, spec, n_images or 256)
-        model = run_passes(result.model, [ReestimateBatchNormPass(batches)])
+        model, refitted = run_passes(result.model, [ReestimateBatchNormPass(batches)]), None
     check_written_model(original, model)
-    return model
+    return model, refitted
 
 
 def _fmt(before: float, after: float, unit: str = "") -> str:
@@ -130,6 +132,13 @@ def _fmt(before: float, after: float, unit: str = "") -> str:
     help="Images for --calibrate (default 256) or --reconstruct (default 256, more when a layer has more "
     "unknown weights).",
 )
+@click.option(
+    "--refit-later-layers",
+    is_flag=True,
+    help="With --reconstruct: also re-fit every weighted layer after the first pruned one, so later layers absorb "
+    "what earlier ones could not reproduce (more accurate before fine-tuning, several times slower; give it "
+    "more --calibration-images: benchmarks/results/accuracy.md).",
+)
 @click.option("--no-validate", is_flag=True, help="Skip the equivalence oracle (the checker still runs).")
 @json_option("Print the result as JSON on stdout.")
 def command(
@@ -142,6 +151,7 @@ def command(
     calibration_data: Path | None,
     reconstruction_data: Path | None,
     calibration_images: int | None,
+    refit_later_layers: bool,
     no_validate: bool,
     as_json: bool,
 ) -> None:
@@ -152,6 +162,8 @@ def command(
         raise click.UsageError("the output must not overwrite the input model")
     if calibration_data is not None and reconstruction_data is not None:
         raise click.UsageError("give one of --calibrate or --reconstruct (reconstruction re-estimates BN too)")
+    if refit_later_layers and reconstruction_data is None:
+        raise click.UsageError("--refit-later-layers needs --reconstruct DATA")
     original = load_model(model_path)
     training = _training_images(original, reconstruction_data or calibration_data)
     analysis = analyze_model(original)
@@ -169,9 +181,12 @@ def command(
     result = prune_model(analysis.model, plan, analysis=analysis, importance=_importance(importance, plan, training))
     if loaded is not None:
         validate_pruned(loaded, analysis, result.selection, result.model)
-    pruned = result.model
+    pruned, refitted = result.model, None
     if training is not None:
-        pruned = _finish(original, analysis, result, training, reconstruction_data is not None, calibration_images)
+        reconstruct = reconstruction_data is not None
+        pruned, refitted = _finish(
+            original, analysis, result, training, reconstruct, calibration_images, refit_later_layers
+        )
     save_model(pruned, output)
     summary = {
         "output": str(output),
@@ -183,6 +198,7 @@ def command(
         "validated": not no_validate,
         "batchnorm_recalibrated": training is not None,
         "reconstructed": reconstruction_data is not None,
+        "layers_refitted": refitted,
         "seconds": result.seconds,
         "converted_from_opset": converted_from_opset(original),
     }

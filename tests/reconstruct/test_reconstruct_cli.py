@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 from search.search_fixtures import SPEC, labelled_by_model, one_torch_thread, tiny_classifier  # noqa: F401
 
+from agmc_onnx.analysis import analyze_model
 from agmc_onnx.cli.main import cli
 from agmc_onnx.evaluate import evaluate_accuracy
 from agmc_onnx.io import load_model
@@ -67,3 +68,20 @@ def test_data_that_does_not_fit_the_model_is_refused(tiny, tmp_path):
     assert result.exit_code == 1
     assert "16×16" in result.output and "Traceback" not in result.output
     assert not (tmp_path / "out.onnx").exists()
+
+
+def test_refit_later_layers_refits_the_unpruned_layers_too(tiny, tmp_path):
+    path, npz, _ = tiny
+    first = analyze_model(load_model(path)).prunable_groups[0]  # only the first layer's outputs are pruned
+    ratios = tmp_path / "ratios.json"
+    ratios.write_text(json.dumps({getattr(first, "name", first): 0.5}))
+
+    def prune(out, *extra):
+        return CliRunner().invoke(cli, ["prune", str(path), "--ratios", str(ratios), "-o", str(out), "--json", *extra])
+
+    own = prune(tmp_path / "own.onnx", "--reconstruct", str(npz))
+    later = prune(tmp_path / "later.onnx", "--reconstruct", str(npz), "--refit-later-layers")
+    assert own.exit_code == 0 and later.exit_code == 0, later.output
+    assert json.loads(later.output)["layers_refitted"] > json.loads(own.output)["layers_refitted"] == 1
+    alone = prune(tmp_path / "alone.onnx", "--refit-later-layers")
+    assert alone.exit_code == 2 and "needs --reconstruct" in alone.output
