@@ -35,7 +35,7 @@ def render(rows: dict, test_images: int, conditions: str) -> str:
     originals = ", ".join(f"{k.split('/')[0]} {v['test_top1']:.2%}" for k, v in rows.items() if k.endswith("/original"))
     lines += ["", f"Unpruned, same test subset: {originals}.", ""]
     key = "top1_reconstructed_full_test"
-    full = [f"{k} {v[key]:.2%}" for k, v in rows.items() if key in v]
+    full = [f"{k} {v[key]:.2%}" for k, v in rows.items() if key in v and "top1_bn_only" in v]  # grid rows
     if full:
         lines += [f"Reconstruction scored on the full 10,000-image test set too: {', '.join(full)}.", ""]
     lines += _sweep_table(rows) + _reward_table(rows) + _finetune_table(rows)
