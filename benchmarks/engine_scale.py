@@ -197,7 +197,7 @@ def stage_probe(path: Path) -> None:
     from agmc_onnx.analysis import analyze_model
     from agmc_onnx.cli.main import return_freed_blocks
     from agmc_onnx.io import load_model, save_model
-    from agmc_onnx.loaded_model import detach_loaded_model
+    from agmc_onnx.loaded_model import detach_loaded_model, without_file_weights
     from agmc_onnx.plan import PruningPlan, uniform_plan
     from agmc_onnx.prune import prune_model
     from agmc_onnx.validate import validate_pruned
@@ -209,13 +209,15 @@ def stage_probe(path: Path) -> None:
     stage("load")
     analysis = analyze_model(model)
     stage("analysis")
-    loaded = detach_loaded_model(model, analysis)  # as the CLI does: the loaded model is let go
+    loaded = detach_loaded_model(model, analysis, path)  # as the CLI does: the loaded model is let go
     del model
     gc.collect()
     stage("detach")
     plan = uniform_plan(analysis.groups, 0.5, 1)
     result = prune_model(analysis.model, PruningPlan(plan.keep_ratios, plan.round_to, "l1"), analysis=analysis)
     stage("pruning")
+    analysis = without_file_weights(loaded, analysis)  # as the CLI does
+    gc.collect()
     validate_pruned(loaded, analysis, result.selection, result.model)
     runs = dict(onnxruntime_runs)  # read before the stage line: it restarts the clock
     stage("oracle")

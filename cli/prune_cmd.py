@@ -14,7 +14,7 @@ from agmc_onnx.errors import PlanError
 from agmc_onnx.graph.versions import converted_from_opset, default_opset
 from agmc_onnx.importance import DATA_IMPORTANCE, IMPORTANCE_NAMES, Importance, build_importance
 from agmc_onnx.io import load_model, save_model, stored_size
-from agmc_onnx.loaded_model import detach_loaded_model
+from agmc_onnx.loaded_model import detach_loaded_model, without_file_weights
 from agmc_onnx.plan import PruningPlan, uniform_plan
 from agmc_onnx.prune import prune_model
 from agmc_onnx.validate import validate_pruned
@@ -174,12 +174,15 @@ def command(
         plan = PruningPlan(plan.keep_ratios, plan.round_to, importance or "l1")
     else:
         plan = _read_plan(ratios_file, round_to, importance)
-    loaded = None if no_validate else detach_loaded_model(original, analysis)
+    loaded = None if no_validate else detach_loaded_model(original, analysis, model_path)
     if loaded is not None:  # the oracle keeps what it needs; the loaded model's weights are let go
         original = loaded.skeleton
         gc.collect()  # graphsurgeon graphs are cyclic, and one still reading the loaded model keeps all of it
     result = prune_model(analysis.model, plan, analysis=analysis, importance=_importance(importance, plan, training))
     if loaded is not None:
+        if training is None:  # nothing after the oracle reads the prepared model's weights: the file has them
+            analysis = without_file_weights(loaded, analysis)
+            gc.collect()  # the old analysis is cyclic; it holds the prepared model's weights
         validate_pruned(loaded, analysis, result.selection, result.model)
     pruned, refitted = result.model, None
     if training is not None:

@@ -11,7 +11,7 @@ import onnx
 
 from agmc_onnx.external_data import MIN_EXTERNAL_BYTES, copy_fields, tensor_bytes
 
-__all__ = ["weightless_copy"]
+__all__ = ["weightless_copy", "hollow_copy"]
 
 
 def weightless_copy(
@@ -39,3 +39,20 @@ def weightless_copy(
                 onnx.helper.make_tensor_value_info(tensor.name, tensor.data_type, list(tensor.dims))
             )
     return skeleton, moved
+
+
+def hollow_copy(model: onnx.ModelProto, names: set[str] | frozenset[str]) -> onnx.ModelProto:
+    """``model`` with the bytes of the named initializers left out (their names, types and shapes kept).
+
+    For reading the graph's structure and the weights' shapes once the weights live elsewhere; the copy
+    shares no memory with ``model``, so dropping ``model`` frees its weights. ``model`` is not modified.
+    """
+    hollow = onnx.ModelProto()
+    copy_fields(model, hollow, skip=frozenset({"graph"}))
+    copy_fields(model.graph, hollow.graph, skip=frozenset({"initializer"}))
+    for tensor in model.graph.initializer:
+        if tensor.name in names:
+            hollow.graph.initializer.add(name=tensor.name, data_type=tensor.data_type, dims=list(tensor.dims))
+        else:
+            hollow.graph.initializer.append(tensor)
+    return hollow
