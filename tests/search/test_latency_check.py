@@ -12,7 +12,7 @@ from agmc_onnx.analysis import analyze_model
 from agmc_onnx.layer_latency import TableConfig, build_latency_model
 from agmc_onnx.layer_latency.build import refit
 from agmc_onnx.layer_latency.predictor import LayerLatencyModel
-from agmc_onnx.search.latency_check import LatencyCheck, checked_plan, shipped
+from agmc_onnx.search.latency_check import LatencyCheck, anchored, checked_plan, shipped
 
 _QUICK = {"runs": 3, "max_sweep": 6, "max_fast_steps": 3, "calibration_rounds": 2, "calibration_plans": 3}
 
@@ -87,3 +87,42 @@ def test_shipped_takes_the_slowest_plan_within_the_budget_else_the_fastest() -> 
     checks = [LatencyCheck((), 1.0, 1.2), LatencyCheck((), 1.0, 0.9), LatencyCheck((), 1.0, 0.95)]
     assert shipped(checks, 1.0, 0.02).measured_ms == 0.95
     assert shipped(checks[:1] + [LatencyCheck((), 1.0, 1.1)], 1.0, 0.02).measured_ms == 1.1
+
+
+def _choose_continuous(budget_ms: float):
+    def choose(predictor) -> dict[str, float]:  # the uniform keep fraction meeting the budget (bisection)
+        groups = [s.group_id for s in predictor.staircases]
+        low, high = 0.05, 1.0
+        for _ in range(40):
+            middle = (low + high) / 2
+            meets = predictor.predict(dict.fromkeys(groups, middle)) <= budget_ms
+            low, high = (middle, high) if meets else (low, middle)
+        return dict.fromkeys(groups, low)
+    return choose
+
+
+@pytest.mark.parametrize("device", ["faster", "slower", "curved"])
+def test_the_second_timing_lands_within_tolerance(latency_model, device) -> None:
+    latency_model = _lawful(latency_model)
+    law = {"faster": lambda ms: 0.85 * ms, "slower": lambda ms: 1.15 * ms,  # the device, unknown to the predictor
+           "curved": lambda ms: 0.3 + 0.5 * ms + 0.08 * ms**2}[device]
+    budget = 0.7 * latency_model.measured_full_ms
+    checks = checked_plan(_choose_continuous(budget), latency_model, budget,
+                          lambda keep: law(latency_model.predict(keep)), tolerance=0.05, max_checks=3)
+    assert abs(checks[0].error(budget)) > 0.05  # the predictor alone misses
+    assert len(checks) == 2 and abs(checks[1].error(budget)) <= 0.05
+    again = checked_plan(_choose_continuous(budget), latency_model, budget,
+                         lambda keep: law(latency_model.predict(keep)), tolerance=0.05, max_checks=3)
+    assert again == checks  # deterministic
+
+
+def test_anchored_passes_through_the_measured_plans(latency_model) -> None:
+    latency_model = _lawful(latency_model)
+    plans = [_uniform(latency_model, 0.5), _uniform(latency_model, 0.8)]
+    checks = [LatencyCheck(tuple(sorted(p.items())), 0.0, 0.9 * latency_model.predict(p) + 0.05) for p in plans]
+    budget = checks[0].measured_ms
+    ratio = anchored(latency_model, checks[:1], budget)
+    assert ratio.predict(plans[0]) == pytest.approx(checks[0].measured_ms)
+    line = anchored(latency_model, checks, budget)
+    for plan, check in zip(plans, checks):
+        assert line.predict(plan) == pytest.approx(check.measured_ms)
