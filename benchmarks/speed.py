@@ -182,7 +182,7 @@ def speedup_table(name: str, int8_format: str, args) -> list[dict]:
         if chosen is not None and "unreachable" not in label:
             precision = "fp32" if "INT8" not in label else f"int8-{int8_format}"
             ship = lambda m, p=precision: _shipped(m, p, _calibration(analysis))  # noqa: E731
-            variants.append((f"{label}, measured and re-targeted",
+            variants.append((f"{label}, measured and re-targeted, anchored",
                              *checked(analysis, label, chosen, ship(analysis.model), ship, args)))
     for label, keep, predicted, history in variants:  # predicted: fraction of the original
         selection = select_channels(PruningPlan(keep), analysis.groups, channel_scores(analysis))
@@ -246,7 +246,9 @@ def merge(paths: list[Path], output: Path, state: Path | None = None, args=None)
             for row in result["predictor"] for m, p in [(row["model"], row["precision"])]
         ]
     result["int8"] = list({row["model"]: row for p in parts for row in p.get("int8", [])}.values())
-    result["speedups"] = list({(r["model"], r["variant"]): r for p in parts for r in p.get("speedups", [])}.values())
+    speedups = list({(r["model"], r["variant"]): r for p in parts for r in p.get("speedups", [])}.values())
+    models = list(dict.fromkeys(r["model"] for r in speedups))
+    result["speedups"] = sorted(speedups, key=lambda r: models.index(r["model"]))  # a later part's rows by its model
     result["test_images"] = next((p["test_images"] for p in parts if "test_images" in p), None)
     if args is not None and (args.previous or args.baseline_state or args.pool):
         result["comparison"] = compare(result, args.previous, args.baseline_state, args.pool or [])

@@ -111,9 +111,11 @@ def _speedup_section(result: dict) -> list[str]:
                   "for `--flops`, of the fp32 original's latency otherwise); *measured*: 1 / speed-up. "
                   "*measured and re-targeted*: the latency budget closed by measurement "
                   "(`search.latency_check`): the chosen plan timed once paired against the full model of its "
-                  "precision; off the budget by more than the tolerance, the predictor refitted with that timing "
-                  "and the plan chosen again (at most three timings; the checks are listed below the table), "
-                  "then the shipped plan timed again for its row.",
+                  "precision; off the budget by more than the tolerance, the predictor corrected and the plan "
+                  "chosen again (at most three timings; the checks are listed below the table), then the shipped "
+                  "plan timed again for its row. *anchored*: the predictor corrected through the measured plans "
+                  "nearest the budget (a ratio through one, a line through two); without it (an earlier "
+                  "invocation): the predictor refitted with the timing as one more weighted calibration model.",
                   "", "| model | variant | speed-up (95 % CI) | measured fraction | predicted fraction | test top-1 |",
                   "|---|---|---|---|---|---|"]
         for row in result["speedups"]:

@@ -63,6 +63,7 @@ def _summary(report, paths: dict) -> dict:
         "speedup": report.speedup,
         "speedup_interval": [report.speedup_low, report.speedup_high],
         "quantized_format": report.quantized_format,
+        "latency_check": report.latency_check,
     }
 
 
@@ -122,6 +123,13 @@ def _echo_result(report, paths: dict) -> None:
     type=click.Choice(["none", "int8"]),
     help="int8: quantize the fine-tuned model (static, per channel; the ONNX form measured faster on --target); "
     "the gate and a --latency budget then judge the INT8 model [none].",
+)
+@click.option(
+    "--check-latency/--no-check-latency",
+    "check_latency",
+    default=None,
+    help="With --latency: time the searched plan as it ships (INT8 with --quantize int8) and re-target it when "
+    "it is more than 5 % off the budget, at most three timings [on].",
 )
 @task_option
 @valued_option(

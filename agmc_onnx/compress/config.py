@@ -49,6 +49,8 @@ class CompressConfig:
     reconstruct: bool = True
     seed: int = 0
     quantize: str | None = None  # "int8": quantize after fine-tuning; budgets and the gate see the INT8 model
+    # A latency budget's searched plan timed as it ships and re-targeted when it is off by more than 5 %.
+    check_latency: bool = True
     task: str = "auto"  # accuracy (labelled top-1) | fidelity (agreement with the original) | auto
     max_fidelity_loss: float | None = None  # percentage points of test fidelity to the original
     # Preprocessing (None: the model's metadata, else detected from its input shape).

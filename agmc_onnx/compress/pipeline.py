@@ -12,6 +12,7 @@ import onnx
 from agmc_onnx.analysis import ModelAnalysis, analyze_model
 from agmc_onnx.compress.config import CompressConfig
 from agmc_onnx.compress.gate import evaluate_gate, group_channels
+from agmc_onnx.compress.latency_stage import check_latency, with_plan
 from agmc_onnx.compress.quantize_stage import quantize_stage
 from agmc_onnx.compress.report import CompressionReport, ModelFigures
 from agmc_onnx.compress.task import TaskData, prepare_task
@@ -119,6 +120,17 @@ class _Stages:
             resume=resume,
             progress=self._progress,
         )
+
+    def check_latency(self, search: SearchResult) -> tuple[SearchResult, dict | None]:
+        """A latency budget closed by measurement (``latency_stage``): the plan to prune, and the checks."""
+        if self.config.budget[0] != "latency" or not self.config.check_latency or search.latency_fit is None:
+            return search, None
+        record = self.work.stage("checked")
+        if record is None:
+            self.tell("latency", "timing the searched plan as it ships; re-targeting it if it is off the budget")
+            record = check_latency(self.analysis, search, self.config.search_config())
+            self.work.save_stage("checked", record)
+        return with_plan(search, record), record
 
     def prune(self, search: SearchResult) -> tuple[onnx.ModelProto, dict]:
         """The physically pruned model, oracle-checked, with BatchNormalization statistics re-estimated."""
@@ -255,7 +267,7 @@ def run_compress(
     timings: dict[str, float] = {}
     baseline = stages.baseline()
     timings["data+baseline"], clock = time.perf_counter() - started, time.perf_counter()
-    search = stages.search()
+    search, checked = stages.check_latency(stages.search())
     timings["search"], clock = time.perf_counter() - clock, time.perf_counter()
     searched, searched_scores = stages.prune(search)
     final = _with_preprocessing(stages.finetune(searched), stages.spec)
@@ -281,6 +293,8 @@ def run_compress(
     if quantized is not None:
         int8 = _figures(shipped, stages.test_scores(shipped), paired.b)
         report = _with_int8(report, int8, quantized.quant_format)
+    if checked is not None:
+        report = dataclasses.replace(report, latency_check={k: v for k, v in checked.items() if k != "keep_ratios"})
     return CompressRun(report, shipped, search, work.resumed)
 
 

@@ -75,6 +75,9 @@ class CompressionReport:
     fidelity_loss_points: float | None = None
     max_fidelity_loss_points: float | None = None
     preprocessing: str = ""  # what turned the data into model inputs
+    # A latency budget closed by measurement: each check's predicted and measured fraction of the original's
+    # latency, the one shipped, and that plan's figures (``compress.latency_stage``); None when not checked.
+    latency_check: dict | None = None
     schema_version: int = REPORT_SCHEMA_VERSION
 
     def to_json(self) -> str:
@@ -110,6 +113,18 @@ def _int8_rows(report: CompressionReport) -> list[str]:
     return [_row(label, report.quantized, report.original), "", f"INT8 {_FORMAT_NOTE[report.quantized_format]}."]
 
 
+def _latency_check_lines(report: CompressionReport) -> list[str]:
+    check = report.latency_check
+    if check is None:
+        return []
+    steps = ", ".join(f"predicted {c['predicted_fraction']:.3f} → measured {c['measured_fraction']:.3f}"
+                      for c in check["checks"])
+    return [f"- Latency budget closed by measurement ({len(check['checks'])} timing(s) of the plan as it ships, "
+            f"before fine-tuning; tolerance ±{check['tolerance']:.0%}): {steps} of the original; shipped check "
+            f"{check['shipped_check'] + 1}: predicted {check['predicted_fraction']:.3f}, "
+            f"measured {check['measured_fraction']:.3f}"]
+
+
 def render_markdown(report: CompressionReport, plots: dict[str, str]) -> str:
     gate = "PASSED" if report.gate.passed else "FAILED: " + "; ".join(report.gate.reasons)
     speed = (
@@ -135,6 +150,7 @@ def render_markdown(report: CompressionReport, plots: dict[str, str]) -> str:
         f"(reward {'top-1' if report.task == 'accuracy' else 'fidelity'} {_pct(report.best_reward_top1)} on "
         f"{report.data.get('reward_images')} held-out train inputs)",
         f"- Latency speed-up on `{report.target}` (paired, interleaved): {speed}",
+        *_latency_check_lines(report),
         f"- Accuracy drop: {report.accuracy_drop_points:.2f} points"
         if report.accuracy_drop_points is not None
         else "- Accuracy drop: not measured (no labels used)",

@@ -18,11 +18,12 @@ from agmc_onnx.io import write_bytes_atomic
 
 __all__ = ["WorkDirectory", "stage_identities", "STAGES"]
 
-STAGES = ("baseline", "search", "searched", "finetune")
+STAGES = ("baseline", "search", "checked", "searched", "finetune")
 _STAGE_SETTINGS = {
     "baseline": ("data", "reward_size", "test_size", "seed", "task", "layout", "color", "size", "scale", "mean", "std"),
     "search": ("target", "flops", "latency", "policy", "episodes", "round_to", "warmup_episodes",
                "episodes_per_round"),
+    "checked": ("check_latency", "quantize"),  # a latency budget's plan timed as it ships and re-targeted
     "searched": (),
     "finetune": ("finetune_epochs", "finetune_images", "distill"),
 }

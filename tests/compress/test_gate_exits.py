@@ -66,8 +66,8 @@ def test_accuracy_gate_exits_3_with_the_drop_and_writes_the_report(self_labelled
     assert (out / "report.md").exists() and (out / "model.onnx").exists()
 
 
-def test_budget_gate_exits_4_on_a_measured_latency_and_writes_the_report(self_labelled, monkeypatch):
-    tmp_path, model, data, config = self_labelled
+def _idealised_search(monkeypatch) -> None:
+    """The search predicts latency from an idealised device on which time is proportional to MACs."""
 
     def idealised_device(model, target, **kwargs):
         ms = count_cost(model).macs * 1e-6
@@ -83,12 +83,46 @@ def test_budget_gate_exits_4_on_a_measured_latency_and_writes_the_report(self_la
         return ActionWall(groups, fit.cost_model, keep * fit.original_ms, lower_bound, round_to, removable), fit
 
     monkeypatch.setattr("agmc_onnx.search.run.table_budget", fitted_budget)
-    result, out = _compress(tmp_path, model, data, config, "--latency", "0.5")
+
+
+def test_budget_gate_exits_4_on_a_measured_latency_and_writes_the_report(self_labelled, monkeypatch):
+    tmp_path, model, data, config = self_labelled
+    _idealised_search(monkeypatch)
+    result, out = _compress(tmp_path, model, data, config, "--latency", "0.5", "--no-check-latency")
     assert result.exit_code == 4, result.output
     assert "gate failed: budget not met: median latency kept" in result.output
     report = json.loads((out / "report.json").read_text())
     assert not report["gate"]["budget_met"] and report["achieved_keep_fraction"] > 0.5
+    assert report["latency_check"] is None  # --no-check-latency: the searched plan as it was
     assert (out / "report.md").exists()
+
+
+def test_a_latency_budget_is_timed_as_it_ships_and_re_targeted(self_labelled, monkeypatch):
+    """The searched plan is timed on a device unlike the search's model (per-run overhead the MACs fit did not
+    see); the plan is re-targeted onto the measurement and the report states every check."""
+    from types import SimpleNamespace
+
+    tmp_path, model, data, config = self_labelled
+    _idealised_search(monkeypatch)
+
+    def device(model_a, model_b, target, **kwargs):  # 0.1 ms + MACs: pruning gains less than the MACs say
+        a_ms, b_ms = (0.1 * count_cost(model_a).macs * 1e-6 + count_cost(m).macs * 1e-6 for m in (model_a, model_b))
+        return SimpleNamespace(speedup=a_ms / b_ms)
+
+    monkeypatch.setattr("agmc_onnx.compress.latency_stage.measure_paired", device)
+    result, out = _compress(tmp_path, model, data, config, "--latency", "0.6", "--json")
+    assert result.exit_code in (0, 4), result.output  # the final timing is this machine's
+    report = json.loads((out / "report.json").read_text())
+    check = report["latency_check"]
+    first, last = check["checks"][0], check["checks"][-1]
+    first_error, last_error = (abs(c["measured_fraction"] / 0.6 - 1) for c in (first, last))
+    assert first_error > 0.05  # the searched plan, as the device runs it, is off the budget
+    assert len(check["checks"]) >= 2 and last_error < first_error
+    assert check["measured_fraction"] == check["checks"][check["shipped_check"]]["measured_fraction"]
+    assert "closed by measurement" in (out / "report.md").read_text()
+    assert json.loads(result.stdout)["latency_check"] == check
+    macs_kept = report["final"]["macs"] / report["original"]["macs"]  # the model returned is the plan shipped
+    assert macs_kept == pytest.approx(1.1 * check["measured_fraction"] - 0.1)
 
 
 @pytest.mark.slow  # the same branch is covered through `prune` in tests/cli/test_validation_exits.py
