@@ -246,7 +246,9 @@ def merge(paths: list[Path], output: Path, state: Path | None = None, args=None)
             for row in result["predictor"] for m, p in [(row["model"], row["precision"])]
         ]
     result["int8"] = list({row["model"]: row for p in parts for row in p.get("int8", [])}.values())
-    speedups = list({(r["model"], r["variant"]): r for p in parts for r in p.get("speedups", [])}.values())
+    # One row per budget: a budget unreachable in both runs is labelled with each run's floor.
+    speedups = list({(r["model"], r["variant"].split(" (unreachable")[0]): r
+                     for p in parts for r in p.get("speedups", [])}.values())
     models = list(dict.fromkeys(r["model"] for r in speedups))
     result["speedups"] = sorted(speedups, key=lambda r: models.index(r["model"]))  # a later part's rows by its model
     result["test_images"] = next((p["test_images"] for p in parts if "test_images" in p), None)
