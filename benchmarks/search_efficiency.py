@@ -1,0 +1,231 @@
+"""Search-efficiency study: best-so-far reward against episodes, several seeds, agmc / amc / random / uniform.
+
+    python benchmarks/search_efficiency.py run --data ../shared/data/cifar10 --models mobilenetv2 \
+        --seeds 0 1 2 --stages 100 200 300 --processes 2
+    python benchmarks/search_efficiency.py report
+
+``run`` extends every (model, policy, seed) search to each stage in turn (a stage waits for all searches of
+the one before), so whatever budget all seeds have reached when it is stopped is a complete study; searches
+resume from their run directories (a resumed search with more episodes logs exactly what one long search
+would). Every search of a model scores the same reward set (seed 0), so uniform's reward is one number per
+model. ``report`` writes ``efficiency.json``, ``efficiency.md`` and one plot per model from the logs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import time
+from pathlib import Path
+
+from search_report import read_log
+
+SHARED_MODELS = Path(__file__).resolve().parents[1] / ".." / "shared" / "models"
+OUT = Path("benchmarks/results/search_efficiency")
+LEARNED = ("agmc", "amc", "random")
+COLORS = {"agmc": "tab:red", "amc": "tab:blue", "random": "tab:gray"}
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def run_dir(out: Path, model: str, policy: str, seed: int) -> Path:
+    return out / "runs" / (f"{model}_uniform" if policy == "uniform" else f"{model}_{policy}_s{seed}")
+
+
+def search_job(job: tuple) -> str:
+    """One search, extended (resumed) to ``episodes``; run in a worker process."""
+    model_name, policy, seed, episodes, args = job
+    import torch
+
+    from agmc_onnx.analysis import analyze_model
+    from agmc_onnx.data import load_splits, spec_from_model
+    from agmc_onnx.io import load_model
+    from agmc_onnx.search import DDPGConfig, RewardConfig, SearchConfig, search_model
+
+    torch.set_num_threads(1)
+    model = load_model(SHARED_MODELS / f"cifar10_{model_name}.onnx")
+    spec = spec_from_model(model)
+    splits = load_splits(args.data, spec, reward_size=args.reward_size, seed=0)
+    config = SearchConfig(
+        policy=policy,
+        n_episodes=episodes,
+        flops_keep_ratio=args.flops,
+        seed=seed,
+        ddpg=DDPGConfig(warmup_episodes=args.warmup),
+        action_center=args.action_center,
+    )
+    started = time.perf_counter()
+    result = search_model(
+        analyze_model(model),
+        splits.reward,
+        config,
+        spec=spec,
+        reward=RewardConfig(threads=args.threads),
+        run_dir=run_dir(args.out, model_name, policy, seed),
+        resume=True,
+    )
+    return (
+        f"{model_name} {policy} seed {seed}: {len(result.records)} episodes, best {result.best_reward:.4f} "
+        f"(episode {result.best_episode + 1}), {time.perf_counter() - started:.0f} s this call"
+    )
+
+
+def run(args: argparse.Namespace) -> None:
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "settings.json").write_text(
+        json.dumps({k: str(v) for k, v in vars(args).items() if k != "func"}, indent=2)
+    )
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(args.processes, maxtasksperchild=1) as pool:
+        uniform = [(m, "uniform", 0, 1, args) for m in args.models]
+        for line in pool.imap_unordered(search_job, uniform):
+            log(line)
+        for stage in args.stages:
+            jobs = [(m, p, s, stage, args) for m in args.models for s in args.seeds for p in args.policies]
+            for line in pool.imap_unordered(search_job, jobs):
+                log(line)
+            log(f"stage {stage} done")
+
+
+def best_so_far(records: list[dict]) -> list[float]:
+    best, curve = float("-inf"), []
+    for record in records:
+        best = max(best, record["reward"])
+        curve.append(best)
+    return curve
+
+
+def first_reaching(curve: list[float], level: float) -> int | None:
+    """The 1-based episode at which ``curve`` first reaches ``level`` (None: never)."""
+    return next((i + 1 for i, value in enumerate(curve) if value >= level - 1e-12), None)
+
+
+def summarise(out: Path, model: str, seeds: list[int]) -> dict:
+    """Per policy: the common episode budget, best-so-far curves per seed and their mean/min/max."""
+    import numpy as np
+
+    uniform = read_log(run_dir(out, model, "uniform", 0))
+    settings = json.loads((out / "settings.json").read_text())
+    summary = {
+        "uniform_reward": uniform[0]["reward"] if uniform else None,
+        "reward_images": int(settings["reward_size"]),
+        "policies": {},
+    }
+    records: dict[str, list[dict]] = {}
+    for policy in LEARNED:
+        logs = {s: read_log(run_dir(out, model, policy, s)) for s in seeds}
+        records[policy] = [r for log_ in logs.values() for r in log_]
+        curves = {s: best_so_far(log_) for s, log_ in logs.items()}
+        curves = {s: c for s, c in curves.items() if c}
+        if not curves:
+            continue
+        budget = min(len(c) for c in curves.values())
+        stack = np.array([c[:budget] for c in curves.values()])
+        mean, std = stack.mean(axis=0), stack.std(axis=0, ddof=1) if len(curves) > 1 else np.zeros(budget)
+        reach = {s: first_reaching(c[:budget], summary["uniform_reward"]) for s, c in curves.items()}
+        summary["policies"][policy] = {
+            "seeds": sorted(curves),
+            "episodes": budget,
+            "final_best": {s: c[budget - 1] for s, c in curves.items()},
+            "mean": mean.tolist(),
+            "std": std.tolist(),
+            "min": stack.min(axis=0).tolist(),
+            "max": stack.max(axis=0).tolist(),
+            "episode_reaching_uniform": reach,
+            "seconds_per_episode": float(np.mean([r["episode_seconds"] for r in records[policy]])),
+        }
+    return summary
+
+
+def plot(out: Path, model: str, summary: dict) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(7, 4.2))
+    for policy, entry in summary["policies"].items():
+        episodes = range(1, entry["episodes"] + 1)
+        color = COLORS[policy]
+        label = f"{policy} (mean of {len(entry['seeds'])} seeds, band min–max)"
+        axis.plot(episodes, [100 * v for v in entry["mean"]], color=color, label=label)
+        axis.fill_between(
+            episodes, [100 * v for v in entry["min"]], [100 * v for v in entry["max"]], color=color, alpha=0.2
+        )
+    if summary["uniform_reward"] is not None:
+        axis.axhline(100 * summary["uniform_reward"], color="black", linestyle=":", label="uniform (1 evaluation)")
+    axis.set_xlabel("episode (= reward evaluations)")
+    axis.set_ylabel(f"best-so-far reward: top-1 % on {summary['reward_images']} held-out train images")
+    axis.set_title(f"{model}, 50 % MACs kept, no fine-tuning")
+    axis.grid(alpha=0.3)
+    axis.legend(loc="lower right", fontsize=8)
+    path = out / f"best_so_far_{model}.png"
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
+
+
+def table(summaries: dict) -> str:
+    lines = [
+        "| model | policy | seeds | episodes | best reward per seed | mean ± s.d. | episode reaching uniform "
+        "per seed | mean s per episode |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for model, summary in summaries.items():
+        uniform = summary["uniform_reward"]
+        if uniform is not None:
+            lines.append(f"| {model} | uniform | — | 1 | {100 * uniform:.1f} % | — | — | — |")
+        for policy, e in summary["policies"].items():
+            finals = [100 * v for v in e["final_best"].values()]
+            reach = ", ".join("never" if v is None else str(v) for v in e["episode_reaching_uniform"].values())
+            lines.append(
+                f"| {model} | {policy} | {', '.join(map(str, e['seeds']))} | {e['episodes']} "
+                f"| {', '.join(f'{v:.1f}' for v in finals)} % | {100 * e['mean'][-1]:.1f} ± "
+                f"{100 * e['std'][-1]:.1f} % | {reach} | {e['seconds_per_episode']:.1f} |"
+            )
+    return "\n".join(lines)
+
+
+def report(args: argparse.Namespace) -> None:
+    summaries = {}
+    for model in args.models:
+        summary = summarise(args.out, model, args.seeds)
+        if summary["policies"]:
+            summaries[model] = summary
+            print(plot(args.out, model, summary))
+    (args.out / "efficiency.json").write_text(json.dumps(summaries, indent=2))
+    (args.out / "efficiency.md").write_text(table(summaries) + "\n")
+    print(table(summaries))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-o", "--out", type=Path, default=OUT)
+    commands = parser.add_subparsers(dest="command", required=True)
+    runner = commands.add_parser("run", help="run (or extend) the searches")
+    runner.add_argument("--data", type=Path, default=Path("../shared/data/cifar10"))
+    runner.add_argument("--models", nargs="+", default=["mobilenetv2", "resnet56"])
+    runner.add_argument("--policies", nargs="+", default=list(LEARNED))
+    runner.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    runner.add_argument("--stages", nargs="+", type=int, default=[100, 200, 300])
+    runner.add_argument("--warmup", type=int, default=25, help="random warm-up episodes of agmc/amc (AGMC's 25)")
+    runner.add_argument("--action-center", choices=["none", "uniform"], default="none")
+    runner.add_argument("--flops", type=float, default=0.5)
+    runner.add_argument("--reward-size", type=int, default=300)
+    runner.add_argument("--threads", type=int, default=1, help="onnxruntime threads per search process")
+    runner.add_argument("--processes", type=int, default=2, help="searches run side by side")
+    runner.set_defaults(func=run)
+    reporter = commands.add_parser("report", help="table, JSON and plots from the run directories")
+    reporter.add_argument("--models", nargs="+", default=["mobilenetv2", "resnet56"])
+    reporter.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    reporter.set_defaults(func=report)
+    args = parser.parse_args()
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()
