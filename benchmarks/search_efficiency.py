@@ -24,7 +24,8 @@ from search_report import read_log
 SHARED_MODELS = Path(__file__).resolve().parents[1] / ".." / "shared" / "models"
 OUT = Path("benchmarks/results/search_efficiency")
 LEARNED = ("agmc", "amc", "random")
-COLORS = {"agmc": "tab:red", "amc": "tab:blue", "random": "tab:gray"}
+VARIANTS = ("agmc+center",)
+COLORS = {"agmc": "tab:red", "amc": "tab:blue", "random": "tab:gray", "agmc+center": "tab:orange"}
 
 
 def log(message: str) -> None:
@@ -35,15 +36,46 @@ def run_dir(out: Path, model: str, policy: str, seed: int) -> Path:
     return out / "runs" / (f"{model}_uniform" if policy == "uniform" else f"{model}_{policy}_s{seed}")
 
 
+class SharedCacheReward:
+    """The reward, with the scores every other search of the same model already measured: a kept set met
+    before (the warm-up episodes of agmc, amc and random of one seed are the same random draws) is read,
+    not re-evaluated. Rewards are deterministic, so only the ``cached`` flags and times of the log change.
+    """
+
+    def __init__(self, reward, runs: Path, model_name: str, own: Path) -> None:
+        self.reward, self.runs, self.model_name, self.own = reward, runs, model_name, own
+
+    @property
+    def cache(self) -> dict:
+        return self.reward.cache
+
+    def __call__(self, selection):
+        from agmc_onnx.search.reward import selection_key
+
+        if selection_key(selection) not in self.reward.cache:
+            for path in self.runs.glob(f"{self.model_name}_*/reward_cache.json"):
+                try:
+                    self.reward.cache.update(json.loads(path.read_text()))
+                except json.JSONDecodeError:  # another search is writing it (atomically; a stale read)
+                    continue
+        sample = self.reward(selection)
+        if not sample.cached:
+            from agmc_onnx.io import write_bytes_atomic
+
+            write_bytes_atomic(self.own / "reward_cache.json", json.dumps(self.reward.cache).encode())
+        return sample
+
+
 def search_job(job: tuple) -> str:
     """One search, extended (resumed) to ``episodes``; run in a worker process."""
-    model_name, policy, seed, episodes, args = job
+    model_name, variant, seed, episodes, args = job
+    policy, _, centred = variant.partition("+")  # "agmc+center": actions centred on the uniform solution
     import torch
 
     from agmc_onnx.analysis import analyze_model
     from agmc_onnx.data import load_splits, spec_from_model
     from agmc_onnx.io import load_model
-    from agmc_onnx.search import DDPGConfig, RewardConfig, SearchConfig, search_model
+    from agmc_onnx.search import AccuracyReward, DDPGConfig, RewardConfig, SearchConfig, run_search
 
     torch.set_num_threads(1)
     model = load_model(SHARED_MODELS / f"cifar10_{model_name}.onnx")
@@ -55,20 +87,17 @@ def search_job(job: tuple) -> str:
         flops_keep_ratio=args.flops,
         seed=seed,
         ddpg=DDPGConfig(warmup_episodes=args.warmup),
-        action_center=args.action_center,
+        action_center="uniform" if centred else args.action_center,
     )
+    analysis = analyze_model(model)
+    directory = run_dir(args.out, model_name, variant, seed)
+    directory.mkdir(parents=True, exist_ok=True)
+    reward = AccuracyReward(analysis, splits.reward, spec, RewardConfig(threads=args.threads))
+    shared = SharedCacheReward(reward, args.out / "runs", model_name, directory)
     started = time.perf_counter()
-    result = search_model(
-        analyze_model(model),
-        splits.reward,
-        config,
-        spec=spec,
-        reward=RewardConfig(threads=args.threads),
-        run_dir=run_dir(args.out, model_name, policy, seed),
-        resume=True,
-    )
+    result = run_search(analysis, shared, config, run_dir=directory, resume=True)
     return (
-        f"{model_name} {policy} seed {seed}: {len(result.records)} episodes, best {result.best_reward:.4f} "
+        f"{model_name} {variant} seed {seed}: {len(result.records)} episodes, best {result.best_reward:.4f} "
         f"(episode {result.best_episode + 1}), {time.perf_counter() - started:.0f} s this call"
     )
 
@@ -84,7 +113,11 @@ def run(args: argparse.Namespace) -> None:
         for line in pool.imap_unordered(search_job, uniform):
             log(line)
         for stage in args.stages:
-            jobs = [(m, p, s, stage, args) for m in args.models for s in args.seeds for p in args.policies]
+            # random first: its draws are the warm-up episodes of agmc and amc of the same seed (shared cache)
+            order = sorted(args.policies, key=lambda p: p != "random")
+            jobs = [(m, p, s, stage, args) for m in args.models for p in order[:1] for s in args.seeds]
+            jobs += [(m, p, s, stage, args) for m in args.models for s in args.seeds for p in order[1:]]
+            jobs += [(m, p, s, stage, args) for m in args.models for s in args.variant_seeds for p in args.variants]
             for line in pool.imap_unordered(search_job, jobs):
                 log(line)
             log(f"stage {stage} done")
@@ -115,7 +148,7 @@ def summarise(out: Path, model: str, seeds: list[int]) -> dict:
         "policies": {},
     }
     records: dict[str, list[dict]] = {}
-    for policy in LEARNED:
+    for policy in LEARNED + VARIANTS:
         logs = {s: read_log(run_dir(out, model, policy, s)) for s in seeds}
         records[policy] = [r for log_ in logs.values() for r in log_]
         curves = {s: best_so_far(log_) for s, log_ in logs.items()}
@@ -211,6 +244,8 @@ def main() -> None:
     runner.add_argument("--models", nargs="+", default=["mobilenetv2", "resnet56"])
     runner.add_argument("--policies", nargs="+", default=list(LEARNED))
     runner.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    runner.add_argument("--variants", nargs="*", default=["agmc+center"], help="diagnostic variants, after the rest")
+    runner.add_argument("--variant-seeds", nargs="*", type=int, default=[0, 1, 2])
     runner.add_argument("--stages", nargs="+", type=int, default=[100, 200, 300])
     runner.add_argument("--warmup", type=int, default=25, help="random warm-up episodes of agmc/amc (AGMC's 25)")
     runner.add_argument("--action-center", choices=["none", "uniform"], default="none")
