@@ -148,6 +148,9 @@ def summarise(out: Path, model: str, seeds: list[int]) -> dict:
         "policies": {},
     }
     records: dict[str, list[dict]] = {}
+    # One budget for every policy of the model: the fewest episodes any of its searches has logged.
+    lengths = [len(read_log(d)) for d in (out / "runs").glob(f"{model}_*_s*") if d.name.split("_s")[-1].isdigit()]
+    common = min([n for n in lengths if n] or [0])
     for policy in LEARNED + VARIANTS:
         logs = {s: read_log(run_dir(out, model, policy, s)) for s in seeds}
         records[policy] = [r for log_ in logs.values() for r in log_]
@@ -155,7 +158,7 @@ def summarise(out: Path, model: str, seeds: list[int]) -> dict:
         curves = {s: c for s, c in curves.items() if c}
         if not curves:
             continue
-        budget = min(len(c) for c in curves.values())
+        budget = common
         stack = np.array([c[:budget] for c in curves.values()])
         mean, std = stack.mean(axis=0), stack.std(axis=0, ddof=1) if len(curves) > 1 else np.zeros(budget)
         reach = {s: first_reaching(c[:budget], summary["uniform_reward"]) for s, c in curves.items()}
