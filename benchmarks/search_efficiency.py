@@ -9,6 +9,7 @@ the one before), so whatever budget all seeds have reached when it is stopped is
 resume from their run directories (a resumed search with more episodes logs exactly what one long search
 would). Every search of a model scores the same reward set (seed 0), so uniform's reward is one number per
 model. ``report`` writes ``efficiency.json``, ``efficiency.md`` and one plot per model from the logs.
+It calls ``run_search`` rather than ``search_model`` only to wrap the reward in ``SharedCacheReward``.
 """
 
 from __future__ import annotations
