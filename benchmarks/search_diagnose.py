@@ -45,7 +45,10 @@ def rebuild(run_dir: Path):
     wall = macs_wall(analysis, groups, config["flops_keep_ratio"], config["lower_bound"], config["round_to"])
     center = uniform_keep_ratio(wall)[0] if config["action_center"] == "uniform" else None
     scores = channel_scores(analysis, config["importance"])
-    env = PruningEnv(groups, wall, config["importance"], center, None, analysis.depth, scores=scores)
+    relative = config["action_center"] == "budget-relative"
+    env = PruningEnv(
+        groups, wall, config["importance"], center, None, analysis.depth, scores=scores, budget_relative=relative
+    )
     ddpg = DDPGConfig(**config["ddpg"])
     policy = make_policy(config["policy"], analysis, groups, env, config["seed"], ddpg)
     checkpoint = torch.load(run_dir / "checkpoint.pt", weights_only=False)

@@ -25,8 +25,11 @@ from search_report import read_log
 SHARED_MODELS = Path(__file__).resolve().parents[1] / ".." / "shared" / "models"
 OUT = Path("benchmarks/results/search_efficiency")
 LEARNED = ("agmc", "amc", "random")
-VARIANTS = ("agmc+center",)
-COLORS = {"agmc": "tab:red", "amc": "tab:blue", "random": "tab:gray", "agmc+center": "tab:orange"}
+VARIANTS = ("agmc+center", "agmc+budget")
+COLORS = {
+    "agmc": "tab:red", "amc": "tab:blue", "random": "tab:gray", "agmc+center": "tab:orange", "agmc+budget": "tab:green"
+}
+CENTERS = {"center": "uniform", "budget": "budget-relative"}  # variant suffix -> SearchConfig.action_center
 
 
 def log(message: str) -> None:
@@ -70,7 +73,8 @@ class SharedCacheReward:
 def search_job(job: tuple) -> str:
     """One search, extended (resumed) to ``episodes``; run in a worker process."""
     model_name, variant, seed, episodes, args = job
-    policy, _, centred = variant.partition("+")  # "agmc+center": actions centred on the uniform solution
+    # "agmc+center": actions centred on the uniform solution; "agmc+budget": budget-relative actions
+    policy, _, centred = variant.partition("+")
     import torch
 
     from agmc_onnx.analysis import analyze_model
@@ -88,7 +92,7 @@ def search_job(job: tuple) -> str:
         flops_keep_ratio=args.flops,
         seed=seed,
         ddpg=DDPGConfig(warmup_episodes=args.warmup),
-        action_center="uniform" if centred else args.action_center,
+        action_center=CENTERS[centred] if centred else args.action_center,
     )
     analysis = analyze_model(model)
     directory = run_dir(args.out, model_name, variant, seed)
@@ -105,12 +109,13 @@ def search_job(job: tuple) -> str:
 
 def run(args: argparse.Namespace) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "settings.json").write_text(
+    # variants alone (no --policies) extend a finished study: its settings stay, theirs are written beside
+    (args.out / ("settings.json" if args.policies else "settings_variants.json")).write_text(
         json.dumps({k: str(v) for k, v in vars(args).items() if k != "func"}, indent=2)
     )
     context = multiprocessing.get_context("spawn")
     with context.Pool(args.processes, maxtasksperchild=1) as pool:
-        uniform = [(m, "uniform", 0, 1, args) for m in args.models]
+        uniform = [(m, "uniform", 0, 1, args) for m in args.models if args.policies]
         for line in pool.imap_unordered(search_job, uniform):
             log(line)
         for stage in args.stages:
@@ -231,7 +236,7 @@ def table(summaries: dict) -> str:
     return "\n".join(lines)
 
 
-def header(settings: dict, summaries: dict) -> str:
+def header(settings: dict, summaries: dict, out: Path) -> str:
     budgets = {m: min(e["episodes"] for e in s["policies"].values()) for m, s in summaries.items()}
     return (
         f"# Search efficiency at {float(settings['flops']):.0%} MACs kept, no fine-tuning\n\n"
@@ -244,7 +249,23 @@ def header(settings: dict, summaries: dict) -> str:
         "shared random warm-up) read its score. 'Episode reaching uniform': the first episode whose reward "
         "is ≥ uniform's (one evaluation). Machine: the shared 2-core box, `nice -n 19`, "
         f"{settings['processes']} searches side by side, onnxruntime {settings['threads']} thread(s) each; "
-        "seconds per episode are inflated by the other work on the machine.\n\n"
+        "seconds per episode are inflated by the other work on the machine.\n\n" + variants_note(out)
+    )
+
+
+def variants_note(out: Path) -> str:
+    """How the variants were run, when they were run after the study (``settings_variants.json``)."""
+    path = out / "settings_variants.json"
+    if not path.exists():
+        return ""
+    settings = json.loads(path.read_text())
+    return (
+        f"Variants {settings['variants']} (seeds {settings['variant_seeds']}, planned "
+        f"{settings['stages'].strip('[]').split(', ')[-1]} episodes, random warm-up {settings['warmup']}) ran "
+        f"after the study, {settings['processes']} side by side at `nice -n 19`. agmc+center: action 0.5 is the "
+        "uniform keep ratio; agmc+budget: action 0.5 is the uniform keep ratio of the budget still left after "
+        "the earlier groups (`--action-center budget-relative`). A variant's warm-up draws map to other plans "
+        "than random's, so it shares no scores with them. Every row is cut to the same episode budget.\n\n"
     )
 
 
@@ -256,7 +277,7 @@ def report(args: argparse.Namespace) -> None:
             summaries[model] = summary
             print(plot(args.out, model, summary))
     (args.out / "efficiency.json").write_text(json.dumps(summaries, indent=2))
-    text = header(json.loads((args.out / "settings.json").read_text()), summaries) + table(summaries) + "\n"
+    text = header(json.loads((args.out / "settings.json").read_text()), summaries, args.out) + table(summaries) + "\n"
     (args.out / "efficiency.md").write_text(text)
     print(text)
 
@@ -268,13 +289,13 @@ def main() -> None:
     runner = commands.add_parser("run", help="run (or extend) the searches")
     runner.add_argument("--data", type=Path, default=Path("../shared/data/cifar10"))
     runner.add_argument("--models", nargs="+", default=["mobilenetv2", "resnet56"])
-    runner.add_argument("--policies", nargs="+", default=list(LEARNED))
+    runner.add_argument("--policies", nargs="*", default=list(LEARNED))
     runner.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     runner.add_argument("--variants", nargs="*", default=["agmc+center"], help="diagnostic variants, after the rest")
     runner.add_argument("--variant-seeds", nargs="*", type=int, default=[0, 1, 2])
     runner.add_argument("--stages", nargs="+", type=int, default=[100, 200, 300])
     runner.add_argument("--warmup", type=int, default=25, help="random warm-up episodes of agmc/amc (AGMC's 25)")
-    runner.add_argument("--action-center", choices=["none", "uniform"], default="none")
+    runner.add_argument("--action-center", choices=["none", "uniform", "budget-relative"], default="none")
     runner.add_argument("--flops", type=float, default=0.5)
     runner.add_argument("--reward-size", type=int, default=300)
     runner.add_argument("--threads", type=int, default=1, help="onnxruntime threads per search process")

@@ -49,9 +49,10 @@ __all__ = ["command"]
 )
 @valued_option(
     "--action-center",
-    type=click.Choice(["none", "uniform"]),
+    type=click.Choice(["none", "uniform", "budget-relative"]),
     default="none",
-    help="uniform: action 0.5 means the largest uniform keep ratio that meets the budget.",
+    help="uniform: action 0.5 means the largest uniform keep ratio that meets the budget; budget-relative: "
+    "the one that meets the budget left for this and the later groups (over-keeping early lowers later steps).",
 )
 @valued_option(
     "--reward-size", type=click.IntRange(min=1), default=1000, help="Held-out TRAIN images that score each candidate."

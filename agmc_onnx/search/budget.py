@@ -172,11 +172,16 @@ def _step_choices(group: ChannelGroup, counts: Sequence[int], lower_bound: float
     return np.array(([0] if removable else []) + kept, dtype=np.int64)
 
 
-def uniform_keep_ratio(wall: ActionWall, tolerance: float = 1e-4) -> tuple[float, np.ndarray]:
-    """Largest single keep ratio for every group that meets the target (bisection), with its counts."""
+def uniform_keep_ratio(
+    wall: ActionWall, tolerance: float = 1e-4, counts: np.ndarray | None = None, step: int = 0
+) -> tuple[float, np.ndarray]:
+    """Largest single keep ratio for groups ``step`` onwards that meets the target (bisection), groups before
+    ``step`` kept at ``counts``; with its counts. At step 0 it is the uniform plan's keep ratio."""
+    prefix = np.asarray(counts[:step] if counts is not None else [], dtype=np.int64)
 
     def counts_at(keep_ratio: float) -> np.ndarray:
-        return np.array([wall.count_for(i, keep_ratio) for i in range(len(wall.groups))], dtype=np.int64)
+        rest = [wall.count_for(i, keep_ratio) for i in range(step, len(wall.groups))]
+        return np.concatenate([prefix, np.array(rest, dtype=np.int64)])
 
     low, high = wall.lower_bound, 1.0
     if wall.meets(counts_at(high)):

@@ -1,10 +1,16 @@
 """The pruning environment: one step per prunable channel group, in topological order.
 
-An action is a number in [0, 1], mapped to keep ratio ``lower_bound + (1 − lower_bound)·action``, turned
+An action is a number in [0, 1], mapped to keep ratio ``lower_bound + (1 − lower_bound)·action`` (or, centred,
+piecewise linearly through a centre keep ratio at action 0.5), turned
 into a kept unit count under ``round_to`` and clipped by the action wall. With depth (a ``depth_threshold``), a
 removable group's actions below the threshold delete its residual branch (kept count 0) and the rest of
 the range spans the keep ratios. The episode ends with kept
 counts that meet the budget; the reward is scored by a ``RewardFn`` on the resulting selection.
+
+Budget-relative actions (``budget_relative``): each step's centre is the largest keep ratio that, taken by
+this and every later group, meets the budget left after the earlier groups' counts. Action 0.5 everywhere
+is then the uniform plan, and a step that keeps more than its share lowers the centre of every later step:
+its cost falls on the agent's own later actions, not only on the wall.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from agmc_onnx.groups.depth import DepthAnalysis
 from agmc_onnx.groups.find import ChannelGroup
 from agmc_onnx.importance import ChannelScores
 from agmc_onnx.plan import ChannelSelection, PruningPlan, select_channels
-from agmc_onnx.search.budget import ActionWall
+from agmc_onnx.search.budget import ActionWall, uniform_keep_ratio
 
 __all__ = ["PruningEnv", "EpisodeResult"]
 
@@ -45,12 +51,15 @@ class PruningEnv:
         depth_threshold: float | None = None,
         depth: DepthAnalysis | None = None,
         scores: ChannelScores | None = None,
+        budget_relative: bool = False,
     ) -> None:
         self.groups = tuple(groups)
         self.depth_threshold = depth_threshold
         self.depth = depth
         self.scores = scores  # per-unit scores under ``importance``; needed by ``selection``
         self.center_keep_ratio = center_keep_ratio
+        self.budget_relative = budget_relative
+        self._centers: dict[tuple[int, bytes], float] = {}  # budget-relative centres by (step, earlier counts)
         self.wall = wall
         self.importance = importance
         self.reset()
@@ -63,14 +72,26 @@ class PruningEnv:
         self.step_index = 0
         self.counts = self.wall.n_units.copy()
         self.actions: list[float] = []
+        self._centers = {}
 
-    def keep_ratio_of(self, action: float) -> float:
+    def center_of(self, step: int | None) -> float | None:
+        """Keep ratio that action 0.5 means at ``step`` (None: no centre, the plain linear mapping)."""
+        if not self.budget_relative:
+            return self.center_keep_ratio
+        if step is None:
+            raise PlanError("budget-relative actions have a centre per step; name the step")
+        key = (step, self.counts[:step].tobytes())
+        if key not in self._centers:
+            self._centers[key] = uniform_keep_ratio(self.wall, counts=self.counts, step=step)[0]
+        return self._centers[key]
+
+    def keep_ratio_of(self, action: float, step: int | None = None) -> float:
         """Linear from the lower bound (action 0) to 1 (action 1); with a centre keep ratio c, piecewise
         linear so that action 0.5 means c (an untrained actor, whose output is near 0.5, starts there)."""
         lower, action = self.wall.lower_bound, float(np.clip(action, 0.0, 1.0))
-        if self.center_keep_ratio is None:
+        center = self.center_of(step)
+        if center is None:
             return lower + (1.0 - lower) * action
-        center = self.center_keep_ratio
         if action <= 0.5:
             return lower + (center - lower) * 2.0 * action
         return center + (1.0 - center) * 2.0 * (action - 0.5)
@@ -88,7 +109,7 @@ class PruningEnv:
             if action < threshold:
                 return 0
             action = (action - threshold) / max(1.0 - threshold, 1e-12)
-        return self.wall.count_for(step, self.keep_ratio_of(action))
+        return self.wall.count_for(step, self.keep_ratio_of(action, step))
 
     def action_of(self, count: int, step: int) -> float:
         """The action that reproduces ``count`` for group ``step`` (inverse of ``desired_count``)."""
@@ -102,9 +123,9 @@ class PruningEnv:
         keep_ratio = count / self.groups[step].n_units
         if lower >= 1.0:
             return 1.0
-        if self.center_keep_ratio is None:
+        center = self.center_of(step)
+        if center is None:
             return float(np.clip((keep_ratio - lower) / (1.0 - lower), 0.0, 1.0))
-        center = self.center_keep_ratio
         if keep_ratio <= center:
             return float(np.clip(0.5 * (keep_ratio - lower) / max(center - lower, 1e-12), 0.0, 0.5))
         return float(np.clip(0.5 + 0.5 * (keep_ratio - center) / max(1.0 - center, 1e-12), 0.5, 1.0))
@@ -133,7 +154,7 @@ class PruningEnv:
         counts = self.counts
         corrected = not self.wall.meets(counts)
         if corrected:
-            counts = self.wall.enforce(counts)
+            counts = self.counts = self.wall.enforce(counts)  # budget-relative centres follow the final counts
         return EpisodeResult(
             keep_counts=tuple(int(c) for c in counts),
             actions=tuple(self.action_of(int(c), i) for i, c in enumerate(counts)),

@@ -128,8 +128,8 @@ class UniformPolicy:
 
     def __init__(self, env: PruningEnv) -> None:
         self.name = "uniform"
-        self.keep_ratio, counts = uniform_keep_ratio(env.wall)
-        self._actions = [env.action_of(int(c), i) for i, c in enumerate(counts)]
+        self.keep_ratio, self._counts = uniform_keep_ratio(env.wall)
+        self.env = env
 
     def exploration(self, episode: int) -> float:
         return 0.0
@@ -138,7 +138,7 @@ class UniformPolicy:
         return None
 
     def act(self, step: int, dynamic: np.ndarray, episode: int) -> float:
-        return self._actions[step]
+        return self.env.action_of(int(self._counts[step]), step)  # at the step: budget-relative actions need it
 
     def observe(self, episode: int, transitions: Sequence[Transition], reward: float) -> dict[str, float]:
         return {}

@@ -30,7 +30,9 @@ from agmc_onnx.search.rounds import SearchState, observe, propose_round
 from agmc_onnx.search.table_budget import table_budget
 from agmc_onnx.search.transfer import agent_snapshot, load_agent
 
-__all__ = ["SearchConfig", "SearchResult", "run_search"]
+__all__ = ["SearchConfig", "SearchResult", "run_search", "ACTION_CENTERS"]
+
+ACTION_CENTERS = ("none", "uniform", "budget-relative")
 
 _Progress = SearchState  # the name checkpoints written before rounds existed unpickle through
 
@@ -48,7 +50,8 @@ class SearchConfig:
     round_to: int = 8
     lower_bound: float = 0.2
     # "uniform": action 0.5 means the largest uniform keep ratio that meets the budget, so exploration
-    # and an untrained actor start from that feasible prior instead of from keep ratio 0.6.
+    # and an untrained actor start from that feasible prior instead of from keep ratio 0.6. "budget-relative":
+    # action 0.5 means the uniform keep ratio that meets the budget left for this and the later groups.
     action_center: str = "none"
     importance: str = "l1"
     # depth: a removable group's action below this deletes its residual branch (None: width only)
@@ -81,9 +84,9 @@ class SearchConfig:
             object.__setattr__(self, "episodes_per_round", self.workers)
         if not 0.0 < self.lower_bound <= 1.0:
             raise PreconditionError(f"lower bound {self.lower_bound} must be a keep ratio in (0, 1]")
-        if self.action_center not in ("none", "uniform"):
+        if self.action_center not in ACTION_CENTERS:
             raise PreconditionError(
-                f"action centre '{self.action_center}' is unknown; use 'none' or 'uniform'"
+                f"action centre '{self.action_center}' is unknown; use one of {', '.join(ACTION_CENTERS)}"
             )
         if self.depth_threshold is not None and not 0.0 < self.depth_threshold < 1.0:
             raise PreconditionError(
@@ -188,7 +191,8 @@ def run_search(
     wall, fit = _budget(analysis, groups, config, checkpoint, scores)
     center = uniform_keep_ratio(wall)[0] if config.action_center == "uniform" else None
     env = PruningEnv(
-        groups, wall, config.importance, center, config.depth_threshold, analysis.depth, scores=scores
+        groups, wall, config.importance, center, config.depth_threshold, analysis.depth, scores=scores,
+        budget_relative=config.action_center == "budget-relative",
     )
     snapshot = load_agent(config.agent) if config.agent is not None else None
     policy = make_policy(config.policy, analysis, groups, env, config.seed, config.ddpg, config.encoder, snapshot)

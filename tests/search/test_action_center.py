@@ -1,4 +1,5 @@
-"""Actions centred on the uniform solution: action 0.5 is the uniform keep ratio, the mapping is invertible."""
+"""Actions centred on the uniform solution: action 0.5 is the uniform keep ratio, the mapping is invertible;
+budget-relative actions: action 0.5 is the uniform keep ratio of the budget still left."""
 
 from __future__ import annotations
 
@@ -40,3 +41,27 @@ def test_keep_ratio_mapping_is_monotone_and_inverted_by_action_of(wall, center):
     group = wall.groups[0]
     for count in wall.choices[0]:
         assert env.keep_ratio_of(env.action_of(int(count), 0)) == pytest.approx(count / group.n_units)
+
+
+def test_neutral_budget_relative_actions_give_the_uniform_plan_within_budget(wall):
+    _, uniform = uniform_keep_ratio(wall)
+    env = PruningEnv(wall.groups, wall, budget_relative=True)
+    for _ in range(env.n_steps):
+        env.step(0.5)
+    result = env.finish()
+    counts = np.array(result.keep_counts)
+    assert not result.corrected and wall.meets(counts)
+    # the uniform plan, with what its rounding left of the budget spent on later groups
+    assert np.all(counts >= uniform) and np.all(counts / wall.n_units <= uniform / wall.n_units + 0.05)
+
+
+def test_keeping_more_early_lowers_the_later_budget_relative_centres(wall):
+    neutral, env = (PruningEnv(wall.groups, wall, budget_relative=True) for _ in range(2))
+    for _ in range(8):
+        neutral.step(0.5)
+        env.step(1.0)
+    assert env.center_of(8) < neutral.center_of(8) - 0.05
+    rng = np.random.default_rng(0)
+    for step in range(8, env.n_steps):
+        action = env.step(float(rng.uniform()))
+        assert env.desired_count(step, action) == env.counts[step]  # the logged action reproduces the count
