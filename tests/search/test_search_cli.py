@@ -19,6 +19,7 @@ def test_help_lists_budgets_and_policies():
     for option in ("--flops", "--latency", "--target", "--policy", "--round-to", "--resume", "--run-dir"):
         assert option in result.output
     assert "agmc|amc|uniform|random" in result.output
+    assert "none|uniform|budget-relative" in result.output
 
 
 def _search(tmp_path, *options: str):
