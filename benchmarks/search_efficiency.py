@@ -25,9 +25,10 @@ from search_report import read_log
 SHARED_MODELS = Path(__file__).resolve().parents[1] / ".." / "shared" / "models"
 OUT = Path("benchmarks/results/search_efficiency")
 LEARNED = ("agmc", "amc", "random")
-VARIANTS = ("agmc+center", "agmc+budget")
+VARIANTS = ("agmc+center", "agmc+budget", "random+budget")
 COLORS = {
-    "agmc": "tab:red", "amc": "tab:blue", "random": "tab:gray", "agmc+center": "tab:orange", "agmc+budget": "tab:green"
+    "agmc": "tab:red", "amc": "tab:blue", "random": "tab:gray", "agmc+center": "tab:orange", "agmc+budget": "tab:green",
+    "random+budget": "tab:olive",
 }
 CENTERS = {"center": "uniform", "budget": "budget-relative"}  # variant suffix -> SearchConfig.action_center
 
@@ -109,10 +110,14 @@ def search_job(job: tuple) -> str:
 
 def run(args: argparse.Namespace) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
-    # variants alone (no --policies) extend a finished study: its settings stay, theirs are written beside
-    (args.out / ("settings.json" if args.policies else "settings_variants.json")).write_text(
-        json.dumps({k: str(v) for k, v in vars(args).items() if k != "func"}, indent=2)
-    )
+    settings = {k: str(v) for k, v in vars(args).items() if k != "func"}
+    if args.policies:
+        (args.out / "settings.json").write_text(json.dumps(settings, indent=2))
+    else:  # variants alone extend a finished study: its settings stay, each variant run's are listed beside
+        path = args.out / "settings_variants.json"
+        earlier = json.loads(path.read_text()) if path.exists() else []
+        earlier = [earlier] if isinstance(earlier, dict) else earlier
+        path.write_text(json.dumps(earlier + [settings], indent=2))
     context = multiprocessing.get_context("spawn")
     with context.Pool(args.processes, maxtasksperchild=1) as pool:
         uniform = [(m, "uniform", 0, 1, args) for m in args.models if args.policies]
@@ -258,14 +263,18 @@ def variants_note(out: Path) -> str:
     path = out / "settings_variants.json"
     if not path.exists():
         return ""
-    settings = json.loads(path.read_text())
+    runs = json.loads(path.read_text())
+    lines = [
+        f"Variants {r['variants']} (seeds {r['variant_seeds']}, planned {r['stages'].strip('[]').split(', ')[-1]} "
+        f"episodes, random warm-up {r['warmup']}, {r['processes']} side by side at `nice -n 19`)"
+        for r in ([runs] if isinstance(runs, dict) else runs)
+    ]
     return (
-        f"Variants {settings['variants']} (seeds {settings['variant_seeds']}, planned "
-        f"{settings['stages'].strip('[]').split(', ')[-1]} episodes, random warm-up {settings['warmup']}) ran "
-        f"after the study, {settings['processes']} side by side at `nice -n 19`. agmc+center: action 0.5 is the "
-        "uniform keep ratio; agmc+budget: action 0.5 is the uniform keep ratio of the budget still left after "
-        "the earlier groups (`--action-center budget-relative`). A variant's warm-up draws map to other plans "
-        "than random's, so it shares no scores with them. Every row is cut to the same episode budget.\n\n"
+        "; ".join(lines) + " ran after the study. agmc+center: action 0.5 is the uniform keep ratio; "
+        "+budget: action 0.5 is the uniform keep ratio of the budget still left after the earlier groups "
+        "(`--action-center budget-relative`), so random+budget is random search in that action space. A "
+        "variant's warm-up draws map to other plans than random's, so it shares no scores with them. Every "
+        "row is cut to the same episode budget.\n\n"
     )
 
 
