@@ -15,7 +15,6 @@ from agmc_onnx.analysis import ModelAnalysis
 from agmc_onnx.cost import measure_paired
 from agmc_onnx.errors import BudgetUnreachableError
 from agmc_onnx.layer_latency import shipping_form
-from agmc_onnx.layer_latency.predictor import LayerLatencyModel
 from agmc_onnx.plan import PruningPlan
 from agmc_onnx.prune import prune_model
 from agmc_onnx.search.budget import ActionWall, fill_greedily
@@ -23,6 +22,7 @@ from agmc_onnx.search.depth_budget import searchable_removals
 from agmc_onnx.search.features import search_order
 from agmc_onnx.search.latency_check import checked_plan, shipped
 from agmc_onnx.search.run import SearchConfig, SearchResult
+from agmc_onnx.search.table_budget import latency_wall
 
 __all__ = ["TOLERANCE", "check_latency", "with_plan"]
 
@@ -72,11 +72,9 @@ def retargeted(analysis: ModelAnalysis, keep: dict[str, float], predictor, budge
     its smallest step) when even that is over."""
     groups = search_order(analysis)
     removable = searchable_removals(analysis, groups) if config.depth_threshold is not None else frozenset()
-    steps = ({s.group_id: s.fast_counts for s in predictor.staircases}
-             if isinstance(predictor, LayerLatencyModel) else None)
 
     def wall(target: float) -> ActionWall:
-        return ActionWall(groups, predictor, target, config.lower_bound, config.round_to, removable, step_counts=steps)
+        return latency_wall(groups, predictor, target, config.lower_bound, config.round_to, removable)
 
     try:
         budget = wall(budget_ms)

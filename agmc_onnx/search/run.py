@@ -27,7 +27,7 @@ from agmc_onnx.search.log import EpisodeProgress, EpisodeRecord, RunDirectory
 from agmc_onnx.search.policies import make_policy
 from agmc_onnx.search.reward import AccuracyReward, FidelityReward, RewardFn
 from agmc_onnx.search.rounds import SearchState, observe, propose_round
-from agmc_onnx.search.table_budget import table_budget
+from agmc_onnx.search.table_budget import latency_wall, table_budget
 from agmc_onnx.search.transfer import agent_snapshot, load_agent
 
 __all__ = ["SearchConfig", "SearchResult", "run_search", "ACTION_CENTERS"]
@@ -151,12 +151,8 @@ def _budget(analysis, groups, config, checkpoint, scores) -> tuple[ActionWall, L
     if config.latency_model == "table":
         if checkpoint:  # a resumed run reuses the stored tables: re-measuring would move the budget
             fit = checkpoint["latency_fit"]
-            steps = {s.group_id: s.fast_counts for s in fit.cost_model.staircases}
             target_ms = config.latency_keep_ratio * fit.original_ms
-            wall = ActionWall(
-                groups, fit.cost_model, target_ms, config.lower_bound, config.round_to, removable, step_counts=steps
-            )
-            return wall, fit
+            return latency_wall(groups, fit.cost_model, target_ms, config.lower_bound, config.round_to, removable), fit
         return table_budget(analysis, groups, config.latency_keep_ratio, config.target, config.latency_precision,
                             config.lower_bound, config.round_to, config.table_cache_dir, removable, scores)
     # A resumed run reuses the stored fit: re-measuring would change the budget mid-search.

@@ -13,9 +13,18 @@ from agmc_onnx.layer_latency import TableConfig, build_latency_model, shipping_f
 from agmc_onnx.search.budget import ActionWall
 from agmc_onnx.search.latency_model import LatencyFit
 
-__all__ = ["table_budget"]
+__all__ = ["latency_wall", "table_budget"]
 
 log = logging.getLogger(__name__)
+
+
+def latency_wall(groups: Sequence[ChannelGroup], latency_model, target_ms: float, lower_bound: float,
+                 round_to: int, removable: frozenset[str] = frozenset()) -> ActionWall:
+    """The action wall of ``target_ms`` on ``latency_model``; a table model's groups keep their staircases'
+    fast steps only."""
+    staircases = getattr(latency_model, "staircases", None)
+    steps = None if staircases is None else {s.group_id: s.fast_counts for s in staircases}
+    return ActionWall(groups, latency_model, target_ms, lower_bound, round_to, removable, step_counts=steps)
 
 
 def table_budget(
@@ -41,11 +50,10 @@ def table_budget(
     latency_model = build_latency_model(analysis, config, ship=ship,
                                         reference=None if ship is None else analysis.model, scores=scores)
     original_ms = latency_model.measured_full_ms if ship is None else latency_model.reference_ms
-    steps = {s.group_id: s.fast_counts for s in latency_model.staircases}
     target_ms = latency_keep_ratio * original_ms
     log.info("latency budget %.3f ms (%.0f %% of %.3f ms fp32); %s model at full width predicts %.3f ms",
              target_ms, 100 * latency_keep_ratio, original_ms, precision, latency_model.full_cost)
-    wall = ActionWall(groups, latency_model, target_ms, lower_bound, round_to, removable, step_counts=steps)
+    wall = latency_wall(groups, latency_model, target_ms, lower_bound, round_to, removable)
     fit = LatencyFit(latency_model, original_ms, (1.0,), (latency_model.measured_full_ms,),
                      (latency_model.full_cost,), target)
     return wall, fit
