@@ -288,7 +288,9 @@ def run_finetune(args, store: Store) -> None:
                 images, labels = subset.images, subset.labels
             config = FinetuneConfig(
                 epochs=args.epochs, lr=args.lr, distill_weight=args.kd_weight, device="cpu",
-                val_fraction=args.val_fraction, seed=args.seed,
+                val_fraction=args.val_fraction, seed=args.seed, batch_size=args.batch_size,
+                distill_temperature=args.kd_temperature, label_smoothing=args.label_smoothing,
+                weight_decay=args.weight_decay,
             )
             norm = Normalization(tuple(spec.mean), tuple(spec.std), spec.scale)
             log(f"{key}: fine-tuning from {best_key} ({before:.4f}) on {len(labels)} images")
@@ -300,7 +302,8 @@ def run_finetune(args, store: Store) -> None:
                 "train_images": int(len(labels)), "epochs": args.epochs, "lr": args.lr,
                 "distill_weight": args.kd_weight if distill else 0.0, "seconds": seconds,
                 "reconstruction": args.start_settings or "residual sums", "val_fraction": args.val_fraction,
-                "seed": args.seed,
+                "seed": args.seed, "batch_size": args.batch_size, "kd_temperature": args.kd_temperature,
+                "label_smoothing": args.label_smoothing, "weight_decay": args.weight_decay,
                 "best_epoch": tuned.best_epoch, "train_loss": tuned.history[-1].train_loss,
                 "val_top1_by_epoch": [  # None where nothing was held out (strict JSON has no NaN)
                     None if np.isnan(record.val_top1) else record.val_top1 for record in tuned.history
@@ -319,6 +322,10 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--lr", type=float, default=0.01)
     parser.add_argument("--kd-weight", type=float, default=0.5)
+    parser.add_argument("--kd-temperature", type=float, default=4.0)
+    parser.add_argument("--batch-size", type=int, default=128, help="finetune: images per SGD step")
+    parser.add_argument("--label-smoothing", type=float, default=0.0)
+    parser.add_argument("--weight-decay", type=float, default=5e-4)
     parser.add_argument("--variants", default="kd,plain")
     parser.add_argument("--train-images", type=int, default=0, help="0: the whole training split")
     parser.add_argument("--val-fraction", type=float, default=0.02, help="finetune: held out to pick the best "

@@ -25,10 +25,11 @@ from search_report import read_log
 SHARED_MODELS = Path(__file__).resolve().parents[1] / ".." / "shared" / "models"
 OUT = Path("benchmarks/results/search_efficiency")
 LEARNED = ("agmc", "amc", "random")
-VARIANTS = ("agmc+center", "agmc+budget", "random+budget")
+VARIANTS = ("agmc+center", "agmc+budget", "random+budget", "agmc+rescale", "amc+rescale", "random+rescale")
 COLORS = {
     "agmc": "tab:red", "amc": "tab:blue", "random": "tab:gray", "agmc+center": "tab:orange", "agmc+budget": "tab:green",
-    "random+budget": "tab:olive",
+    "random+budget": "tab:olive", "agmc+rescale": "tab:purple", "amc+rescale": "tab:cyan",
+    "random+rescale": "tab:brown",
 }
 CENTERS = {"center": "uniform", "budget": "budget-relative"}  # variant suffix -> SearchConfig.action_center
 
@@ -74,8 +75,10 @@ class SharedCacheReward:
 def search_job(job: tuple) -> str:
     """One search, extended (resumed) to ``episodes``; run in a worker process."""
     model_name, variant, seed, episodes, args = job
-    # "agmc+center": actions centred on the uniform solution; "agmc+budget": budget-relative actions
+    # "agmc+center": actions centred on the uniform solution; "agmc+budget": budget-relative actions;
+    # "agmc+rescale": episodes rescaled onto the budget instead of clipped by the wall
     policy, _, centred = variant.partition("+")
+    rescaled = centred == "rescale"
     import torch
 
     from agmc_onnx.analysis import analyze_model
@@ -93,7 +96,8 @@ def search_job(job: tuple) -> str:
         flops_keep_ratio=args.flops,
         seed=seed,
         ddpg=DDPGConfig(warmup_episodes=args.warmup),
-        action_center=CENTERS[centred] if centred else args.action_center,
+        action_center=CENTERS[centred] if centred and not rescaled else args.action_center,
+        budget_mode="rescale" if rescaled else "wall",
     )
     analysis = analyze_model(model)
     directory = run_dir(args.out, model_name, variant, seed)

@@ -55,6 +55,13 @@ __all__ = ["command"]
     "the one that meets the budget left for this and the later groups (over-keeping early lowers later steps).",
 )
 @valued_option(
+    "--budget-mode",
+    type=click.Choice(["wall", "rescale"]),
+    default="wall",
+    help="wall: clip each step so the budget stays reachable (AMC); rescale: multiply every keep ratio of the "
+    "finished episode by one factor that meets the budget (the agent picks the plan's shape).",
+)
+@valued_option(
     "--reward-size", type=click.IntRange(min=1), default=1000, help="Held-out TRAIN images that score each candidate."
 )
 @click.option(

@@ -165,6 +165,34 @@ class ActionWall:
     def meets(self, counts: np.ndarray) -> bool:
         return self.cost(counts) <= self.target_cost
 
+    def rescale(self, counts: np.ndarray, iterations: int = 40) -> np.ndarray:
+        """Every group's keep ratio times one factor, the largest whose counts meet the target (bisection).
+
+        A plan keeps its shape — which groups keep relatively more — and the budget's cost is shared by all
+        groups instead of falling on the last ones, as the wall's clipping makes it. Groups at count 0 (a
+        deleted residual branch) stay deleted; ratios are capped at 1 and floored at the lower bound.
+        """
+        counts = np.asarray(counts, dtype=np.int64)
+        ratios = counts / self.n_units
+
+        def scaled(factor: float) -> np.ndarray:
+            return np.array(
+                [0 if c == 0 else self.count_for(i, min(1.0, factor * r)) for i, (c, r) in enumerate(zip(counts, ratios))],
+                dtype=np.int64,
+            )
+
+        kept = ratios[counts > 0]
+        low, high = 0.0, (1.0 / float(kept.min())) if len(kept) else 1.0
+        if self.meets(scaled(high)):
+            return scaled(high)
+        for _ in range(iterations):  # scaled(0) is every group at its minimum, which the wall's check allows
+            middle = (low + high) / 2
+            if self.meets(scaled(middle)):
+                low = middle
+            else:
+                high = middle
+        return scaled(low)
+
 
 def _step_choices(group: ChannelGroup, counts: Sequence[int], lower_bound: float, removable: bool) -> np.ndarray:
     lowest = kept_unit_count(group, lower_bound, 1)

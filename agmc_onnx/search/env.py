@@ -11,6 +11,12 @@ Budget-relative actions (``budget_relative``): each step's centre is the largest
 this and every later group, meets the budget left after the earlier groups' counts. Action 0.5 everywhere
 is then the uniform plan, and a step that keeps more than its share lowers the centre of every later step:
 its cost falls on the agent's own later actions, not only on the wall.
+
+Rescaled episodes (``rescale``): steps are not clipped by the wall; when the episode ends, every group's keep
+ratio is multiplied by one factor, the largest that meets the budget. The agent then chooses the plan's shape
+(which groups keep relatively more) and the budget is shared by all groups: with the wall, whatever the early
+steps over-keep is taken from the last groups alone, and a learned policy that keeps too much early drives
+them to the lower bound. An actor that keeps everything gets the uniform plan.
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ class EpisodeResult:
     keep_counts: tuple[int, ...]
     actions: tuple[float, ...]  # the effective actions in [0, 1], after the wall
     cost_fraction: float  # cost of the pruned model / cost of the original (MACs, or predicted latency)
-    corrected: bool  # a final correction step had to shrink groups to meet the budget
+    corrected: bool  # the counts changed when the episode ended: shrunk to meet the budget, or rescaled onto it
 
 
 class PruningEnv:
@@ -52,13 +58,17 @@ class PruningEnv:
         depth: DepthAnalysis | None = None,
         scores: ChannelScores | None = None,
         budget_relative: bool = False,
+        rescale: bool = False,
     ) -> None:
+        if budget_relative and rescale:
+            raise PlanError("budget-relative actions follow the wall step by step; they cannot be rescaled")
         self.groups = tuple(groups)
         self.depth_threshold = depth_threshold
         self.depth = depth
         self.scores = scores  # per-unit scores under ``importance``; needed by ``selection``
         self.center_keep_ratio = center_keep_ratio
         self.budget_relative = budget_relative
+        self.rescale = rescale
         self._centers: dict[tuple[int, bytes], float] = {}  # budget-relative centres by (step, earlier counts)
         self.wall = wall
         self.importance = importance
@@ -142,7 +152,7 @@ class PruningEnv:
         """Apply ``action`` to the current group; returns the effective action after rounding and the wall."""
         t = self.step_index
         desired = self.desired_count(t, action)
-        count = min(desired, self.wall.max_count(t, self.counts))
+        count = desired if self.rescale else min(desired, self.wall.max_count(t, self.counts))
         self.counts[t] = count
         effective = self.action_of(count, t)
         self.actions.append(effective)
@@ -150,11 +160,16 @@ class PruningEnv:
         return effective
 
     def finish(self) -> EpisodeResult:
-        """Counts of the finished episode, corrected if rounding left the budget unmet."""
+        """Counts of the finished episode: rescaled onto the budget, or corrected if rounding left it unmet."""
         counts = self.counts
-        corrected = not self.wall.meets(counts)
-        if corrected:
-            counts = self.counts = self.wall.enforce(counts)  # budget-relative centres follow the final counts
+        if self.rescale:
+            counts = self.wall.rescale(counts)
+            corrected = not np.array_equal(counts, self.counts)
+            self.counts = counts
+        else:
+            corrected = not self.wall.meets(counts)
+            if corrected:
+                counts = self.counts = self.wall.enforce(counts)  # budget-relative centres follow the final counts
         return EpisodeResult(
             keep_counts=tuple(int(c) for c in counts),
             actions=tuple(self.action_of(int(c), i) for i, c in enumerate(counts)),

@@ -30,9 +30,10 @@ from agmc_onnx.search.rounds import SearchState, observe, propose_round
 from agmc_onnx.search.table_budget import latency_wall, table_budget
 from agmc_onnx.search.transfer import agent_snapshot, load_agent
 
-__all__ = ["SearchConfig", "SearchResult", "run_search", "ACTION_CENTERS"]
+__all__ = ["SearchConfig", "SearchResult", "run_search", "ACTION_CENTERS", "BUDGET_MODES"]
 
 ACTION_CENTERS = ("none", "uniform", "budget-relative")
+BUDGET_MODES = ("wall", "rescale")
 
 _Progress = SearchState  # the name checkpoints written before rounds existed unpickle through
 
@@ -53,6 +54,9 @@ class SearchConfig:
     # and an untrained actor start from that feasible prior instead of from keep ratio 0.6. "budget-relative":
     # action 0.5 means the uniform keep ratio that meets the budget left for this and the later groups.
     action_center: str = "none"
+    # How an episode meets the budget: "wall" clips each step so the budget stays reachable (AMC); "rescale"
+    # lets the steps run free and multiplies every keep ratio by one factor at the end (``PruningEnv``).
+    budget_mode: str = "wall"
     importance: str = "l1"
     # depth: a removable group's action below this deletes its residual branch (None: width only)
     depth_threshold: float | None = None
@@ -88,6 +92,10 @@ class SearchConfig:
             raise PreconditionError(
                 f"action centre '{self.action_center}' is unknown; use one of {', '.join(ACTION_CENTERS)}"
             )
+        if self.budget_mode not in BUDGET_MODES:
+            raise PreconditionError(f"budget mode '{self.budget_mode}' is unknown; use one of {', '.join(BUDGET_MODES)}")
+        if self.budget_mode == "rescale" and self.action_center == "budget-relative":
+            raise PreconditionError("budget-relative actions follow the wall step by step; use --budget-mode wall")
         if self.depth_threshold is not None and not 0.0 < self.depth_threshold < 1.0:
             raise PreconditionError(
                 f"depth threshold {self.depth_threshold} must lie in (0, 1): the share of the action range "
@@ -137,6 +145,8 @@ def _identity(analysis: ModelAnalysis, config: SearchConfig) -> dict:
         fields.pop(where)
     if fields["episodes_per_round"] == 1:  # one episode per round is the sequential search of earlier runs
         fields.pop("episodes_per_round")
+    if fields["budget_mode"] == "wall":  # runs from before the option resume unchanged
+        fields.pop("budget_mode")
     fields["model_sha1"] = hashlib.sha1(analysis.model.SerializeToString()).hexdigest()
     return fields
 
@@ -188,7 +198,7 @@ def run_search(
     center = uniform_keep_ratio(wall)[0] if config.action_center == "uniform" else None
     env = PruningEnv(
         groups, wall, config.importance, center, config.depth_threshold, analysis.depth, scores=scores,
-        budget_relative=config.action_center == "budget-relative",
+        budget_relative=config.action_center == "budget-relative", rescale=config.budget_mode == "rescale",
     )
     snapshot = load_agent(config.agent) if config.agent is not None else None
     policy = make_policy(config.policy, analysis, groups, env, config.seed, config.ddpg, config.encoder, snapshot)
