@@ -232,10 +232,12 @@ def run_reward(args, store: Store) -> None:
             label, _, episodes = variant.partition(":")
             kind, _, round_to = label.partition("-r")
             key = f"{name}/reward/{label}-{episodes}" + (f"-s{args.search_seed}" if args.search_seed else "")
+            key += "-rescale" if args.budget_mode == "rescale" else ""
             if key in store:
                 continue
             config = SearchConfig(n_episodes=int(episodes), flops_keep_ratio=BUDGET, round_to=int(round_to),
-                                  importance=args.sweep_importance, seed=args.search_seed)
+                                  importance=args.sweep_importance, seed=args.search_seed,
+                                  budget_mode=args.budget_mode)
             started = time.perf_counter()
             reward = RewardConfig(reconstruct=kind == "reconstruct")
             found = search_model(analysis, SHARED / "data" / "cifar10", config, spec=spec, reward=reward)
@@ -243,7 +245,8 @@ def run_reward(args, store: Store) -> None:
             result = prune_model(model, found.plan, analysis=analysis)
             done = reconstruct_pruned(analysis, result.selection, result.model, train, spec)
             store.put(key, {
-                "reward": kind, "seed": args.search_seed, "round_to": int(round_to), "episodes": int(episodes),
+                "reward": kind, "seed": args.search_seed, "budget_mode": args.budget_mode, "round_to": int(round_to),
+                "episodes": int(episodes),
                 "search_s": seconds,
                 "best_reward": found.best_reward, "best_episode": found.best_episode,
                 "keep_ratios": dict(found.plan.keep_ratios), "macs_fraction": result.after.macs / result.before.macs,
@@ -290,7 +293,7 @@ def run_finetune(args, store: Store) -> None:
                 epochs=args.epochs, lr=args.lr, distill_weight=args.kd_weight, device="cpu",
                 val_fraction=args.val_fraction, seed=args.seed, batch_size=args.batch_size,
                 distill_temperature=args.kd_temperature, label_smoothing=args.label_smoothing,
-                weight_decay=args.weight_decay,
+                weight_decay=args.weight_decay, warmup_fraction=args.warmup_fraction,
             )
             norm = Normalization(tuple(spec.mean), tuple(spec.std), spec.scale)
             log(f"{key}: fine-tuning from {best_key} ({before:.4f}) on {len(labels)} images")
@@ -304,7 +307,8 @@ def run_finetune(args, store: Store) -> None:
                 "reconstruction": args.start_settings or "residual sums", "val_fraction": args.val_fraction,
                 "seed": args.seed, "batch_size": args.batch_size, "kd_temperature": args.kd_temperature,
                 "label_smoothing": args.label_smoothing, "weight_decay": args.weight_decay,
-                "best_epoch": tuned.best_epoch, "train_loss": tuned.history[-1].train_loss,
+                "warmup_fraction": args.warmup_fraction, "best_epoch": tuned.best_epoch,
+                "train_loss": tuned.history[-1].train_loss,
                 "val_top1_by_epoch": [  # None where nothing was held out (strict JSON has no NaN)
                     None if np.isnan(record.val_top1) else record.val_top1 for record in tuned.history
                 ],
@@ -326,6 +330,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=128, help="finetune: images per SGD step")
     parser.add_argument("--label-smoothing", type=float, default=0.0)
     parser.add_argument("--weight-decay", type=float, default=5e-4)
+    parser.add_argument("--warmup-fraction", type=float, default=0.0, help="finetune: linear lr warm-up share")
     parser.add_argument("--variants", default="kd,plain")
     parser.add_argument("--train-images", type=int, default=0, help="0: the whole training split")
     parser.add_argument("--val-fraction", type=float, default=0.02, help="finetune: held out to pick the best "
@@ -339,6 +344,8 @@ def main() -> None:
     parser.add_argument("--sweep-plan", default="searched", help="sweep: the plan (as in --plans) to re-fit")
     parser.add_argument("--sweep-importance", default="l2", help="sweep and reward: the channel importance")
     parser.add_argument("--searches", default="bn-r8:40,reconstruct-r8:6", help="reward: kind-rN:episodes, …")
+    parser.add_argument("--budget-mode", default="wall", choices=("wall", "rescale"), help="reward: how episodes "
+                        "meet the budget (search --budget-mode)")
     parser.add_argument("--search-seed", type=int, default=0, help="reward: the search's seed (key suffix -sN)")
     parser.add_argument("--full-test", action="store_true", help="grid, sweep: also score reconstruction on all 10,000")
     parser.add_argument("--plans", default="uniform,searched", help="grid: uniform[-rN], searched[-<reward row>]")

@@ -39,6 +39,8 @@ class FinetuneConfig:
     eval_batch_size: int = 500
     crop_padding_px: int = 4
     horizontal_flip: bool = True
+    # share of the steps over which the learning rate rises linearly to ``lr`` before the cosine decay
+    warmup_fraction: float = 0.0
 
     def __post_init__(self) -> None:
         problems = []
@@ -56,6 +58,8 @@ class FinetuneConfig:
             problems.append(f"val_fraction must lie in [0, 1), got {self.val_fraction}")
         if not 0.0 <= self.label_smoothing < 1.0:
             problems.append(f"label_smoothing must lie in [0, 1), got {self.label_smoothing}")
+        if not 0.0 <= self.warmup_fraction < 1.0:
+            problems.append(f"warmup_fraction must lie in [0, 1), got {self.warmup_fraction}")
         if self.crop_padding_px < 0:
             problems.append(f"crop_padding_px must be >= 0, got {self.crop_padding_px}")
         if problems:

@@ -74,6 +74,16 @@ def optimizer_for(module: OnnxModule, config: FinetuneConfig) -> torch.optim.Opt
     )
 
 
+def lr_schedule(optimizer: torch.optim.Optimizer, total_steps: int, warmup_fraction: float):
+    """Per-step cosine decay to 0; with a warm-up, a linear rise from lr/warm-up steps to lr first."""
+    warmup = min(round(warmup_fraction * total_steps), total_steps - 1)
+    cosine = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps - warmup)
+    if warmup <= 0:
+        return cosine
+    rise = torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=1.0 / warmup, end_factor=1.0, total_iters=warmup)
+    return torch.optim.lr_scheduler.SequentialLR(optimizer, [rise, cosine], milestones=[warmup])
+
+
 def epoch_seed(seed: int, epoch: int) -> int:
     return seed * 1_000_003 + epoch
 
@@ -102,9 +112,7 @@ class TrainerBase:
         # Full batches only: a trailing batch of one sample would break BatchNormalization in training.
         self.steps_per_epoch = n_train // self.batch_size
         self.optimizer = optimizer_for(self.module, config)
-        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
-            self.optimizer, T_max=config.epochs * self.steps_per_epoch
-        )
+        self.scheduler = lr_schedule(self.optimizer, config.epochs * self.steps_per_epoch, config.warmup_fraction)
 
     def apply_gradients(self, loss: torch.Tensor) -> None:
         self.optimizer.zero_grad(set_to_none=True)

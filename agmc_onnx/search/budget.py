@@ -177,7 +177,8 @@ class ActionWall:
 
         def scaled(factor: float) -> np.ndarray:
             return np.array(
-                [0 if c == 0 else self.count_for(i, min(1.0, factor * r)) for i, (c, r) in enumerate(zip(counts, ratios))],
+                [0 if c == 0 else self.count_for(i, min(1.0, factor * r))
+                 for i, (c, r) in enumerate(zip(counts, ratios))],
                 dtype=np.int64,
             )
 

@@ -93,7 +93,9 @@ class SearchConfig:
                 f"action centre '{self.action_center}' is unknown; use one of {', '.join(ACTION_CENTERS)}"
             )
         if self.budget_mode not in BUDGET_MODES:
-            raise PreconditionError(f"budget mode '{self.budget_mode}' is unknown; use one of {', '.join(BUDGET_MODES)}")
+            raise PreconditionError(
+                f"budget mode '{self.budget_mode}' is unknown; use one of {', '.join(BUDGET_MODES)}"
+            )
         if self.budget_mode == "rescale" and self.action_center == "budget-relative":
             raise PreconditionError("budget-relative actions follow the wall step by step; use --budget-mode wall")
         if self.depth_threshold is not None and not 0.0 < self.depth_threshold < 1.0:
