@@ -300,8 +300,12 @@ def run_finetune(args, store: Store) -> None:
             started = time.perf_counter()
             tuned = finetune(start, images, labels, norm, config, teacher=model if distill else None)
             seconds = time.perf_counter() - started
+            # BN statistics measured on clean images once the weights have settled (training mode tracked a
+            # moving average over augmented batches while the weights were still moving)
+            settled = run_passes(tuned.model, [ReestimateBatchNormPass(calibration_batches(train, spec, 2048)[1])])
             store.put(key, {
                 "start": best_key, "top1_before": before, "top1_after": top1(tuned.model, test, spec),
+                "top1_after_bn": top1(settled, test, spec),
                 "train_images": int(len(labels)), "epochs": args.epochs, "lr": args.lr,
                 "distill_weight": args.kd_weight if distill else 0.0, "seconds": seconds,
                 "reconstruction": args.start_settings or "residual sums", "val_fraction": args.val_fraction,

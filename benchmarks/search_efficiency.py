@@ -115,9 +115,9 @@ def search_job(job: tuple) -> str:
 def run(args: argparse.Namespace) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     settings = {k: str(v) for k, v in vars(args).items() if k != "func"}
-    if args.policies:
+    if args.policies and not (args.out / "settings.json").exists():
         (args.out / "settings.json").write_text(json.dumps(settings, indent=2))
-    else:  # variants alone extend a finished study: its settings stay, each variant run's are listed beside
+    else:  # later runs (variants, other models) extend the study: its settings stay, each later run's are listed
         path = args.out / "settings_variants.json"
         earlier = json.loads(path.read_text()) if path.exists() else []
         earlier = [earlier] if isinstance(earlier, dict) else earlier
@@ -269,15 +269,18 @@ def variants_note(out: Path) -> str:
         return ""
     runs = json.loads(path.read_text())
     lines = [
-        f"Variants {r['variants']} (seeds {r['variant_seeds']}, planned {r['stages'].strip('[]').split(', ')[-1]} "
-        f"episodes, random warm-up {r['warmup']}, {r['processes']} side by side at `nice -n 19`)"
+        f"{r['models']}: {'policies ' + r['policies'] + ' and ' if r['policies'] != '[]' else ''}variants "
+        f"{r['variants']} (seeds {r['variant_seeds']}, planned {r['stages'].strip('[]').split(', ')[-1]} "
+        f"episodes, random warm-up {r['warmup']}, {r['processes']} side by side at low priority)"
         for r in ([runs] if isinstance(runs, dict) else runs)
     ]
     return (
-        "; ".join(lines) + " ran after the study. agmc+center: action 0.5 is the uniform keep ratio; "
+        "Later runs: " + "; ".join(lines) + ". agmc+center: action 0.5 is the uniform keep ratio; "
         "+budget: action 0.5 is the uniform keep ratio of the budget still left after the earlier groups "
         "(`--action-center budget-relative`), so random+budget is random search in that action space. A "
-        "variant's warm-up draws map to other plans than random's, so it shares no scores with them. Every "
+        "variant's warm-up draws map to other plans than random's, so it shares no scores with them. +rescale: "
+        "the steps are not clipped by the wall; the finished episode's keep ratios are multiplied by one factor, "
+        "the largest that meets the budget (`--budget-mode rescale`). Every "
         "row is cut to the same episode budget.\n\n"
     )
 

@@ -66,6 +66,7 @@ class Network:
             workers=args.workers,
             agent=str(agent) if agent else None,
             encoder=EncoderConfig(pretrain_epochs=args.pretrain_epochs),
+            budget_mode=args.budget_mode,
         )
         return search_model(self.analysis, self.reward_set, config, spec=self.spec, run_dir=run_dir, resume=True)
 
@@ -143,6 +144,7 @@ def main() -> None:
     parser.add_argument("--reward-size", type=int, default=1000)
     parser.add_argument("--test-size", type=int, default=10000)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--budget-mode", default="wall", choices=("wall", "rescale"), help="search --budget-mode")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--pretrain-epochs", type=int, default=300, help="GNN auto-encoder pre-training")
     parser.add_argument("--runs", type=Path, default=None, help="run directories [OUTPUT.runs]")
@@ -154,7 +156,7 @@ def main() -> None:
     results = {
         "scale": f"train {args.train_episodes} episodes per source network, short {args.short}, long {args.long}, "
         f"reward {args.reward_size} images, test {args.test_size} images, GNN pre-training {args.pretrain_epochs} "
-        "epochs",
+        f"epochs, budget mode {args.budget_mode}",
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
         "command": "python benchmarks/search_transfer.py " + " ".join(
             f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k not in ("output", "runs")

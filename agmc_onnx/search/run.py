@@ -281,6 +281,7 @@ def _plan_metadata(config: SearchConfig, state: SearchState, groups, fit) -> dic
             "original_latency_ms": fit.original_ms if fit else None,
             "lower_bound": config.lower_bound,
             "depth_threshold": config.depth_threshold,
+            "budget_mode": config.budget_mode,
             "seed": config.seed,
             "group_names": {g.id: g.name for g in groups},
         }

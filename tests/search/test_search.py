@@ -80,10 +80,12 @@ def test_identical_kept_sets_are_evaluated_once(tiny):
     assert sum(r.cached for r in result.records) == len(result.records) - len(distinct)
 
 
-@pytest.mark.parametrize("action_center", ["none", "budget-relative"])
-def test_interrupted_search_resumes_to_the_same_log(tiny, tmp_path, action_center):
+@pytest.mark.parametrize(
+    ("action_center", "budget_mode"), [("none", "wall"), ("budget-relative", "wall"), ("none", "rescale")]
+)
+def test_interrupted_search_resumes_to_the_same_log(tiny, tmp_path, action_center, budget_mode):
     _, analysis, dataset = tiny
-    config = _config("agmc", 5, round_to=1, action_center=action_center)
+    config = _config("agmc", 5, round_to=1, action_center=action_center, budget_mode=budget_mode)
     straight = run_search(
         analysis, AccuracyReward(analysis, dataset, SPEC), config, run_dir=tmp_path / "straight"
     )

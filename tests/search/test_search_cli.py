@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from click.testing import CliRunner
 from search_fixtures import one_torch_thread  # noqa: F401  (autouse fixture)
 from trained_models import shared_model_path
@@ -20,6 +21,7 @@ def test_help_lists_budgets_and_policies():
         assert option in result.output
     assert "agmc|amc|uniform|random" in result.output
     assert "none|uniform|budget-relative" in result.output
+    assert "wall|rescale" in result.output
 
 
 def _search(tmp_path, *options: str):
@@ -68,9 +70,12 @@ def test_search_writes_a_plan_that_prune_applies(tmp_path):
     assert (tmp_path / "pruned.onnx").stat().st_size < model.stat().st_size
 
 
-def test_search_with_depth_writes_a_plan_that_deletes_branches(tmp_path):
-    _, plan, pruned = _search_then_prune(tmp_path, "--flops", "0.5", "--depth", "0.9")
+@pytest.mark.parametrize("budget_mode", ["wall", "rescale"])
+def test_search_with_depth_writes_a_plan_that_deletes_branches(tmp_path, budget_mode):
+    _, plan, pruned = _search_then_prune(tmp_path, "--flops", "0.5", "--depth", "0.9", "--budget-mode", budget_mode)
     assert plan.metadata["search"]["depth_threshold"] == 0.9
+    assert plan.metadata["search"]["budget_mode"] == budget_mode
+    assert plan.metadata["search"]["macs_kept_fraction"] <= 0.5
     assert 0.0 in plan.keep_ratios.values()
     assert pruned.exit_code == 0 and "residual branches removed, oracle passed" in pruned.output
 
