@@ -92,7 +92,8 @@ def _sweep_table(rows: dict) -> list[str]:
 def _reward_table(rows: dict) -> list[str]:
     cells = [
         [
-            key.split("/")[0], row["reward"], str(row.get("seed", 0)), str(row["round_to"]), str(row["episodes"]),
+            key.split("/")[0], row["reward"], row.get("budget_mode", "wall"), str(row.get("seed", 0)),
+            str(row["round_to"]), str(row["episodes"]),
             f"{row['search_s']:.0f}",
             f"{row['search_s'] / row['episodes']:.1f}", f"{row['best_reward']:.2%}", f"{row['macs_fraction']:.1%}",
             f"**{row['top1_reconstructed']:.2%}**",
@@ -101,19 +102,48 @@ def _reward_table(rows: dict) -> list[str]:
     ]
     if not cells:
         return []
-    columns = ["model", "reward", "seed", "round to", "episodes", "search s", "s / episode", "best reward", "MACs",
+    columns = ["model", "reward", "budget mode", "seed", "round to", "episodes", "search s", "s / episode",
+               "best reward", "MACs",
                "test top-1 after reconstruction"]
     return [
         "## Search reward (`reward`): BN re-estimation vs reconstruction", "",
         "Each search: agmc policy, 1,000 held-out training images as reward set, importance as in the "
         "sweep. "
         "The plan found is then pruned and reconstructed (default settings) and scored on the test subset.", "",
-    ] + _table(columns, cells) + [""]
+    ] + _table(columns, cells) + ["", *_reward_means(rows), ""]
+
+
+def _reward_means(rows: dict) -> list[str]:
+    """Per (model, reward, budget mode, episodes) searched with several seeds: mean test top-1 and wall time."""
+    import numpy as np
+
+    groups: dict[tuple, list[dict]] = {}
+    for key, row in rows.items():
+        if "/reward/" in key:
+            groups.setdefault((key.split("/")[0], row["reward"], row.get("budget_mode", "wall"), row["episodes"]),
+                              []).append(row)
+    lines = []
+    for (model, reward, mode, episodes), found in groups.items():
+        if len(found) < 2:
+            continue
+        top1 = [r["top1_reconstructed"] for r in found]
+        lines.append(
+            f"- {model}, {reward} reward, {mode}, {episodes} episodes, seeds "
+            f"{', '.join(str(r.get('seed', 0)) for r in found)}: test top-1 after reconstruction "
+            f"{np.mean(top1):.1%} ± {np.std(top1, ddof=1):.1%} (s.d.), search "
+            f"{np.median([r['search_s'] for r in found]):.0f} s (median)"
+        )
+    return ["Over seeds:", "", *lines] if lines else []
 
 
 def _validation(row: dict) -> str:
     fraction = row.get("val_fraction", 0.02)
     return f"{fraction:.0%} held out" if fraction else "none (last epoch kept)"
+
+
+def _schedule(row: dict) -> str:
+    warmup = row.get("warmup_fraction", 0.0)
+    return f"{row.get('batch_size', 128)}, " + (f"{warmup:.0%} linear" if warmup else "none")
 
 
 def _finetune_table(rows: dict) -> list[str]:
@@ -124,13 +154,14 @@ def _finetune_table(rows: dict) -> list[str]:
         loss = f"CE + KD {row['distill_weight']}" if row["distill_weight"] else "CE"
         cells.append([
             key.split("/")[0], row["start"], row.get("reconstruction", ""), loss, str(row["train_images"]),
-            str(row["lr"]), str(row.get("seed", 0)), _validation(row), str(row.get("best_epoch", "?")),
-            f"{row['top1_before']:.2%}", f"**{row['top1_after']:.2%}**", f"{row['seconds']:.0f}",
+            str(row["lr"]), _schedule(row), str(row.get("seed", 0)), _validation(row),
+            str(row.get("best_epoch", "?")), f"{row['top1_before']:.2%}", f"**{row['top1_after']:.2%}**",
+            f"{row['top1_after_bn']:.2%}" if "top1_after_bn" in row else "", f"{row['seconds']:.0f}",
         ])
     if not cells:
         return []
-    columns = ["model", "start", "reconstruction", "loss", "train images", "lr", "seed", "validation", "epoch kept",
-               "before", "after", "s"]
+    columns = ["model", "start", "reconstruction", "loss", "train images", "lr", "batch, warm-up", "seed",
+               "validation", "epoch kept", "before", "after", "after + BN re-estimation", "s"]
     return [
         "## Fine-tuning from a reconstructed point (full 10,000-image test set; s: wall time under the load above)", "",
     ] + _table(columns, cells) + [

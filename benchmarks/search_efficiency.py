@@ -138,6 +138,49 @@ def run(args: argparse.Namespace) -> None:
             log(f"stage {stage} done")
 
 
+def test_scores(args: argparse.Namespace) -> None:
+    """Test top-1 of every search's best plan (the plan a user gets), BN re-estimated on the reward set's
+    calibration images as the reward does, no fine-tuning; ``test_scores.json``, resumable."""
+    import torch
+
+    from agmc_onnx.analysis import analyze_model
+    from agmc_onnx.cost.session import create_session
+    from agmc_onnx.data import load_splits, sample_subset, spec_from_model
+    from agmc_onnx.evaluate import evaluate_accuracy
+    from agmc_onnx.io import load_model, write_bytes_atomic
+    from agmc_onnx.plan import PruningPlan
+    from agmc_onnx.search import AccuracyReward, RewardConfig
+    from agmc_onnx.search.features import search_order
+
+    torch.set_num_threads(1)
+    path = args.out / "test_scores.json"
+    scores = json.loads(path.read_text()) if path.exists() else {}
+    for model_name in args.models:
+        model = load_model(SHARED_MODELS / f"cifar10_{model_name}.onnx")
+        spec = spec_from_model(model)
+        splits = load_splits(args.data, spec, reward_size=args.reward_size, seed=0)
+        test = sample_subset(splits.test, args.test_images, seed=0)
+        analysis = analyze_model(model)
+        groups = search_order(analysis)
+        reward = AccuracyReward(analysis, splits.reward, spec, RewardConfig(threads=1))
+        for directory in sorted((args.out / "runs").glob(f"{model_name}_*")):
+            records = read_log(directory)
+            key = f"{directory.name}@{args.test_images}"
+            if not records or key in scores:
+                continue
+            best = max(records[: args.episodes], key=lambda r: r["reward"])  # first of equals, as the search
+            plan = PruningPlan({g.id: r for g, r in zip(groups, best["keep_ratios"])}, round_to=1, importance="l1")
+            selection = reward.selection_of(plan)
+            if abs(reward(selection).accuracy - best["reward"]) > 1e-9:  # the plan rebuilt is the one scored
+                raise RuntimeError(f"{directory.name}: the rebuilt plan does not reproduce its logged reward")
+            pruned = reward.pruned_model(selection)
+            top1 = evaluate_accuracy(create_session(pruned), test, spec).top1
+            scores[key] = {"episode": best["episode"], "reward": best["reward"], "test_top1": top1,
+                           "episodes": min(len(records), args.episodes), "test_images": args.test_images}
+            write_bytes_atomic(path, json.dumps(scores, indent=1).encode())
+            log(f"{key}: best episode {best['episode']}, reward {best['reward']:.4f}, test top-1 {top1:.4f}")
+
+
 def best_so_far(records: list[dict]) -> list[float]:
     best, curve = float("-inf"), []
     for record in records:
@@ -317,6 +360,13 @@ def main() -> None:
     runner.add_argument("--threads", type=int, default=1, help="onnxruntime threads per search process")
     runner.add_argument("--processes", type=int, default=2, help="searches run side by side")
     runner.set_defaults(func=run)
+    tester = commands.add_parser("test", help="test top-1 of each search's best plan, no fine-tuning")
+    tester.add_argument("--data", type=Path, default=Path("../shared/data/cifar10"))
+    tester.add_argument("--models", nargs="+", default=["mobilenetv2", "resnet56"])
+    tester.add_argument("--reward-size", type=int, default=300)
+    tester.add_argument("--test-images", type=int, default=10000)
+    tester.add_argument("--episodes", type=int, default=100, help="best plan within this many episodes")
+    tester.set_defaults(func=test_scores)
     reporter = commands.add_parser("report", help="table, JSON and plots from the run directories")
     reporter.add_argument("--models", nargs="+", default=["mobilenetv2", "resnet56"])
     reporter.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
