@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import statistics
 import time
 from pathlib import Path
 
@@ -194,6 +195,14 @@ def first_reaching(curve: list[float], level: float) -> int | None:
     return next((i + 1 for i, value in enumerate(curve) if value >= level - 1e-12), None)
 
 
+def test_top1(out: Path, run_name: str) -> float | None:
+    """The ``test`` phase's score of a search's best plan (on the most test images scored), or None."""
+    path = out / "test_scores.json"
+    scores = json.loads(path.read_text()) if path.exists() else {}
+    found = [v for k, v in scores.items() if k.split("@")[0] == run_name]
+    return max(found, key=lambda v: v["test_images"])["test_top1"] if found else None
+
+
 def summarise(out: Path, model: str, seeds: list[int]) -> dict:
     """Per policy: the common episode budget, best-so-far curves per seed and their mean/min/max."""
     import numpy as np
@@ -202,6 +211,7 @@ def summarise(out: Path, model: str, seeds: list[int]) -> dict:
     settings = json.loads((out / "settings.json").read_text())
     summary = {
         "uniform_reward": uniform[0]["reward"] if uniform else None,
+        "uniform_test_top1": test_top1(out, run_dir(out, model, "uniform", 0).name),
         "reward_images": int(settings["reward_size"]),
         "policies": {},
     }
@@ -220,7 +230,9 @@ def summarise(out: Path, model: str, seeds: list[int]) -> dict:
         stack = np.array([c[:budget] for c in curves.values()])
         mean, std = stack.mean(axis=0), stack.std(axis=0, ddof=1) if len(curves) > 1 else np.zeros(budget)
         reach = {s: first_reaching(c[:budget], summary["uniform_reward"]) for s, c in curves.items()}
+        tests = {s: test_top1(out, run_dir(out, model, policy, s).name) for s in curves}
         summary["policies"][policy] = {
+            "test_top1": tests if all(v is not None for v in tests.values()) else None,
             "seeds": sorted(curves),
             "episodes": budget,
             "final_best": {s: c[budget - 1] for s, c in curves.items()},
@@ -269,13 +281,15 @@ def plot(out: Path, model: str, summary: dict) -> Path:
 def table(summaries: dict) -> str:
     lines = [
         "| model | policy | seeds | episodes | best reward per seed | mean ± s.d. | episode reaching uniform "
-        "per seed | mean reward of the last 10 episodes | mean s per episode (cached included) |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "per seed | mean reward of the last 10 episodes | mean s per episode (cached included) | test top-1 of the "
+        "best plan per seed | mean test top-1 |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for model, summary in summaries.items():
-        uniform = summary["uniform_reward"]
+        uniform, uniform_test = summary["uniform_reward"], summary.get("uniform_test_top1")
         if uniform is not None:
-            lines.append(f"| {model} | uniform | — | 1 | {100 * uniform:.1f} % | — | — | — | — |")
+            test = f"{100 * uniform_test:.1f} %" if uniform_test is not None else "—"
+            lines.append(f"| {model} | uniform | — | 1 | {100 * uniform:.1f} % | — | — | — | — | {test} | {test} |")
         for policy, e in summary["policies"].items():
             finals = [100 * v for v in e["final_best"].values()]
             reach = ", ".join("never" if v is None else str(v) for v in e["episode_reaching_uniform"].values())
@@ -283,9 +297,18 @@ def table(summaries: dict) -> str:
                 f"| {model} | {policy} | {', '.join(map(str, e['seeds']))} | {e['episodes']} "
                 f"| {', '.join(f'{v:.1f}' for v in finals)} % | {100 * e['mean'][-1]:.1f} ± "
                 f"{100 * e['std'][-1]:.1f} % | {reach} | {100 * e['mean_reward_last_10']:.1f} % "
-                f"| {e['seconds_per_episode']:.1f} |"
+                f"| {e['seconds_per_episode']:.1f} | {_tests(e)} |"
             )
     return "\n".join(lines)
+
+
+def _tests(entry: dict) -> str:
+    tests = entry.get("test_top1")
+    if not tests:
+        return "— | —"
+    values = [100 * v for v in tests.values()]
+    spread = f" ± {statistics.stdev(values):.1f}" if len(values) > 1 else ""
+    return f"{', '.join(f'{v:.1f}' for v in values)} % | {statistics.mean(values):.1f}{spread} %"
 
 
 def header(settings: dict, summaries: dict, out: Path) -> str:
@@ -299,7 +322,10 @@ def header(settings: dict, summaries: dict, out: Path) -> str:
         "BatchNormalization re-estimation on 256 of them; the curves and this table are that reward, not "
         "test accuracy. Episodes of one seed that repeat a kept set another search already scored (the "
         "shared random warm-up) read its score. 'Episode reaching uniform': the first episode whose reward "
-        "is ≥ uniform's (one evaluation). Machine: the shared 2-core box, `nice -n 19`, "
+        "is ≥ uniform's (one evaluation). 'Test top-1 of the best plan': the plan of the search's best-reward "
+        "episode, pruned, BN re-estimated as the reward does, scored on the 10,000 test images, no fine-tuning "
+        "(`search_efficiency.py test`; the reward is the best of many noisy evaluations, the test score is not). "
+        "Machine: the shared 2-core box, `nice -n 19`, "
         f"{settings['processes']} searches side by side, onnxruntime {settings['threads']} thread(s) each; "
         "seconds per episode are inflated by the other work on the machine.\n\n" + variants_note(out)
     )

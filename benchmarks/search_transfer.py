@@ -76,15 +76,20 @@ class Network:
 
 
 def train_agent(held_out: str, networks: dict, args, runs: Path) -> Path:
-    """An agent trained on every network but ``held_out``, one after the other."""
+    """An agent trained on every network but ``held_out``: ``--rounds`` rounds, each giving every network in
+    turn its share of ``--train-episodes`` (one round: one network after the other; more rounds interleave
+    them, so the agent the held-out network gets has not just been fitted to the last network alone)."""
     agent = None
-    for name, network in networks.items():
-        if name == held_out:
-            continue
-        result = network.search(args, runs / f"without_{held_out}" / f"train_{name}", args.train_episodes, agent)
-        agent = runs / f"without_{held_out}" / f"agent_after_{name}.pt"
-        save_agent(result.agent, agent)
-        log(f"agent without {held_out}: trained on {name}, best reward {100 * result.best_reward:.1f} %")
+    share = max(1, args.train_episodes // args.rounds)
+    for round_ in range(args.rounds):
+        for name, network in networks.items():
+            if name == held_out:
+                continue
+            tag = name if args.rounds == 1 else f"{name}_round{round_}"
+            result = network.search(args, runs / f"without_{held_out}" / f"train_{tag}", share, agent)
+            agent = runs / f"without_{held_out}" / f"agent_after_{tag}.pt"
+            save_agent(result.agent, agent)
+            log(f"agent without {held_out}: trained on {tag}, best reward {100 * result.best_reward:.1f} %")
     return agent
 
 
@@ -144,6 +149,7 @@ def main() -> None:
     parser.add_argument("--reward-size", type=int, default=1000)
     parser.add_argument("--test-size", type=int, default=10000)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=1, help="interleave the training networks in this many rounds")
     parser.add_argument("--budget-mode", default="wall", choices=("wall", "rescale"), help="search --budget-mode")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--pretrain-epochs", type=int, default=300, help="GNN auto-encoder pre-training")
@@ -154,7 +160,8 @@ def main() -> None:
     runs = args.runs or args.output.with_suffix(".runs")
     networks = {name: Network(name, args) for name in args.models.split(",")}
     results = {
-        "scale": f"train {args.train_episodes} episodes per source network, short {args.short}, long {args.long}, "
+        "scale": f"train {args.train_episodes} episodes per source network in {args.rounds} round(s), short "
+        f"{args.short}, long {args.long}, "
         f"reward {args.reward_size} images, test {args.test_size} images, GNN pre-training {args.pretrain_epochs} "
         f"epochs, budget mode {args.budget_mode}",
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
