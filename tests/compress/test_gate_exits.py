@@ -105,8 +105,10 @@ def test_a_latency_budget_is_timed_as_it_ships_and_re_targeted(self_labelled, mo
     tmp_path, model, data, config = self_labelled
     _idealised_search(monkeypatch)
 
-    def device(model_a, model_b, target, **kwargs):  # 0.1 ms + MACs: pruning gains less than the MACs say
-        a_ms, b_ms = (0.1 * count_cost(model_a).macs * 1e-6 + count_cost(m).macs * 1e-6 for m in (model_a, model_b))
+    overhead = 0.3  # per run, as a share of the original's MACs-time: pruning gains less than the MACs say
+
+    def device(model_a, model_b, target, **kwargs):
+        a_ms, b_ms = (overhead * count_cost(model_a).macs * 1e-6 + count_cost(m).macs * 1e-6 for m in (model_a, model_b))
         return SimpleNamespace(speedup=a_ms / b_ms)
 
     monkeypatch.setattr("agmc_onnx.compress.latency_stage.measure_paired", device)
@@ -122,7 +124,7 @@ def test_a_latency_budget_is_timed_as_it_ships_and_re_targeted(self_labelled, mo
     assert "closed by measurement" in (out / "report.md").read_text()
     assert json.loads(result.stdout)["latency_check"] == check
     macs_kept = report["final"]["macs"] / report["original"]["macs"]  # the model returned is the plan shipped
-    assert macs_kept == pytest.approx(1.1 * check["measured_fraction"] - 0.1)
+    assert macs_kept == pytest.approx((1 + overhead) * check["measured_fraction"] - overhead)
 
 
 @pytest.mark.slow  # the same branch is covered through `prune` in tests/cli/test_validation_exits.py
