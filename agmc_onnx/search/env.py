@@ -181,7 +181,7 @@ class PruningEnv:
         """The plan whose selection keeps exactly ``keep_counts`` units per group."""
         keep_ratios = {g.id: int(c) / g.n_units for g, c in zip(self.groups, keep_counts)}
         return PruningPlan(
-            keep_ratios, round_to=self.wall.round_to, importance=self.importance, metadata=metadata or {}
+            keep_ratios, round_to=self.wall.plan_round_to, importance=self.importance, metadata=metadata or {}
         )
 
     def selection(self, keep_counts: Sequence[int]) -> ChannelSelection:

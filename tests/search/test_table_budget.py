@@ -85,3 +85,22 @@ def test_int8_budget_places_the_fp32_original_in_the_tables_time_base(tmp_path, 
                              lower_bound=0.5, round_to=1, cache_dir=tmp_path)
     assert fit.original_ms == pytest.approx(fit.cost_model.measured_full_ms * 1.5)
     assert wall.target_cost == pytest.approx(0.9 * fit.original_ms)
+
+
+def test_a_table_plan_keeps_the_fast_steps_it_was_costed_at_whatever_round_to_says(tmp_path, monkeypatch) -> None:
+    """Fast steps (multiples of 4 here) need not be multiples of ``round_to``: the plan the search returns
+    (and the selections its rewards score) must keep those counts, not round them up to another model."""
+    from agmc_onnx.plan import kept_unit_count
+
+    _idealised_device(monkeypatch)
+    model = tiny_classifier()
+    analysis = analyze_model(model)
+    config = SearchConfig(policy="random", n_episodes=8, flops_keep_ratio=None, latency_keep_ratio=0.9,
+                          lower_bound=0.5, round_to=8, table_cache_dir=str(tmp_path))
+    result = run_search(analysis, AccuracyReward(analysis, labelled_by_model(model, 16), SPEC), config)
+    groups = {g.id: g for g in analysis.prunable_groups}
+    costed = [round(k * g.n_units) for r in result.records for k, g in zip(r.keep_ratios, search_order(analysis))]
+    assert any(count % 8 for count in costed)  # some episode kept a count that round_to 8 would move
+    for group_id, keep_ratio in result.plan.keep_ratios.items():
+        group = groups[group_id]
+        assert kept_unit_count(group, keep_ratio, result.plan.round_to) == round(keep_ratio * group.n_units)
