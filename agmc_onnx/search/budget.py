@@ -106,7 +106,7 @@ class ActionWall:
         self._columns = np.array([order[g.id] for g in self.groups])
         self.n_units = np.array([g.n_units for g in self.groups], dtype=np.int64)
         self.choices = tuple(
-            _step_choices(g, step_counts[g.id], lower_bound, g.id in removable)
+            _step_choices(g, step_counts[g.id], lower_bound, g.id in removable, round_to)
             if step_counts and g.id in step_counts
             else allowed_counts(g, lower_bound, round_to, g.id in removable)
             for g in self.groups
@@ -198,9 +198,17 @@ class ActionWall:
         return scaled(low)
 
 
-def _step_choices(group: ChannelGroup, counts: Sequence[int], lower_bound: float, removable: bool) -> np.ndarray:
+def _step_choices(
+    group: ChannelGroup, counts: Sequence[int], lower_bound: float, removable: bool, round_to: int = 1
+) -> np.ndarray:
+    """The fast steps at or above the lower bound whose channel counts are multiples of ``round_to`` (a count
+    fast for one operator alone, 5 of 16 say, can make its neighbours re-lay out their data), and the full
+    width."""
     lowest = kept_unit_count(group, lower_bound, 1)
-    kept = sorted({int(c) for c in counts if lowest <= c <= group.n_units} | {group.n_units})
+    def on_grid(count: int) -> bool:
+        return kept_unit_count(group, count / group.n_units, round_to) == count
+
+    kept = sorted({int(c) for c in counts if lowest <= c <= group.n_units and on_grid(int(c))} | {group.n_units})
     return np.array(([0] if removable else []) + kept, dtype=np.int64)
 
 
