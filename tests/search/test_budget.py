@@ -110,11 +110,14 @@ def test_unreachable_budget_raises_a_clear_error():
         _wall(analysis, 0.05, round_to=1, lower_bound=0.5)
 
 
-def test_step_counts_replace_round_to_per_group(resnet20):
+def test_step_counts_replace_round_to_per_group_on_its_grid(resnet20):
     groups = search_order(resnet20)
     steps = {groups[0].id: (4, 10, 16), groups[1].id: (2, 12)}  # 2 is under the lower bound: dropped
     cost = CostModel.of_macs(MacsModel.from_analysis(resnet20))
-    wall = ActionWall(groups, cost, 0.6 * cost.full_cost, 0.2, 8, step_counts=steps)
+    # round_to 8: only the steps that are multiples of 8 stay (plus the full width)
+    coarse = ActionWall(groups, cost, 0.6 * cost.full_cost, 0.2, 8, step_counts={groups[0].id: (4, 8, 10, 16)})
+    assert coarse.choices[0].tolist() == [8, 16] and coarse.plan_round_to == 1
+    wall = ActionWall(groups, cost, 0.6 * cost.full_cost, 0.2, 2, step_counts=steps)
     assert wall.choices[0].tolist() == [4, 10, 16]
     assert wall.choices[1].tolist() == [12, groups[1].n_units]
     assert wall.count_for(0, 0.5) == 10  # the smallest step keeping at least half

@@ -87,20 +87,23 @@ def test_int8_budget_places_the_fp32_original_in_the_tables_time_base(tmp_path, 
     assert wall.target_cost == pytest.approx(0.9 * fit.original_ms)
 
 
-def test_a_table_plan_keeps_the_fast_steps_it_was_costed_at_whatever_round_to_says(tmp_path, monkeypatch) -> None:
-    """Fast steps (multiples of 4 here) need not be multiples of ``round_to``: the plan the search returns
-    (and the selections its rewards score) must keep those counts, not round them up to another model."""
+def test_a_table_search_keeps_fast_steps_on_the_round_to_grid_and_its_plan_keeps_them(tmp_path, monkeypatch) -> None:
+    """Fast steps here are multiples of 4; with round_to 8 only those on its grid may be chosen (a count fast
+    for one layer alone can make its neighbours re-lay out their data), and the plan returned keeps exactly
+    the counts the search costed."""
     from agmc_onnx.plan import kept_unit_count
 
     _idealised_device(monkeypatch)
     model = tiny_classifier()
     analysis = analyze_model(model)
     config = SearchConfig(policy="random", n_episodes=8, flops_keep_ratio=None, latency_keep_ratio=0.9,
-                          lower_bound=0.5, round_to=8, table_cache_dir=str(tmp_path))
+                          lower_bound=0.25, round_to=8, table_cache_dir=str(tmp_path))
     result = run_search(analysis, AccuracyReward(analysis, labelled_by_model(model, 16), SPEC), config)
     groups = {g.id: g for g in analysis.prunable_groups}
-    costed = [round(k * g.n_units) for r in result.records for k, g in zip(r.keep_ratios, search_order(analysis))]
-    assert any(count % 8 for count in costed)  # some episode kept a count that round_to 8 would move
+    order = search_order(analysis)
+    costed = [(round(k * g.n_units), g.n_units) for r in result.records for k, g in zip(r.keep_ratios, order)]
+    assert all(count % 8 == 0 for count, _ in costed)  # 4, 12, 20 are fast steps too, but off the grid
+    assert any(count < units for count, units in costed)
     for group_id, keep_ratio in result.plan.keep_ratios.items():
         group = groups[group_id]
         assert kept_unit_count(group, keep_ratio, result.plan.round_to) == round(keep_ratio * group.n_units)
