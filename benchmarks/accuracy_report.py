@@ -152,6 +152,8 @@ def _finetune_table(rows: dict) -> list[str]:
         if "/finetune/" not in key:
             continue
         loss = f"CE + KD {row['distill_weight']}" if row["distill_weight"] else "CE"
+        if row["distill_weight"] and row.get("kd_temperature", 4.0) != 4.0:
+            loss += f" (T {row['kd_temperature']:g})"
         cells.append([
             key.split("/")[0], row["start"], row.get("reconstruction", ""), loss, str(row["train_images"]),
             str(row["lr"]), _schedule(row), str(row.get("seed", 0)), _validation(row),
