@@ -34,11 +34,16 @@ RUNS = {
 }
 
 
+def _cli(*args: str) -> list[str]:
+    """An ``agmc-onnx`` command line of this environment's install."""
+    return [str(Path(sys.executable).parent / "agmc-onnx"), *args]
+
+
 def run(name: str, model: str, options: list[str], data: Path, work: Path) -> None:
     out = work / name
     shutil.rmtree(out, ignore_errors=True)
-    command = [str(Path(sys.executable).parent / "agmc-onnx"), "compress", str(SHARED_MODELS / f"cifar10_{model}.onnx"),
-               "--data", str(data), *options, "-o", str(out)]
+    model_path = str(SHARED_MODELS / f"cifar10_{model}.onnx")
+    command = _cli("compress", model_path, "--data", str(data), *options, "-o", str(out))
     started = time.perf_counter()
     finished = subprocess.run(command, capture_output=True, text=True)
     if finished.returncode not in (0, 3, 4):  # 3, 4: a gate failed, the report is written
@@ -55,8 +60,8 @@ def run(name: str, model: str, options: list[str], data: Path, work: Path) -> No
 
 def int8_only(model: str, data: Path, work: Path) -> None:
     """The reference a deployer has without pruning: onnxruntime's static INT8 of the original."""
-    command = [str(Path(sys.executable).parent / "agmc-onnx"), "quantize", str(SHARED_MODELS / f"cifar10_{model}.onnx"),
-               "--data", str(data), "-o", str(work / f"{model}_int8.onnx")]
+    command = _cli("quantize", str(SHARED_MODELS / f"cifar10_{model}.onnx"), "--data", str(data),
+                   "-o", str(work / f"{model}_int8.onnx"))
     finished = subprocess.run(command, capture_output=True, text=True, check=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"int8_only_{model}.txt").write_text("$ agmc-onnx " + " ".join(command[1:]) + "\n" + finished.stdout)

@@ -99,8 +99,8 @@ class ActionWall:
         self.target_cost = float(target_cost)
         self.lower_bound = lower_bound
         self.round_to = round_to
-        # A plan of this wall's counts must keep them as they are: a staircase's fast steps are not multiples of
-        # ``round_to``, and rounding them up again would prune (and time) another model than the one costed.
+        # A plan of a table wall's counts keeps them exactly as costed and timed (its fast steps are filtered onto
+        # round_to's grid below, so re-rounding would not move them; with 1 the plan does not rely on that).
         self.plan_round_to = 1 if step_counts else round_to
         order = {gid: i for i, gid in enumerate(cost_model.macs.group_ids)}
         self._columns = np.array([order[g.id] for g in self.groups])
