@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from agmc_onnx.analysis import ModelAnalysis
 from agmc_onnx.compress.report import GateResult
+from agmc_onnx.cost import TIMING_TOLERANCE
 from agmc_onnx.importance import channel_scores
 from agmc_onnx.plan import PruningPlan, select_channels
 
@@ -22,10 +23,12 @@ def evaluate_gate(
     max_fidelity_loss_points: float | None = None,
 ) -> GateResult:
     reasons = []
-    budget_met = achieved <= budget + _BUDGET_SLACK
+    limit = budget + _BUDGET_SLACK if kind == "flops" else budget * (1.0 + TIMING_TOLERANCE)
+    budget_met = achieved <= limit
     if not budget_met:
         what = "MACs" if kind == "flops" else "median latency"
-        reasons.append(f"budget not met: {what} kept {achieved:.1%} > {budget:.1%}")
+        within = "" if kind == "flops" else f" (+{TIMING_TOLERANCE:.0%} measurement tolerance: {limit:.1%})"
+        reasons.append(f"budget not met: {what} kept {achieved:.1%} > {budget:.1%}{within}")
     accuracy_ok = max_drop_points is None or (drop_points is not None and drop_points <= max_drop_points)
     if not accuracy_ok:
         if drop_points is None:

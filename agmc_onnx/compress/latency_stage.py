@@ -12,7 +12,7 @@ import logging
 import numpy as np
 
 from agmc_onnx.analysis import ModelAnalysis
-from agmc_onnx.cost import measure_paired
+from agmc_onnx.cost import TIMING_TOLERANCE, measure_paired
 from agmc_onnx.errors import BudgetUnreachableError
 from agmc_onnx.layer_latency import shipping_form
 from agmc_onnx.plan import PruningPlan
@@ -24,11 +24,9 @@ from agmc_onnx.search.latency_check import checked_plan, shipped
 from agmc_onnx.search.run import SearchConfig, SearchResult
 from agmc_onnx.search.table_budget import latency_wall
 
-__all__ = ["TOLERANCE", "check_latency", "with_plan"]
+__all__ = ["check_latency", "with_plan"]
 
 log = logging.getLogger(__name__)
-
-TOLERANCE = 0.05  # of the budget, either side
 
 
 def check_latency(analysis: ModelAnalysis, search: SearchResult, config: SearchConfig) -> dict:
@@ -50,12 +48,12 @@ def check_latency(analysis: ModelAnalysis, search: SearchResult, config: SearchC
             return searched
         return retargeted(analysis, searched, predictor, budget_ms, config)
 
-    checks = checked_plan(choose, fit.cost_model, budget_ms, measure, TOLERANCE)
-    final = shipped(checks, budget_ms, TOLERANCE)
+    checks = checked_plan(choose, fit.cost_model, budget_ms, measure, TIMING_TOLERANCE)
+    final = shipped(checks, budget_ms, TIMING_TOLERANCE)
     return {
         "budget_fraction": config.latency_keep_ratio,
         "reference_ms": reference_ms,
-        "tolerance": TOLERANCE,
+        "tolerance": TIMING_TOLERANCE,
         "checks": [{"predicted_fraction": c.predicted_ms / reference_ms,
                     "measured_fraction": c.measured_ms / reference_ms} for c in checks],
         "shipped_check": checks.index(final),

@@ -1,10 +1,18 @@
 """Cost of a model on a target: onnxruntime latency per target profile."""
 
-from agmc_onnx.cost.latency import LatencyStats, PairedLatency, latency_stats, measure_latency, measure_paired
+from agmc_onnx.cost.latency import (
+    TIMING_TOLERANCE,
+    LatencyStats,
+    PairedLatency,
+    latency_stats,
+    measure_latency,
+    measure_paired,
+)
 from agmc_onnx.cost.profiles import PROFILES, TargetProfile, get_profile, profile_names
 from agmc_onnx.cost.session import ModelSource, check_target_available, create_session, random_inputs
 
 __all__ = [
+    "TIMING_TOLERANCE",
     "LatencyStats",
     "PairedLatency",
     "TargetProfile",

@@ -17,7 +17,12 @@ from agmc_onnx.cost.profiles import TargetProfile, get_profile
 from agmc_onnx.cost.session import ModelSource, create_session, model_index_bounds, random_inputs
 from agmc_onnx.errors import PreconditionError
 
-__all__ = ["LatencyStats", "PairedLatency", "measure_latency", "measure_paired", "latency_stats"]
+__all__ = ["TIMING_TOLERANCE", "LatencyStats", "PairedLatency", "measure_latency", "measure_paired", "latency_stats"]
+
+# One paired timing of an unchanged model moves 2-5 % between runs (benchmarks/results/speed.md), so a model
+# measured within this share of a latency budget meets it as far as a timing can tell: the latency check stops
+# at such a plan and compress's gate judges the shipped model alike.
+TIMING_TOLERANCE = 0.05
 
 
 @dataclass(frozen=True)

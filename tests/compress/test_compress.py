@@ -108,6 +108,14 @@ def test_gate_logic():
     assert failed.budget_met and not failed.accuracy_ok and "3.00 points" in failed.reasons[0]
 
 
+def test_a_latency_budget_is_judged_within_the_timing_tolerance_and_macs_exactly():
+    # 5 % of the budget: what the latency check accepts, so a plan the check ships is not failed for noise
+    assert evaluate_gate("latency", 0.4, 0.4199, None, None).budget_met
+    slow = evaluate_gate("latency", 0.4, 0.4201, None, None)
+    assert not slow.budget_met and "+5% measurement tolerance: 42.0%" in slow.reasons[0]
+    assert not evaluate_gate("flops", 0.4, 0.4001, None, None).budget_met
+
+
 def test_interrupted_run_leaves_no_model_and_resumes(workspace, monkeypatch):
     tmp_path, model, data, config = workspace
     out = tmp_path / "out"
