@@ -1,13 +1,15 @@
 """Accuracy without long fine-tuning: importance criteria × BN re-estimation vs least-squares reconstruction.
 
     python benchmarks/accuracy.py grid [--models resnet20,resnet56,mobilenetv2] [--test-images 2000]
+    python benchmarks/accuracy.py screen --models resnet56 --plans searched-bn-r8-40,... --train-images 5000
     python benchmarks/accuracy.py finetune --models resnet56 [--epochs 1] [--train-images 0]
     python benchmarks/accuracy.py render
 
 ``grid``: for every model, the uniform plan at 50 % MACs and the committed searched policy
 (``benchmarks/results/compress/<model>/report.json``), each channel-importance criterion, then test top-1
 after BatchNormalization re-estimation only and after reconstruction (which re-estimates BN too), with the
-wall time of each step. ``finetune``: one epoch from the best reconstructed point of the grid. Results
+wall time of each step. ``screen``: a short fine-tuning of each candidate plan, scored on held-out
+training images. ``finetune``: one epoch from the best reconstructed point of the grid. Results
 accumulate in ``benchmarks/results/accuracy.json`` (a rerun skips what is there); ``render`` writes
 ``accuracy.md``. Run heavy phases under ``flock /tmp/agmc-heavy.lock``.
 """
@@ -320,9 +322,50 @@ def run_finetune(args, store: Store) -> None:
             log(f"{key}: {store.rows[key]}")
 
 
+def run_screen(args, store: Store) -> None:
+    """Which plan fine-tunes best: each candidate plan (``--plans``), reconstructed, then a short distillation
+    run (``--train-images``) and scored on held-out TRAINING images (``--heldout-images``, never the test set),
+    so that the start of the one-epoch run can be chosen on what it becomes after training rather than on its
+    no-fine-tune score. The test score is recorded too, to judge the screen, not to choose."""
+    from agmc_onnx.data.splits import split_train
+    from agmc_onnx.finetune import FinetuneConfig, Normalization, finetune
+
+    for name in args.models.split(","):
+        model, spec, train, test, analysis = setup(name, args.test_images)
+        heldout, pool = split_train(train, args.heldout_images, seed=0)
+        short = sample_subset(pool, args.train_images, seed=args.seed)
+        rows, batches = calibration_batches(pool, spec, 256, 64)
+        importance = build_importance(args.sweep_importance, batches[:2], [pool.labels[r] for r in rows[:2]])
+        norm = Normalization(tuple(spec.mean), tuple(spec.std), spec.scale)
+        for plan_name in args.plans.split(","):
+            key = f"{name}/screen/{plan_name}{args.tag}"
+            plan = plan_named(name, plan_name, model, analysis, store)
+            if key in store or plan is None:
+                continue
+            started = time.perf_counter()
+            result = prune_model(model, plan, analysis=analysis, importance=importance)
+            start = reconstruct_pruned(analysis, result.selection, result.model, pool, spec).model
+            config = FinetuneConfig(
+                epochs=1, lr=args.lr, distill_weight=args.kd_weight, device="cpu", val_fraction=0.0, seed=args.seed,
+                batch_size=args.batch_size, distill_temperature=args.kd_temperature,
+                label_smoothing=args.label_smoothing, weight_decay=args.weight_decay,
+                warmup_fraction=args.warmup_fraction,
+            )
+            tuned = finetune(start, short.images, short.labels, norm, config, teacher=model).model
+            store.put(key, {
+                "plan": plan_name, "importance": args.sweep_importance, "train_images": int(short.n_images),
+                "lr": args.lr, "distill_weight": args.kd_weight, "seed": args.seed,
+                "heldout_images": int(heldout.n_images), "macs_fraction": result.after.macs / result.before.macs,
+                "heldout_before": top1(start, heldout, spec), "heldout_after": top1(tuned, heldout, spec),
+                "test_before": top1(start, test, spec), "test_after": top1(tuned, test, spec),
+                "test_images": int(test.n_images), "seconds": time.perf_counter() - started,
+            })
+            log(f"{key}: {store.rows[key]}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("phase", choices=("grid", "sweep", "reward", "finetune", "render"))
+    parser.add_argument("phase", choices=("grid", "sweep", "reward", "screen", "finetune", "render"))
     parser.add_argument("--models", default="resnet20,resnet56,mobilenetv2")
     parser.add_argument("--importances", default=",".join(IMPORTANCES))
     parser.add_argument("--test-images", type=int, default=2000)
@@ -340,6 +383,8 @@ def main() -> None:
     parser.add_argument("--val-fraction", type=float, default=0.02, help="finetune: held out to pick the best "
                         "epoch (the start competes); 0: keep the last epoch")
     parser.add_argument("--seed", type=int, default=0, help="finetune: seeds shuffling and augmentation")
+    parser.add_argument("--heldout-images", type=int, default=2000, help="screen: training images held out to "
+                        "score the short runs")
     parser.add_argument("--start", default="", help="finetune: the grid row to start from (default: the best)")
     parser.add_argument("--start-settings", default="", choices=("", *SWEEP), help="finetune: reconstruct the "
                         "start with these sweep settings (default: the library's)")
@@ -363,6 +408,8 @@ def main() -> None:
         run_sweep(args, store)
     elif args.phase == "reward":
         run_reward(args, store)
+    elif args.phase == "screen":
+        run_screen(args, store)
     elif args.phase == "finetune":
         run_finetune(args, store)
     args.results.with_suffix(".md").write_text(render(store.rows, args.test_images, args.conditions))

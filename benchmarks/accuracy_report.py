@@ -38,7 +38,7 @@ def render(rows: dict, test_images: int, conditions: str) -> str:
     full = [f"{k} {v[key]:.2%}" for k, v in rows.items() if key in v and "top1_bn_only" in v]  # grid rows
     if full:
         lines += [f"Reconstruction scored on the full 10,000-image test set too: {', '.join(full)}.", ""]
-    lines += _sweep_table(rows) + _reward_table(rows) + _finetune_table(rows)
+    lines += _sweep_table(rows) + _reward_table(rows) + _screen_table(rows) + _finetune_table(rows)
     lines += ["## Before residual-sum targets (every layer fitted to its own original output)", ""]
     lines += _grid_table(rows, current=False)
     return "\n".join(lines) + "\n"
@@ -136,6 +136,29 @@ def _reward_means(rows: dict) -> list[str]:
     return ["Over seeds:", "", *lines] if lines else []
 
 
+def _screen_table(rows: dict) -> list[str]:
+    screened = {key: row for key, row in rows.items() if "/screen/" in key}
+    if not screened:
+        return []
+    cells = [
+        [key.split("/")[0], row["plan"], f"{row['macs_fraction']:.1%}", f"{row['heldout_before']:.2%}",
+         f"**{row['heldout_after']:.2%}**", f"{row['test_before']:.2%}", f"{row['test_after']:.2%}",
+         f"{row['seconds']:.0f}"]
+        for key, row in sorted(screened.items(), key=lambda item: -item[1]["heldout_after"])
+    ]
+    first = next(iter(screened.values()))
+    columns = ["model", "plan", "MACs", "held-out before", "held-out after the short run", "test before",
+               "test after the short run", "s"]
+    return [
+        "## Screening plans by a short fine-tuning (`screen`)", "",
+        f"Each plan pruned ({first['importance']} importance), reconstructed, then distilled (KD "
+        f"{first['distill_weight']:g}, lr {first['lr']:g}, cosine, seed {first['seed']}) on "
+        f"{first['train_images']:,} training images and scored on {first['heldout_images']:,} "
+        f"training images held out of both (the screen's choice); the test subset ({first['test_images']:,} "
+        "images) only judges the screen. Sorted by the held-out score after the short run.", "",
+    ] + _table(columns, cells) + [""]
+
+
 def _validation(row: dict) -> str:
     fraction = row.get("val_fraction", 0.02)
     return f"{fraction:.0%} held out" if fraction else "none (last epoch kept)"
@@ -154,6 +177,8 @@ def _finetune_table(rows: dict) -> list[str]:
         loss = f"CE + KD {row['distill_weight']}" if row["distill_weight"] else "CE"
         if row["distill_weight"] and row.get("kd_temperature", 4.0) != 4.0:
             loss += f" (T {row['kd_temperature']:g})"
+        if row.get("label_smoothing"):
+            loss += f", label smoothing {row['label_smoothing']:g}"
         cells.append([
             key.split("/")[0], row["start"], row.get("reconstruction", ""), loss, str(row["train_images"]),
             str(row["lr"]), _schedule(row), str(row.get("seed", 0)), _validation(row),
