@@ -13,7 +13,7 @@ def render(rows: dict, test_images: int, conditions: str) -> str:
     lines = [
         "# Accuracy at 50 % MACs without fine-tuning: importance × BN re-estimation vs reconstruction",
         "",
-        "Command: `python benchmarks/accuracy.py grid|sweep|reward|finetune` (options in each section; see the "
+        "Command: `python benchmarks/accuracy.py grid|sweep|reward|screen|finetune` (options in each section; see the "
         f"script's docstring). Machine: {machine()['cpu_model']}, {os.cpu_count()} cores; {conditions} "
         f"Python {platform.python_version()}, torch {torch.__version__}. Wall times are indicative only (shared "
         "machine, not a timing run).",
@@ -155,7 +155,8 @@ def _screen_table(rows: dict) -> list[str]:
         f"{first['distill_weight']:g}, lr {first['lr']:g}, cosine, seed {first['seed']}) on "
         f"{first['train_images']:,} training images and scored on {first['heldout_images']:,} "
         f"training images held out of both (the screen's choice); the test subset ({first['test_images']:,} "
-        "images) only judges the screen. Sorted by the held-out score after the short run.", "",
+        "images) only judges the screen. Sorted by the held-out score after the short run. The reference models "
+        "were trained on every training image, so held-out training images score above the test set.", "",
     ] + _table(columns, cells) + [""]
 
 
