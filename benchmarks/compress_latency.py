@@ -40,6 +40,7 @@ def _cli(*args: str) -> list[str]:
 
 
 def run(name: str, model: str, options: list[str], data: Path, work: Path) -> None:
+    """One compress command; ``name`` is the result folder (a run's key, with a repeat's tag)."""
     out = work / name
     shutil.rmtree(out, ignore_errors=True)
     model_path = str(SHARED_MODELS / f"cifar10_{model}.onnx")
@@ -58,13 +59,14 @@ def run(name: str, model: str, options: list[str], data: Path, work: Path) -> No
     }, indent=1))
 
 
-def int8_only(model: str, data: Path, work: Path) -> None:
+def int8_only(model: str, data: Path, work: Path, tag: str = "") -> None:
     """The reference a deployer has without pruning: onnxruntime's static INT8 of the original."""
     command = _cli("quantize", str(SHARED_MODELS / f"cifar10_{model}.onnx"), "--data", str(data),
                    "-o", str(work / f"{model}_int8.onnx"))
     finished = subprocess.run(command, capture_output=True, text=True, check=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"int8_only_{model}.txt").write_text("$ agmc-onnx " + " ".join(command[1:]) + "\n" + finished.stdout)
+    text = "$ agmc-onnx " + " ".join(command[1:]) + "\n" + finished.stdout
+    (RESULTS / f"int8_only_{model}{tag}.txt").write_text(text)
 
 
 def render() -> str:
@@ -95,7 +97,8 @@ def render() -> str:
             f"{report['original']['test_top1']:.2%} → {shipped['test_top1']:.2%} | "
             f"{'passed' if report['gate'].get('passed') else 'failed'} | {meta['wall_s']:.0f} |"
         )
-    lines += ["", "INT8 only (`agmc-onnx quantize` of the original, same machine, same session):", ""]
+    lines += ["", "INT8 only (`agmc-onnx quantize` of the original, same machine; a tag after the model name marks "
+              "the repeat run beside the compress run of the same tag):", ""]
     lines += [f"- {path.stem.removeprefix('int8_only_')}: " + "; ".join(
         line.strip() for line in path.read_text().splitlines()[1:] if line.startswith(("test top-1", "speed-up")))
         for path in sorted(RESULTS.glob("int8_only_*.txt"))]
@@ -108,15 +111,16 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("/tmp/compress_latency"))
     parser.add_argument("--runs", nargs="*", default=list(RUNS))
     parser.add_argument("--render-only", action="store_true")
+    parser.add_argument("--tag", default="", help="a repeat: results go to <run><tag> and int8_only_<model><tag>")
     args = parser.parse_args()
     if not args.render_only:
-        for model in sorted({model for model, _ in RUNS.values()}):
-            if not (RESULTS / f"int8_only_{model}.txt").exists():
-                int8_only(model, args.data, args.work)
+        for model in sorted({RUNS[name][0] for name in args.runs}):
+            if not (RESULTS / f"int8_only_{model}{args.tag}.txt").exists():
+                int8_only(model, args.data, args.work, args.tag)
         for name in args.runs:
-            if not (RESULTS / name / "report.json").exists():
+            if not (RESULTS / f"{name}{args.tag}" / "report.json").exists():
                 model, options = RUNS[name]
-                run(name, model, options, args.data, args.work)
+                run(f"{name}{args.tag}", model, options, args.data, args.work)
     (RESULTS / "README.md").write_text(render())
     print(render())
 
