@@ -21,6 +21,7 @@ __all__ = [
     "select_channels",
     "uniform_plan",
     "kept_unit_count",
+    "on_round_grid",
 ]
 
 
@@ -116,6 +117,12 @@ def kept_unit_count(group: ChannelGroup, keep_ratio: float, round_to: int = 1) -
         step = round_to // math.gcd(round_to, group.unit_width)
         n_keep = min(group.n_units, math.ceil(n_keep / step) * step)
     return n_keep
+
+
+def on_round_grid(group: ChannelGroup, n_units: int, round_to: int) -> bool:
+    """Whether keeping ``n_units`` of ``group`` is a count ``round_to`` allows (its channels a multiple of it,
+    or the whole group)."""
+    return kept_unit_count(group, n_units / group.n_units, round_to) == n_units
 
 
 def _resolve(groups: Sequence[ChannelGroup], key: str) -> ChannelGroup:

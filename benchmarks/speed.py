@@ -32,6 +32,8 @@ from agmc_onnx.models.zoo import zoo_model_path
 from agmc_onnx.plan import PruningPlan, select_channels
 from agmc_onnx.prune import apply_selection
 from agmc_onnx.quantize import quantize_model
+from agmc_onnx.search.run import SearchConfig
+from agmc_onnx.search.table_budget import latency_wall
 
 # torchvision networks at 224x224 with random weights (latency only: no accuracy is measured on them).
 TORCHVISION = {"tv_resnet50": "resnet50", "tv_mobilenet_v2": "mobilenet_v2"}
@@ -62,7 +64,7 @@ def _table_config(precision: str, args) -> TableConfig:
     return TableConfig(target=args.target, precision=precision, cache_dir=args.cache_dir or args.output / "tables",
                        max_sweep=args.max_sweep, max_fast_steps=args.max_fast_steps,
                        calibration_plans=args.calibration_plans, calibration_rounds=args.calibration_rounds,
-                       runs=args.point_runs)
+                       runs=args.point_runs, round_to=args.round_to)
 
 
 def latency_model_for(name: str, precision: str, analysis, calibration, args, rebuild: bool = False):
@@ -91,10 +93,16 @@ def _state(args) -> Path:
     return folder
 
 
-def random_plans(analysis, latency_model, count: int, seed: int) -> list[dict[str, float]]:
-    """``count`` plans, every group on one of its staircase's fast steps (the search's action space)."""
+def random_plans(analysis, latency_model, count: int, seed: int, round_to: int = 1) -> list[dict[str, float]]:
+    """``count`` plans, every group on one of its staircase's fast steps; with ``round_to`` > 1 only the steps
+    the search chooses from (on the ``--round-to`` grid, at or above the search's lower bound: its action space)."""
     rng = np.random.default_rng(seed)
-    return [{g.id: int(rng.choice(latency_model.fast_counts(g.id))) / g.n_units for g in analysis.prunable_groups}
+    groups = analysis.prunable_groups
+    if round_to == 1:  # every fast step, as the runs before the search kept to the grid drew them
+        return [{g.id: int(rng.choice(latency_model.fast_counts(g.id))) / g.n_units for g in groups}
+                for _ in range(count)]
+    wall = latency_wall(groups, latency_model, float("inf"), SearchConfig().lower_bound, round_to)
+    return [{g.id: int(rng.choice(steps)) / g.n_units for g, steps in zip(groups, wall.choices)}
             for _ in range(count)]
 
 
@@ -106,7 +114,7 @@ def evaluate_predictor(name: str, precision: str, args) -> dict:
     full = _shipped(analysis.model, precision, calibration)
     rows = []
     first, last = args.plan_range
-    for index, keep in enumerate(random_plans(analysis, latency_model, args.plans, args.seed)):
+    for index, keep in enumerate(random_plans(analysis, latency_model, args.plans, args.seed, args.round_to)):
         if not first <= index < last:
             continue
         selection = select_channels(PruningPlan(keep), analysis.groups, channel_scores(analysis))
@@ -287,6 +295,8 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--check-tolerance", type=float, default=0.05)
     parser.add_argument("--target", default="mobile-cpu")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--round-to", type=int, default=1, help="random plans on the fast steps of this grid (the "
+                        "search's --round-to; 1: every fast step)")
     parser.add_argument("-o", "--output", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--data", type=Path, default=None, help="CIFAR-10 folder (the CIFAR models' top-1)")
     parser.add_argument("--test-images", type=int, default=1000)
@@ -322,7 +332,7 @@ def main() -> None:
         return
     parts = set(args.parts.split(","))
     result = {"command": "python benchmarks/speed.py " + " ".join(os.sys.argv[1:]), "machine": machine(),
-              "target": args.target, "n_plans": args.plans, "predictor": [], "int8": []}
+              "target": args.target, "n_plans": args.plans, "round_to": args.round_to, "predictor": [], "int8": []}
     for name in args.models.split(","):
         int8_state = _state(args) / f"int8-{name}.json"
         if "int8" in parts:

@@ -22,7 +22,10 @@ def write_markdown(result: dict, path: Path) -> None:
         f"target {result['target']}. The timing process ran alone on one core (every other process pinned to "
         "the other core).",
         "",
-        f"Random plans: every group on one of its staircase's fast steps (the search's action space), "
+        "Random plans: every group on one of its staircase's fast steps"
+        + (f" on the `--round-to {result['round_to']}` grid at or above the search's lower bound (the search's action "
+           "space)" if result.get("round_to", 1) > 1 else " (the search's action space before it kept to the "
+           "`--round-to` grid)") + ", "
         f"{result['n_plans']} plans per row. INT8 plans are pruned, then quantized (per channel). Each plan is "
         "timed paired (A-B-B-A rounds in one process) against the unpruned model of the same precision, so the "
         "machine's drift between plans cancels; measured latency = that ratio × the full model's measured "

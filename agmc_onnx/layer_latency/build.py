@@ -7,7 +7,7 @@ import dataclasses
 import logging
 import math
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,13 +17,14 @@ from agmc_onnx.analysis import ModelAnalysis
 from agmc_onnx.cost import get_profile, measure_paired
 from agmc_onnx.cost.session import check_target_available
 from agmc_onnx.errors import PreconditionError
+from agmc_onnx.groups.find import ChannelGroup
 from agmc_onnx.groups.macs_model import MacsModel
 from agmc_onnx.importance import ChannelScores, channel_scores
 from agmc_onnx.layer_latency.micro import PRECISIONS, measure_point
 from agmc_onnx.layer_latency.predictor import GroupStaircase, LayerLatencyModel
 from agmc_onnx.layer_latency.signature import LayerSlot, layer_slots
 from agmc_onnx.layer_latency.table import TableCache, current_identity
-from agmc_onnx.plan import PruningPlan, select_channels
+from agmc_onnx.plan import PruningPlan, on_round_grid, select_channels
 from agmc_onnx.prune import apply_selection
 
 __all__ = [
@@ -47,6 +48,10 @@ class TableConfig:
     runs: int = 25  # timed runs per table point at most (fewer once the median is stable)
     calibration_rounds: int = 10  # A-B-B-A rounds timing each calibration model against the full one
     calibration_plans: int = 12  # pruned models the coefficients are fitted on (uniform widths, then random)
+    # Calibration models keep channel counts on this grid, the counts the search chooses from (its --round-to):
+    # a width off the grid can cost more than its layer's table says, and fitting on such widths biased the
+    # predictor for the plans a search makes (speed_runs/grid_steps.md). 1: every fast step.
+    round_to: int = 1
     cache_dir: str | os.PathLike | None = None
 
     def __post_init__(self) -> None:
@@ -107,18 +112,28 @@ def build_latency_model(
     return fitted
 
 
-def calibration_plans(raw: LayerLatencyModel, count: int, seed: int = 1_000_003) -> list[dict[str, float]]:
+def calibration_plans(raw: LayerLatencyModel, count: int, seed: int = 1_000_003,
+                      groups: Mapping[str, ChannelGroup] | None = None, round_to: int = 1) -> list[dict[str, float]]:
     """Keep fractions of the calibration models: every group at its smallest fast step of at least half,
     a third and two thirds of its width (the spread the scale is read from), then random fast-step plans (a
-    seed apart from any benchmark's plans: they tell the table term from the MACs term)."""
+    seed apart from any benchmark's plans: they tell the table term from the MACs term). With ``round_to`` > 1
+    (``groups``: by id) only the fast steps on that grid and the full width."""
+    def steps(staircase) -> list[int]:
+        if round_to == 1:
+            return list(staircase.fast_counts)
+        group = groups[staircase.group_id]
+        return sorted({c for c in staircase.fast_counts if on_round_grid(group, c, round_to)} | {group.n_units})
+
+    allowed = {s.group_id: steps(s) for s in raw.staircases}
+
     def uniform(level: float) -> dict[str, float]:
-        return {s.group_id: min(c for c in s.fast_counts if c >= level * s.counts[-1]) / s.counts[-1]
+        return {s.group_id: min(c for c in allowed[s.group_id] if c >= level * s.counts[-1]) / s.counts[-1]
                 for s in raw.staircases}
 
     rng = np.random.default_rng(seed)
     plans = [uniform(level) for level in (0.5, 0.33, 0.67)]
     while len(plans) < count:
-        plans.append({s.group_id: int(rng.choice(s.fast_counts)) / s.counts[-1] for s in raw.staircases})
+        plans.append({s.group_id: int(rng.choice(allowed[s.group_id])) / s.counts[-1] for s in raw.staircases})
     return plans[:count]
 
 
@@ -128,7 +143,8 @@ def calibrate(analysis, raw: LayerLatencyModel, ship, profile, config: TableConf
     full = ship(analysis.model)
     scores = scores or channel_scores(analysis)
     measured, features, full_ms = [], [], []
-    for keep in calibration_plans(raw, config.calibration_plans):
+    groups = {g.id: g for g in analysis.groups}
+    for keep in calibration_plans(raw, config.calibration_plans, groups=groups, round_to=config.round_to):
         plan = PruningPlan(keep)
         pruned, _ = apply_selection(analysis, select_channels(plan, analysis.groups, scores))
         paired = measure_paired(full, ship(pruned), profile, n_rounds=config.calibration_rounds)

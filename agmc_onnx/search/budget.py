@@ -14,7 +14,7 @@ import numpy as np
 from agmc_onnx.errors import BudgetUnreachableError, PreconditionError
 from agmc_onnx.groups.find import ChannelGroup
 from agmc_onnx.groups.macs_model import MacsModel
-from agmc_onnx.plan import kept_unit_count
+from agmc_onnx.plan import kept_unit_count, on_round_grid
 
 __all__ = ["CostModel", "ActionWall", "allowed_counts", "uniform_keep_ratio", "one_budget", "macs_wall"]
 
@@ -205,10 +205,8 @@ def _step_choices(
     fast for one operator alone, 5 of 16 say, can make its neighbours re-lay out their data), and the full
     width."""
     lowest = kept_unit_count(group, lower_bound, 1)
-    def on_grid(count: int) -> bool:
-        return kept_unit_count(group, count / group.n_units, round_to) == count
-
-    kept = sorted({int(c) for c in counts if lowest <= c <= group.n_units and on_grid(int(c))} | {group.n_units})
+    kept = sorted({int(c) for c in counts if lowest <= c <= group.n_units and on_round_grid(group, int(c), round_to)}
+                  | {group.n_units})
     return np.array(([0] if removable else []) + kept, dtype=np.int64)
 
 

@@ -43,7 +43,8 @@ def table_budget(
 
     With an INT8 precision the predicted latency is the quantized candidate's, so the budget counts what
     quantization gives as well as what pruning gives. ``scores``: the unit scores the search selects by."""
-    config = TableConfig(target=target, precision=precision, lower_bound=lower_bound, cache_dir=cache_dir)
+    config = TableConfig(target=target, precision=precision, lower_bound=lower_bound, cache_dir=cache_dir,
+                         round_to=round_to)
     ship = shipping_form(analysis, precision)
     # With INT8, the fp32 original in the tables' time base: its latency relative to the shipped form at
     # full width, timed paired during calibration (separate timings drift apart on a shared machine).

@@ -14,7 +14,7 @@ import tiny_models
 from agmc_onnx.analysis import analyze_model
 from agmc_onnx.errors import StaleTableError
 from agmc_onnx.layer_latency import LayerSignature, TableConfig, build_latency_model, check_identity
-from agmc_onnx.layer_latency.build import _fit, _sweep_counts
+from agmc_onnx.layer_latency.build import _fit, _sweep_counts, calibration_plans
 from agmc_onnx.layer_latency.predictor import lookup
 from agmc_onnx.layer_latency.table import SignatureTable, TableCache
 
@@ -42,6 +42,21 @@ def test_the_predictor_is_a_least_squares_fit_of_its_calibration_models(tmp_path
     for staircase in latency_model.staircases:
         assert staircase.fast_counts[-1] == staircase.counts[-1]  # the full width is always a step
         assert set(staircase.fast_counts) <= set(staircase.counts)
+
+
+def test_calibration_models_keep_the_counts_the_search_chooses_from() -> None:
+    """With a grid, the calibration models' counts are fast steps on it or the full width (what the search's
+    plans keep); without one, odd fast steps such as 5 or 12 of 16 are drawn too."""
+    staircases = [SimpleNamespace(group_id="a", counts=tuple(range(1, 17)), fast_counts=(5, 8, 12, 16)),
+                  SimpleNamespace(group_id="b", counts=tuple(range(1, 33)), fast_counts=(7, 16, 24, 31, 32))]
+    raw = SimpleNamespace(staircases=staircases)
+    groups = {"a": SimpleNamespace(n_units=16, unit_width=1), "b": SimpleNamespace(n_units=32, unit_width=1)}
+    on_grid = calibration_plans(raw, 12, groups=groups, round_to=8)
+    assert len(on_grid) == 12
+    assert {round(p["a"] * 16) for p in on_grid} == {8, 16}
+    assert {round(p["b"] * 32) for p in on_grid} <= {16, 24, 32}
+    every = calibration_plans(raw, 12)
+    assert {round(p["a"] * 16) for p in every} - {8, 16}
 
 
 def test_second_model_with_the_same_layer_shapes_measures_nothing(tmp_path) -> None:
