@@ -266,6 +266,8 @@ def merge(paths: list[Path], output: Path, state: Path | None = None, args=None)
         carry_over(result, json.loads(args.previous.read_text()))
     if args is not None and args.note:
         result["note"] = args.note
+    if args is not None and args.baseline_label:
+        result["baseline_label"] = args.baseline_label
     output.mkdir(parents=True, exist_ok=True)
     (output / "speed.json").write_text(json.dumps(result, indent=1))
     write_markdown(result, output / "speed.md")
@@ -311,6 +313,8 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--note", default=None, help="With --merge: a remark printed under the command")
     parser.add_argument("--baseline-state", type=Path, default=None,
                         help="With --merge: a state folder whose predictors are scored on this run's measurements")
+    parser.add_argument("--baseline-label", default=None,
+                        help="With --merge: what the --baseline-state predictors are, in the comparison's legend")
     parser.add_argument("--pool", type=Path, nargs="*", default=None,
                         help="With --merge: earlier speed.json files that timed the same plans (averaged)")
     args = parser.parse_args()

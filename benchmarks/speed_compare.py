@@ -83,8 +83,9 @@ def comparison_section(result: dict) -> list[str]:
         return "—" if pair is None else f"{100 * pair[0]:.1f} / {100 * pair[1]:.1f} %"
 
     lines = ["", "Predictor against the previous one (median / p90 error). *this run*: this predictor on this "
-             "run's measurements (the table above); *previous predictor, same timings*: the predictor committed "
-             "before (three uniform and three random calibration models) scored on this run's measurements; "
+             "run's measurements (the table above); *previous predictor, same timings*: "
+             + result.get("baseline_label", "the predictor committed before (three uniform and three random "
+                          "calibration models)") + " scored on this run's measurements; "
              "*previous run*: that predictor on its own run's measurements, as committed; *vs mean of runs*: "
              "against each plan's ratio averaged over this run and the earlier runs that timed the same plans; "
              "*run spread*: median over the plans of the runs' standard deviation / mean (how far one "
