@@ -25,6 +25,7 @@ SHARED_MODELS = ROOT.parent / "shared" / "models"
 RESULTS = ROOT / "benchmarks" / "results" / "compress_latency"
 RUNS = {
     "resnet56_latency0.5": ("resnet56", ["--latency", "0.5", "--episodes", "40", "--finetune-epochs", "0"]),
+    "mobilenetv2_latency0.5": ("mobilenetv2", ["--latency", "0.5", "--episodes", "40", "--finetune-epochs", "0"]),
     "mobilenetv2_latency0.4_int8": (
         "mobilenetv2", ["--latency", "0.4", "--quantize", "int8", "--episodes", "40", "--finetune-epochs", "0"]
     ),
