@@ -50,7 +50,7 @@ class TableConfig:
     calibration_plans: int = 12  # pruned models the coefficients are fitted on (uniform widths, then random)
     # Calibration models keep channel counts on this grid, the counts the search chooses from (its --round-to):
     # a width off the grid can cost more than its layer's table says, and fitting on such widths biased the
-    # predictor for the plans a search makes (speed_runs/grid_steps.md). 1: every fast step.
+    # predictor for the plans a search makes (benchmarks/results/speed_runs/grid_steps/speed.md). 1: every fast step.
     round_to: int = 1
     cache_dir: str | os.PathLike | None = None
 
