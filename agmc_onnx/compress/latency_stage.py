@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable
 
 import numpy as np
 
 from agmc_onnx.analysis import ModelAnalysis
-from agmc_onnx.cost import TIMING_TOLERANCE, measure_paired
+from agmc_onnx.cost import TIMING_TOLERANCE, PairedLatency, measure_paired
 from agmc_onnx.errors import BudgetUnreachableError
 from agmc_onnx.layer_latency import shipping_form
 from agmc_onnx.plan import PruningPlan
@@ -24,7 +25,7 @@ from agmc_onnx.search.latency_check import checked_plan, shipped
 from agmc_onnx.search.run import SearchConfig, SearchResult
 from agmc_onnx.search.table_budget import latency_wall
 
-__all__ = ["check_latency", "with_plan"]
+__all__ = ["check_latency", "settled_timing", "with_plan"]
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +86,22 @@ def retargeted(analysis: ModelAnalysis, keep: dict[str, float], predictor, budge
         counts.append(int(choices[min(np.searchsorted(choices, wanted), len(choices) - 1)]))
     counts = fill_greedily(budget.enforce(np.array(counts)), budget.choices, budget.n_units, budget.meets)
     return {g.id: int(c) / g.n_units for g, c in zip(groups, counts)}
+
+
+def settled_timing(first: PairedLatency, again: Callable[[], PairedLatency], checked_fraction: float,
+                   extra: int = 2) -> tuple[PairedLatency, list[float]]:
+    """The final timing of the shipped model, held against the latency check's timing of the same plan: more
+    than the tolerance apart, the model is timed ``extra`` times more and the timing with the median speed-up
+    kept. A slow patch of the machine moves one timing by 5-10 % for minutes (MobileNetV2 read 0.530 of the
+    original where its check read 0.490 and twelve later timings 0.473: compress_latency/*/retime.md); one
+    timing should not fail the gate. Returns the timing kept and every speed-up measured, in order."""
+    timings = [first]
+    if abs(1.0 / (first.speedup * checked_fraction) - 1.0) > TIMING_TOLERANCE:
+        log.info("final timing %.3f of the original, the check %.3f: timing %d more", 1.0 / first.speedup,
+                 checked_fraction, extra)
+        timings += [again() for _ in range(extra)]
+    kept = sorted(timings, key=lambda t: t.speedup)[len(timings) // 2]
+    return kept, [t.speedup for t in timings]
 
 
 def with_plan(search: SearchResult, record: dict) -> SearchResult:
