@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from agmc_onnx.cli.options import model_argument, output_option, target_option
+from agmc_onnx.cli.options import model_argument, output_option, round_to_option, target_option
 from agmc_onnx.io import load_model, write_bytes_atomic
 from agmc_onnx.layer_latency import GroupStaircase, LayerLatencyModel, TableConfig, profile_model
 
@@ -69,11 +69,13 @@ def _render(model: LayerLatencyModel, model_path: Path) -> None:
 @click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Latency-table cache [default: ~/.cache/agmc-onnx/latency-tables].")
 @click.option("--runs", type=click.IntRange(min=3), default=25, show_default=True, help="Timed runs per point.")
+@round_to_option()
 def command(model_path: Path, target: str, quantize: str, quant_format: str, output: Path,
-            cache_dir: Path | None, runs: int) -> None:
+            cache_dir: Path | None, runs: int, round_to: int) -> None:
     """Measure MODEL's per-layer latency tables on a target and print each group's latency staircase."""
     precision = "fp32" if quantize == "none" else f"int8-{quant_format}"
-    config = TableConfig(target=target, precision=precision, runs=runs, cache_dir=cache_dir)
+    # the whole-model calibration keeps to the grid of the search the tables are for (its --round-to)
+    config = TableConfig(target=target, precision=precision, runs=runs, cache_dir=cache_dir, round_to=round_to)
     latency_model = profile_model(load_model(model_path), config, _progress_printer())
     write_bytes_atomic(output, json.dumps(latency_model.as_json(), indent=1).encode())
     _render(latency_model, model_path)

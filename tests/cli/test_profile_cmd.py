@@ -24,6 +24,23 @@ def test_profile_prints_staircases_and_writes_json(tmp_path: Path) -> None:
     assert payload["predicted_full_ms"] > 0
 
 
+def test_profile_calibrates_on_the_search_grid_it_is_given(tmp_path: Path, monkeypatch) -> None:
+    """--round-to reaches the table config (its calibration models keep to that grid, as the search's plans do)."""
+    from agmc_onnx.cli import profile_cmd
+
+    seen = []
+
+    def profile_model(model, config, progress):
+        seen.append(config.round_to)
+        raise KeyboardInterrupt  # stop before anything is measured
+
+    monkeypatch.setattr(profile_cmd, "profile_model", profile_model)
+    model_path = save_model(tiny_models.conv_bn_relu(), tmp_path / "m.onnx")
+    for extra in ([], ["--round-to", "4"]):
+        CliRunner().invoke(cli, ["profile", str(model_path), "-o", str(tmp_path / "t.json"), *extra])
+    assert seen == [8, 4]
+
+
 def test_profile_gpu_without_cuda_is_one_clear_error(tmp_path: Path) -> None:
     import onnxruntime
 
