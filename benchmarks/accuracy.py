@@ -261,8 +261,19 @@ def top1(model, dataset, spec) -> float:
     return evaluate_accuracy(create_session(model), dataset, spec, batch_size=250).top1
 
 
+def finetune_config(args, epochs: int, val_fraction: float):
+    """The fine-tuning settings of ``finetune`` and ``screen`` from the command line."""
+    from agmc_onnx.finetune import FinetuneConfig
+
+    return FinetuneConfig(
+        epochs=epochs, lr=args.lr, distill_weight=args.kd_weight, device="cpu", val_fraction=val_fraction,
+        seed=args.seed, batch_size=args.batch_size, distill_temperature=args.kd_temperature,
+        label_smoothing=args.label_smoothing, weight_decay=args.weight_decay, warmup_fraction=args.warmup_fraction,
+    )
+
+
 def run_finetune(args, store: Store) -> None:
-    from agmc_onnx.finetune import FinetuneConfig, Normalization, finetune
+    from agmc_onnx.finetune import Normalization, finetune
 
     data = SHARED / "data" / "cifar10"
     for name in args.models.split(","):
@@ -291,12 +302,7 @@ def run_finetune(args, store: Store) -> None:
             if args.train_images:
                 subset = sample_subset(train, args.train_images, seed=0)
                 images, labels = subset.images, subset.labels
-            config = FinetuneConfig(
-                epochs=args.epochs, lr=args.lr, distill_weight=args.kd_weight, device="cpu",
-                val_fraction=args.val_fraction, seed=args.seed, batch_size=args.batch_size,
-                distill_temperature=args.kd_temperature, label_smoothing=args.label_smoothing,
-                weight_decay=args.weight_decay, warmup_fraction=args.warmup_fraction,
-            )
+            config = finetune_config(args, args.epochs, args.val_fraction)
             norm = Normalization(tuple(spec.mean), tuple(spec.std), spec.scale)
             log(f"{key}: fine-tuning from {best_key} ({before:.4f}) on {len(labels)} images")
             started = time.perf_counter()
@@ -328,7 +334,7 @@ def run_screen(args, store: Store) -> None:
     so that the start of the one-epoch run can be chosen on what it becomes after training rather than on its
     no-fine-tune score. The test score is recorded too, to judge the screen, not to choose."""
     from agmc_onnx.data.splits import split_train
-    from agmc_onnx.finetune import FinetuneConfig, Normalization, finetune
+    from agmc_onnx.finetune import Normalization, finetune
 
     for name in args.models.split(","):
         model, spec, train, test, analysis = setup(name, args.test_images)
@@ -337,6 +343,7 @@ def run_screen(args, store: Store) -> None:
         rows, batches = calibration_batches(pool, spec, 256, 64)
         importance = build_importance(args.sweep_importance, batches[:2], [pool.labels[r] for r in rows[:2]])
         norm = Normalization(tuple(spec.mean), tuple(spec.std), spec.scale)
+        config = finetune_config(args, 1, 0.0)  # the short run: its --train-images are one pass
         for plan_name in args.plans.split(","):
             key = f"{name}/screen/{plan_name}{args.tag}"
             plan = plan_named(name, plan_name, model, analysis, store)
@@ -345,12 +352,6 @@ def run_screen(args, store: Store) -> None:
             started = time.perf_counter()
             result = prune_model(model, plan, analysis=analysis, importance=importance)
             start = reconstruct_pruned(analysis, result.selection, result.model, pool, spec).model
-            config = FinetuneConfig(
-                epochs=1, lr=args.lr, distill_weight=args.kd_weight, device="cpu", val_fraction=0.0, seed=args.seed,
-                batch_size=args.batch_size, distill_temperature=args.kd_temperature,
-                label_smoothing=args.label_smoothing, weight_decay=args.weight_decay,
-                warmup_fraction=args.warmup_fraction,
-            )
             tuned = finetune(start, short.images, short.labels, norm, config, teacher=model).model
             store.put(key, {
                 "plan": plan_name, "importance": args.sweep_importance, "train_images": int(short.n_images),
