@@ -5,12 +5,15 @@
 
 For each held-out network T of ``--models``: one agmc agent is trained on the other networks in turn
 (``--train-episodes`` each, every network starting from the agent the previous one left: encoder, actor
-and critic carry over, the replay buffer does not), saved, and started on T. Compared on T, at
+and critic carry over, the replay buffer does not; the saved actor is fitted to the best plan of every
+network it searched, ``agmc_onnx.search.imitation``), saved, and started on T. Compared on T, at
 ``--flops`` MACs, each plan's test top-1 without fine-tuning (BatchNormalization re-estimated on the reward
 images) on ``--test-size`` test images:
 
+    uniform         one keep ratio for every group (the reference every search should beat)
     transferred-0   the saved policy applied as is (one episode, no exploration, no update)
-    transferred-N   the saved agent, ``--short`` episodes of search on T (no warm-up)
+    transferred-N   the saved agent, ``--short`` episodes of search on T (no warm-up; the first episode is
+                    the policy as is)
     scratch-N       a fresh agent, ``--short`` episodes
     scratch-long    a fresh agent, ``--long`` episodes (the issue's 300)
 
@@ -57,9 +60,9 @@ class Network:
         self.test = sample_subset(splits.test, args.test_size, seed=args.seed)
         self.analysis = analyze_model(self.model)
 
-    def search(self, args, run_dir: Path, episodes: int, agent: Path | None = None):
+    def search(self, args, run_dir: Path, episodes: int, agent: Path | None = None, policy: str = "agmc"):
         config = SearchConfig(
-            policy="agmc",
+            policy=policy,
             n_episodes=episodes,
             flops_keep_ratio=args.flops,
             seed=args.seed,
@@ -97,6 +100,7 @@ def evaluate_fold(held_out: str, networks: dict, args, runs: Path) -> dict:
     agent = train_agent(held_out, networks, args, runs)
     target, folder = networks[held_out], runs / f"without_{held_out}"
     arms = {
+        "uniform": (1, None),
         "transferred-0": (0, agent),
         f"transferred-{args.short}": (args.short, agent),
         f"scratch-{args.short}": (args.short, None),
@@ -105,7 +109,7 @@ def evaluate_fold(held_out: str, networks: dict, args, runs: Path) -> dict:
     row = {}
     for arm, (episodes, start) in arms.items():
         started = time.perf_counter()
-        result = target.search(args, folder / arm, episodes, start)
+        result = target.search(args, folder / arm, episodes, start, "uniform" if arm == "uniform" else "agmc")
         row[arm] = {
             "test_top1": target.test_top1(result),
             "best_reward": result.best_reward,
@@ -119,7 +123,7 @@ def evaluate_fold(held_out: str, networks: dict, args, runs: Path) -> dict:
 
 
 def markdown(results: dict, args) -> str:
-    arms = ["transferred-0", f"transferred-{args.short}", f"scratch-{args.short}", f"scratch-{args.long}"]
+    arms = ["uniform", "transferred-0", f"transferred-{args.short}", f"scratch-{args.short}", f"scratch-{args.long}"]
     lines = [
         "# Agent transfer, leave-one-out",
         "",
@@ -152,6 +156,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1, help="interleave the training networks in this many rounds")
     parser.add_argument("--budget-mode", default="wall", choices=("wall", "rescale"), help="search --budget-mode")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--held-out", default=None,
+                        help="only these folds (comma-separated; default: every model); a later run over every "
+                             "fold reads the finished runs back and writes the whole table")
     parser.add_argument("--pretrain-epochs", type=int, default=300, help="GNN auto-encoder pre-training")
     parser.add_argument("--runs", type=Path, default=None, help="run directories [OUTPUT.runs]")
     parser.add_argument("-o", "--output", type=Path, default=Path("benchmarks/results/search_transfer"))
@@ -166,11 +173,11 @@ def main() -> None:
         f"epochs, budget mode {args.budget_mode}",
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
         "command": "python benchmarks/search_transfer.py " + " ".join(
-            f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k not in ("output", "runs")
+            f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k not in ("output", "runs", "held_out")
         ),
         "folds": {},
     }
-    for name in networks:
+    for name in args.held_out.split(",") if args.held_out else networks:
         results["folds"][name] = evaluate_fold(name, networks, args, runs)
     results["load"] = [round(x, 1) for x in os.getloadavg()]
     args.output.parent.mkdir(parents=True, exist_ok=True)

@@ -74,12 +74,18 @@ class DDPGPolicy:
         if snapshot is not None:
             apply_snapshot(self, snapshot)
         self.frozen = False  # True: act with the actor's mean, learn nothing (a transferred policy as is)
+        self.transferred = snapshot is not None
+        # The best episodes of the networks the saved agent searched (``imitation``).
+        self.carried: list[dict] = list(snapshot.get("demonstrations", [])) if snapshot is not None else []
         self._table: torch.Tensor | None = None
 
     def exploration(self, episode: int) -> float:
         if self.frozen:
             return 0.0
-        return 1.0 if episode < self.config.warmup_episodes else self.config.sigma(episode)
+        if episode < self.config.warmup_episodes:
+            return 1.0
+        # A transferred agent's first episode is its policy as is, so the search never scores worse than that.
+        return 0.0 if self.transferred and episode == 0 else self.config.sigma(episode)
 
     def begin_episode(self, episode: int) -> None:
         self._table = self.agent.static_table()

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +24,7 @@ from agmc_onnx.search.encoder import EncoderConfig
 from agmc_onnx.search.env import PruningEnv
 from agmc_onnx.search.evaluation import make_evaluator
 from agmc_onnx.search.features import search_order
+from agmc_onnx.search.imitation import demonstration
 from agmc_onnx.search.latency_model import LatencyFit, fit_latency_model
 from agmc_onnx.search.log import EpisodeProgress, EpisodeRecord, RunDirectory
 from agmc_onnx.search.policies import make_policy
@@ -128,10 +131,16 @@ class SearchResult:
     latency_fit: LatencyFit | None
     n_evaluations: int  # evaluations that were not served from the cache
     seconds: float
-    # The agent's transferable weights (agmc, amc), what ``transfer.save_agent`` writes; None otherwise.
-    agent: dict | None = field(default=None, compare=False, repr=False)
+    # Builds the agent's transferable snapshot (agmc, amc) on first use of ``agent``: fitting its actor to the
+    # demonstrations takes a second or two that a search whose agent is not saved should not pay.
+    agent_factory: Callable[[], dict | None] | None = field(default=None, compare=False, repr=False)
     # The reward that scored the episodes (``search_model`` sets it); it rebuilds the best model.
     reward: AccuracyReward | FidelityReward | None = field(default=None, compare=False, repr=False)
+
+    @functools.cached_property
+    def agent(self) -> dict | None:
+        """What ``transfer.save_agent`` writes (agmc, amc); None for policies without an agent."""
+        return self.agent_factory() if self.agent_factory is not None else None
 
     def best_model(self) -> onnx.ModelProto:
         """The best plan's pruned model, as the reward scored it (BatchNormalization re-estimated if it was)."""
@@ -225,8 +234,18 @@ def run_search(
         latency_fit=fit,
         n_evaluations=state.n_evaluations,
         seconds=time.perf_counter() - started,
-        agent=agent_snapshot(policy) if hasattr(policy, "agent") else None,
+        agent_factory=functools.partial(_agent_of, policy, env, state),
     )
+
+
+def _agent_of(policy, env: PruningEnv, state: SearchState) -> dict | None:
+    """The saved-agent snapshot of a learning policy, its own demonstration the best plan of this search."""
+    if not hasattr(policy, "agent"):
+        return None
+    own = None
+    if not policy.frozen and state.best_episode >= 0:
+        own = demonstration(env, state.best_counts, policy.agent.encoder.static_inputs(), state.best_reward)
+    return agent_snapshot(policy, own)
 
 
 def _restore(checkpoint: dict, policy, directory: RunDirectory, reward_fn) -> SearchState:

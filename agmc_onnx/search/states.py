@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch_geometric.data import Data
 
 from agmc_onnx.search.encoder import (
     EncoderConfig,
@@ -49,8 +50,18 @@ class GraphState(nn.Module):
         return True
 
     def static_table(self) -> torch.Tensor:
-        nodes, graph = self.encoder(self.data)
-        group_embeddings = self.pool @ nodes
+        return self.static_table_of(self.static_inputs())
+
+    def static_inputs(self) -> dict[str, torch.Tensor]:
+        """What the static states are computed from: this network's graph and its group pooling."""
+        return {"x": self.data.x, "edge_index": self.data.edge_index, "edge_attr": self.data.edge_attr,
+                "pool": self.pool}
+
+    def static_table_of(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Per-group static states of any network's ``static_inputs``, under this encoder's weights."""
+        data = Data(x=inputs["x"], edge_index=inputs["edge_index"], edge_attr=inputs["edge_attr"])
+        nodes, graph = self.encoder(data)
+        group_embeddings = inputs["pool"] @ nodes
         return torch.cat([group_embeddings, graph.expand(group_embeddings.shape[0], -1)], dim=1)
 
     def forward(self, group_index: torch.Tensor, dynamic: torch.Tensor) -> torch.Tensor:
@@ -87,6 +98,12 @@ class RuleState(nn.Module):
 
     def static_table(self) -> torch.Tensor:
         return self.table
+
+    def static_inputs(self) -> dict[str, torch.Tensor]:
+        return {"table": self.table}
+
+    def static_table_of(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        return inputs["table"]
 
     def forward(self, group_index: torch.Tensor, dynamic: torch.Tensor) -> torch.Tensor:
         return torch.cat([self.table[group_index], dynamic], dim=1)

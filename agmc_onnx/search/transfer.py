@@ -4,7 +4,8 @@ The policy is defined per layer (per channel group): the actor and critic read o
 pooled GNN embedding, the graph embedding and three budget fractions), whose size does not depend on the
 network. The GNN's weights act on node features of a fixed vocabulary. So encoder, decoder, actor and
 critic move to a network with any number of layers; what belongs to one network (the pooling matrix
-over its groups, AMC's rule table, the replay buffer) stays behind.
+over its groups, AMC's rule table, the replay buffer) stays behind, except in the demonstrations: the best
+episode of every network the agent searched (``imitation``), to which the saved actor is fitted.
 """
 
 from __future__ import annotations
@@ -17,25 +18,32 @@ import torch
 
 from agmc_onnx.errors import PreconditionError
 from agmc_onnx.io import write_bytes_atomic
+from agmc_onnx.search.imitation import fit_actor, merge_demonstrations
 
 __all__ = ["AGENT_FORMAT", "agent_snapshot", "save_agent", "load_agent", "apply_snapshot"]
 
-AGENT_FORMAT = 1
+AGENT_FORMAT = 2
+READABLE_FORMATS = (1, 2)  # 1: before demonstrations; its actor is the search's own
 
 
-def agent_snapshot(policy) -> dict:
-    """The transferable part of a DDPG policy (agmc or amc)."""
+def agent_snapshot(policy, own: dict | None = None) -> dict:
+    """The transferable part of a DDPG policy (agmc or amc), with the demonstrations it carries and ``own``
+    (this search's best plan, ``imitation.demonstration``); the actor is fitted to them."""
     agent = policy.agent
     encoder_config = getattr(agent.encoder, "config", None)
+    demonstrations = merge_demonstrations(policy.carried, own)
+    # Without a plan of its own (a policy applied as is) the loaded actor is already fitted to them.
+    actor = fit_actor(agent.actor, agent.encoder, demonstrations)[0] if own is not None else agent.actor
     return {
         "format": AGENT_FORMAT,
         "policy": policy.name,
         "state_dim": agent.encoder.state_dim,
         "hidden_dim": agent.config.hidden_dim,
         "encoder_config": dataclasses.asdict(encoder_config) if encoder_config is not None else None,
-        "actor": agent.actor.state_dict(),
+        "actor": actor.state_dict(),
         "critic": agent.critic.state_dict(),
         "encoder": agent.encoder.transferable_state(),
+        "demonstrations": demonstrations,
     }
 
 
@@ -53,7 +61,7 @@ def load_agent(path: str | Path) -> dict:
         raise PreconditionError(f"agent file {path} does not exist") from None
     except Exception as exc:  # torch raises several kinds for files it cannot read
         raise PreconditionError(f"{path} is not an agent saved by --save-agent ({type(exc).__name__})") from None
-    if not isinstance(snapshot, dict) or snapshot.get("format") != AGENT_FORMAT:
+    if not isinstance(snapshot, dict) or snapshot.get("format") not in READABLE_FORMATS:
         raise PreconditionError(f"{path} is not an agent saved by --save-agent (format {AGENT_FORMAT})")
     return snapshot
 

@@ -60,7 +60,7 @@ def test_a_transferred_agent_acts_and_learns_from_the_first_episode(networks, tm
     fast = {**FAST, "ddpg": DDPGConfig(batch_size=16)}  # the warm-up left to the default
     config = SearchConfig(policy="agmc", n_episodes=1, agent=str(tmp_path / "agent.pt"), **fast)
     tuned = run_search(*networks["resnet56"], config)
-    assert tuned.records[0].exploration_sigma == fast["ddpg"].sigma_start  # no warm-up: the agent acts at once
+    assert tuned.records[0].exploration_sigma == 0.0  # no warm-up: the agent acts at once, first as is
     assert not torch.equal(tuned.agent["actor"]["0.0.weight"], trained.agent["actor"]["0.0.weight"])
 
 
@@ -105,3 +105,50 @@ def test_cli_saves_an_agent_and_applies_it_to_another_network(tmp_path):
          "--save-agent", str(tmp_path / "r.pt"), "-o", str(tmp_path / "r.json")],
     )
     assert random_save.exit_code == 2 and "learns no agent" in random_save.output
+
+
+def test_a_saved_agent_applied_to_its_own_network_plays_the_best_plan_again(networks, tmp_path):
+    """The saved actor is fitted to the best episode (``imitation``): the DDPG actor alone would not replay it."""
+    trained = run_search(*networks["resnet20"], SearchConfig(policy="agmc", n_episodes=6, **FAST))
+    (demo,) = trained.agent["demonstrations"]
+    assert demo["reward"] == trained.best_reward and len(demo["action"]) == len(trained.plan.keep_ratios)
+    save_agent(trained.agent, tmp_path / "agent.pt")
+    as_is = SearchConfig(policy="agmc", n_episodes=0, agent=str(tmp_path / "agent.pt"), **FAST)
+    applied = run_search(*networks["resnet20"], as_is)
+    assert applied.plan.keep_ratios == trained.plan.keep_ratios
+    assert applied.best_reward == trained.best_reward
+
+
+def test_an_agent_carries_one_demonstration_per_network_it_searched(networks, tmp_path):
+    first = run_search(*networks["resnet20"], SearchConfig(policy="agmc", n_episodes=2, **FAST))
+    save_agent(first.agent, tmp_path / "a.pt")
+    second = run_search(*networks["resnet56"], SearchConfig(policy="agmc", n_episodes=2, agent=str(tmp_path / "a.pt"),
+                                                            **FAST))
+    assert [d["reward"] for d in second.agent["demonstrations"]] == [first.best_reward, second.best_reward]
+    save_agent(second.agent, tmp_path / "b.pt")
+    again = run_search(*networks["resnet20"], SearchConfig(policy="agmc", n_episodes=2, agent=str(tmp_path / "b.pt"),
+                                                           **FAST))
+    networks_seen = [d["network"] for d in again.agent["demonstrations"]]
+    assert len(networks_seen) == 2 and networks_seen[-1] == first.agent["demonstrations"][0]["network"]
+    assert again.agent["demonstrations"][-1]["reward"] == again.best_reward  # its own best replaced the older one
+
+
+def test_a_transferred_search_starts_with_the_policy_as_is(networks, tmp_path):
+    """Episode 0 has no exploration noise, so a short search from a saved agent scores at least its policy."""
+    trained = run_search(*networks["resnet20"], SearchConfig(policy="agmc", n_episodes=3, **FAST))
+    save_agent(trained.agent, tmp_path / "agent.pt")
+    start = {"agent": str(tmp_path / "agent.pt"), **FAST, "ddpg": DDPGConfig(batch_size=16)}  # no warm-up
+    as_is = run_search(*networks["resnet56"], SearchConfig(policy="agmc", n_episodes=0, **start))
+    searched = run_search(*networks["resnet56"], SearchConfig(policy="agmc", n_episodes=3, **start))
+    assert searched.records[0].exploration_sigma == 0.0 and searched.records[1].exploration_sigma > 0.0
+    assert searched.records[0].keep_ratios == as_is.records[0].keep_ratios
+    assert searched.best_reward >= as_is.best_reward
+
+
+def test_an_agent_saved_before_demonstrations_is_still_read(networks, tmp_path):
+    trained = run_search(*networks["resnet20"], SearchConfig(policy="agmc", n_episodes=2, **FAST))
+    older = {key: value for key, value in trained.agent.items() if key != "demonstrations"}
+    save_agent({**older, "format": 1}, tmp_path / "old.pt")
+    as_is = SearchConfig(policy="agmc", n_episodes=0, agent=str(tmp_path / "old.pt"), **FAST)
+    applied = run_search(*networks["resnet56"], as_is)
+    assert len(applied.records) == 1 and applied.agent["demonstrations"] == []
