@@ -58,6 +58,16 @@ def write_markdown(result: dict, path: Path) -> None:
             f"{row['table_points']} | {row['build_seconds']:.0f} | "
             + ("—" if row.get("measurement_ci") is None else f"{100 * row['measurement_ci']:.1f} %") + " |"
         )
+    settled = [row for row in result["predictor"] if row.get("first_timing_errors")]
+    if settled:
+        lines += ["", "Settled timings (`--settle`): a plan whose pair found the full model more than the set fraction "
+                  "off its calibration time was timed again (twice at most) and the pair nearest that time kept. "
+                  "The same predictors against every plan's first timing:", ""]
+        for row in settled:
+            first = row["first_timing_errors"]
+            lines.append(f"- {_name(row)} {row['precision']}: median {100 * first['median']:.1f} %, p90 "
+                         f"{100 * first['p90']:.1f} % ({first['re_timed_plans']} of {len(row['plans'])} plans "
+                         "re-timed)")
     lines += comparison_section(result)
     lines += ["", "INT8 (no pruning), paired A-B-B-A against the fp32 original in one process:", "",
               "| model | QOperator speed-up (95 % CI) | QDQ speed-up (95 % CI) |", "|---|---|---|"]
