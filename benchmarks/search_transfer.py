@@ -13,7 +13,8 @@ images) on ``--test-size`` test images:
     uniform         one keep ratio for every group (the reference every search should beat)
     transferred-0   the saved policy applied as is (one episode, no exploration, no update)
     transferred-N   the saved agent, ``--short`` episodes of search on T (no warm-up; the first episode is
-                    the policy as is)
+                    the policy as is; the encoder fixed and the best plan so far imitated, the defaults of a
+                    search from a saved agent; the training searches learn as from scratch)
     scratch-N       a fresh agent, ``--short`` episodes
     scratch-long    a fresh agent, ``--long`` episodes (the issue's 300)
 
@@ -38,7 +39,8 @@ from agmc_onnx.cost import create_session
 from agmc_onnx.data import load_splits, sample_subset, spec_from_model
 from agmc_onnx.evaluate import evaluate_accuracy
 from agmc_onnx.io import load_model, write_bytes_atomic
-from agmc_onnx.search import EncoderConfig, SearchConfig, search_model
+from agmc_onnx.search import DDPGConfig, EncoderConfig, SearchConfig, search_model
+from agmc_onnx.search.agent import SCRATCH_ENCODER_LR
 from agmc_onnx.search.transfer import save_agent
 
 SHARED_MODELS = Path(__file__).resolve().parents[1] / ".." / "shared" / "models"
@@ -60,7 +62,8 @@ class Network:
         self.test = sample_subset(splits.test, args.test_size, seed=args.seed)
         self.analysis = analyze_model(self.model)
 
-    def search(self, args, run_dir: Path, episodes: int, agent: Path | None = None, policy: str = "agmc"):
+    def search(self, args, run_dir: Path, episodes: int, agent: Path | None = None, policy: str = "agmc",
+               ddpg: DDPGConfig | None = None):
         config = SearchConfig(
             policy=policy,
             n_episodes=episodes,
@@ -70,12 +73,18 @@ class Network:
             agent=str(agent) if agent else None,
             encoder=EncoderConfig(pretrain_epochs=args.pretrain_epochs),
             budget_mode=args.budget_mode,
+            **({"ddpg": ddpg} if ddpg is not None else {}),
         )
         return search_model(self.analysis, self.reward_set, config, spec=self.spec, run_dir=run_dir, resume=True)
 
     def test_top1(self, result) -> float:
         session = create_session(result.best_model(), result.reward.config.profile())
         return evaluate_accuracy(session, self.test, self.spec).top1
+
+
+# Training searches learn as a search from scratch does, the encoder too, whether or not they start from the
+# agent the previous network left (a search from a saved agent otherwise fixes the encoder and imitates).
+LEARNING = DDPGConfig(imitation_weight=0.0, encoder_lr=SCRATCH_ENCODER_LR)
 
 
 def train_agent(held_out: str, networks: dict, args, runs: Path) -> Path:
@@ -89,7 +98,7 @@ def train_agent(held_out: str, networks: dict, args, runs: Path) -> Path:
             if name == held_out:
                 continue
             tag = name if args.rounds == 1 else f"{name}_round{round_}"
-            result = network.search(args, runs / f"without_{held_out}" / f"train_{tag}", share, agent)
+            result = network.search(args, runs / f"without_{held_out}" / f"train_{tag}", share, agent, ddpg=LEARNING)
             agent = runs / f"without_{held_out}" / f"agent_after_{tag}.pt"
             save_agent(result.agent, agent)
             log(f"agent without {held_out}: trained on {tag}, best reward {100 * result.best_reward:.1f} %")

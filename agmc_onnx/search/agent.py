@@ -15,7 +15,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["DDPGConfig", "DDPGAgent", "ReplayBuffer", "truncated_normal"]
+__all__ = [
+    "DDPGConfig", "DDPGAgent", "ReplayBuffer", "truncated_normal", "TRANSFER_IMITATION_WEIGHT", "SCRATCH_ENCODER_LR",
+]
+
+# A search from a saved agent: its first DDPG updates, from a critic fitted to other networks and a handful of
+# episodes, drag the actor away from the plan it transferred (measured: rewards fall from 52 % to 14-18 % on
+# ResNet-56 after one episode, with exploration σ 0.1 as with 0.5). With the encoder fixed, imitating the best
+# plan so far holds the actor there (tests/search/test_transfer.py).
+TRANSFER_IMITATION_WEIGHT = 10.0
+SCRATCH_ENCODER_LR = 1e-3
 
 
 @dataclass(frozen=True)
@@ -23,7 +32,9 @@ class DDPGConfig:
     hidden_dim: int = 300
     actor_lr: float = 1e-4
     critic_lr: float = 1e-3
-    encoder_lr: float = 1e-3
+    # None: resolved by SearchConfig (1e-3 from scratch; 0 from a saved agent, whose actor was fitted to the
+    # transferred encoder's states: the critic's first updates on a new network would move them under it).
+    encoder_lr: float | None = None
     tau: float = 0.01
     discount: float = 1.0
     batch_size: int = 64
@@ -33,6 +44,9 @@ class DDPGConfig:
     baseline_alpha: float = 0.5
     buffer_episodes: int = 100  # replay capacity = buffer_episodes × #groups (AMC)
     reconstruction_weight: float = 0.1
+    # Weight of the actor's regression onto the search's best plan so far (self-imitation); None: resolved by
+    # SearchConfig (0 from scratch, ``TRANSFER_IMITATION_WEIGHT`` from a saved agent).
+    imitation_weight: float | None = None
 
     def sigma(self, episode: int) -> float:
         """Exploration σ of an episode after warm-up: σ₀·decay^(episode − warm-up)."""
@@ -121,7 +135,7 @@ class DDPGAgent:
         self.target_encoder = copy.deepcopy(state_encoder)
         self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=config.actor_lr)
         critic_groups = [{"params": list(self.critic.parameters()), "lr": config.critic_lr}]
-        if state_encoder.trainable:
+        if state_encoder.trainable and config.encoder_lr:
             critic_groups.append({"params": list(state_encoder.parameters()), "lr": config.encoder_lr})
         self.critic_optimizer = torch.optim.Adam(critic_groups)
         self.buffer = ReplayBuffer(config.buffer_episodes * n_groups, 3)
@@ -138,8 +152,9 @@ class DDPGAgent:
         state = torch.cat([table[step], torch.as_tensor(dynamic, dtype=torch.float32)]).unsqueeze(0)
         return float(self.actor(state)[0, 0])
 
-    def update(self, rng: np.random.Generator) -> dict[str, float]:
-        """One gradient step of critic (+ encoder) and actor on a sampled batch; then soft target updates."""
+    def update(self, rng: np.random.Generator, imitation: dict | None = None) -> dict[str, float]:
+        """One gradient step of critic (+ encoder) and actor on a sampled batch; then soft target updates.
+        ``imitation`` (``imitation.demonstration``): the actor is also pulled towards its actions."""
         cfg = self.config
         batch = self.buffer.sample(cfg.batch_size, rng)
         reward = batch["reward"]
@@ -164,8 +179,13 @@ class DDPGAgent:
         self.critic_optimizer.step()
         detached = state.detach()
         actor_loss = -self.critic(torch.cat([detached, self.actor(detached)], dim=1)).mean()
+        imitation_loss = torch.zeros(())
+        if imitation is not None and cfg.imitation_weight:
+            with torch.no_grad():
+                demonstrated = self.encoder(imitation["step"], imitation["dynamic"])
+            imitation_loss = F.mse_loss(self.actor(demonstrated)[:, 0], imitation["action"])
         self.actor_optimizer.zero_grad()
-        actor_loss.backward()
+        (actor_loss + (cfg.imitation_weight or 0.0) * imitation_loss).backward()
         self.actor_optimizer.step()
         for online, target in (
             (self.actor, self.target_actor),
@@ -177,6 +197,7 @@ class DDPGAgent:
             "critic_loss": float(critic_loss.detach()),
             "actor_loss": float(actor_loss.detach()),
             "reconstruction": float(reconstruction.detach()),
+            **({"imitation": float(imitation_loss.detach())} if imitation is not None and cfg.imitation_weight else {}),
         }
 
     def modules(self) -> dict[str, nn.Module]:

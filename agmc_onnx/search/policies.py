@@ -22,6 +22,7 @@ from agmc_onnx.search.budget import uniform_keep_ratio
 from agmc_onnx.search.encoder import EncoderConfig
 from agmc_onnx.search.env import PruningEnv
 from agmc_onnx.search.features import build_graph_features, rule_features
+from agmc_onnx.search.imitation import demonstration
 from agmc_onnx.search.states import GraphState, RuleState
 from agmc_onnx.search.transfer import apply_snapshot
 
@@ -46,6 +47,7 @@ class SearchPolicy(Protocol):
     def begin_episode(self, episode: int) -> None: ...
     def act(self, step: int, dynamic: np.ndarray, episode: int) -> float: ...
     def observe(self, episode: int, transitions: Sequence[Transition], reward: float) -> dict[str, float]: ...
+    def imitate(self, env: PruningEnv, keep_counts: Sequence[int], reward: float) -> None: ...
     def exploration(self, episode: int) -> float: ...
     def state_dict(self) -> dict: ...
     def load_state_dict(self, state: dict) -> None: ...
@@ -77,6 +79,7 @@ class DDPGPolicy:
         self.transferred = snapshot is not None
         # The best episodes of the networks the saved agent searched (``imitation``).
         self.carried: list[dict] = list(snapshot.get("demonstrations", [])) if snapshot is not None else []
+        self.imitation: dict | None = None  # this search's best plan so far, when the actor imitates it
         self._table: torch.Tensor | None = None
 
     def exploration(self, episode: int) -> float:
@@ -116,15 +119,21 @@ class DDPGPolicy:
             )
         if episode < self.config.warmup_episodes:
             return {}
-        losses = [self.agent.update(self.rng) for _ in transitions]
+        losses = [self.agent.update(self.rng, self.imitation) for _ in transitions]
         return {key: float(np.mean([loss[key] for loss in losses])) for key in losses[0]}
 
+    def imitate(self, env: PruningEnv, keep_counts: Sequence[int], reward: float) -> None:
+        """A new best plan: with an imitation weight, the actor's updates pull it towards this plan."""
+        if self.config.imitation_weight:
+            self.imitation = demonstration(env, keep_counts, self.agent.encoder.static_inputs(), reward)
+
     def state_dict(self) -> dict:
-        return {"agent": self.agent.state_dict(), "rng": self.rng.bit_generator.state}
+        return {"agent": self.agent.state_dict(), "rng": self.rng.bit_generator.state, "imitation": self.imitation}
 
     def load_state_dict(self, state: dict) -> None:
         self.agent.load_state_dict(state["agent"])
         self.rng.bit_generator.state = state["rng"]
+        self.imitation = state.get("imitation")  # checkpoints of earlier versions kept none
 
 
 class UniformPolicy:
@@ -148,6 +157,9 @@ class UniformPolicy:
 
     def observe(self, episode: int, transitions: Sequence[Transition], reward: float) -> dict[str, float]:
         return {}
+
+    def imitate(self, env: PruningEnv, keep_counts: Sequence[int], reward: float) -> None:
+        return None
 
     def state_dict(self) -> dict:
         return {}
@@ -176,6 +188,9 @@ class RandomPolicy:
 
     def observe(self, episode: int, transitions: Sequence[Transition], reward: float) -> dict[str, float]:
         return {}
+
+    def imitate(self, env: PruningEnv, keep_counts: Sequence[int], reward: float) -> None:
+        return None
 
     def state_dict(self) -> dict:
         return {"rng": self.rng.bit_generator.state}

@@ -79,9 +79,10 @@ def observe(
     started = time.perf_counter()
     sample, outcome, episode = proposal.sample, proposal.outcome, proposal.episode
     state.n_evaluations += int(not sample.cached)
-    losses = policy.observe(episode, list(proposal.transitions), sample.accuracy)
     if sample.accuracy > state.best_reward:
         state.best_reward, state.best_counts, state.best_episode = sample.accuracy, outcome.keep_counts, episode
+        policy.imitate(env, outcome.keep_counts, sample.accuracy)
+    losses = policy.observe(episode, list(proposal.transitions), sample.accuracy)
     fractions = env.wall.fractions(np.array(outcome.keep_counts))
     return EpisodeRecord(
         episode=episode,

@@ -17,7 +17,7 @@ from agmc_onnx.errors import PreconditionError
 from agmc_onnx.importance import Importance, channel_scores
 from agmc_onnx.plan import PruningPlan
 from agmc_onnx.progress import ProgressFn, report
-from agmc_onnx.search.agent import DDPGConfig, scaled_warmup
+from agmc_onnx.search.agent import SCRATCH_ENCODER_LR, TRANSFER_IMITATION_WEIGHT, DDPGConfig, scaled_warmup
 from agmc_onnx.search.budget import ActionWall, CostModel, macs_wall, one_budget, uniform_keep_ratio
 from agmc_onnx.search.depth_budget import fit_removal_savings, searchable_removals
 from agmc_onnx.search.encoder import EncoderConfig
@@ -85,6 +85,13 @@ class SearchConfig:
         if self.ddpg.warmup_episodes is None:  # the one place the warm-up length is decided
             warmup = 0 if self.agent is not None else scaled_warmup(self.n_episodes)
             object.__setattr__(self, "ddpg", dataclasses.replace(self.ddpg, warmup_episodes=warmup))
+        transferred = self.agent is not None
+        if self.ddpg.imitation_weight is None:  # ... the weight of imitating the best plan so far
+            weight = TRANSFER_IMITATION_WEIGHT if transferred else 0.0
+            object.__setattr__(self, "ddpg", dataclasses.replace(self.ddpg, imitation_weight=weight))
+        if self.ddpg.encoder_lr is None:  # ... and whether the encoder learns
+            rate = 0.0 if transferred else SCRATCH_ENCODER_LR
+            object.__setattr__(self, "ddpg", dataclasses.replace(self.ddpg, encoder_lr=rate))
         if self.workers < 1 or (self.episodes_per_round is not None and self.episodes_per_round < 1):
             raise PreconditionError("workers and episodes per round must be at least 1")
         if self.episodes_per_round is None:
@@ -158,6 +165,8 @@ def _identity(analysis: ModelAnalysis, config: SearchConfig) -> dict:
         fields.pop("episodes_per_round")
     if fields["budget_mode"] == "wall":  # runs from before the option resume unchanged
         fields.pop("budget_mode")
+    if not fields["ddpg"]["imitation_weight"]:  # ... as do runs from before imitation
+        fields["ddpg"].pop("imitation_weight")
     fields["model_sha1"] = hashlib.sha1(analysis.model.SerializeToString()).hexdigest()
     return fields
 

@@ -152,3 +152,25 @@ def test_an_agent_saved_before_demonstrations_is_still_read(networks, tmp_path):
     as_is = SearchConfig(policy="agmc", n_episodes=0, agent=str(tmp_path / "old.pt"), **FAST)
     applied = run_search(*networks["resnet56"], as_is)
     assert len(applied.records) == 1 and applied.agent["demonstrations"] == []
+
+
+def test_a_transferred_search_keeps_its_actor_at_the_best_plan_so_far(networks, tmp_path):
+    """Without exploration, the first DDPG updates from a saved agent would drag the actor to other plans, and
+    the encoder's would move the states under it; with the encoder fixed and the best plan so far imitated (both
+    the default from a saved agent), the actor keeps playing that plan."""
+    trained = run_search(*networks["resnet20"], SearchConfig(policy="agmc", n_episodes=3, **FAST))
+    save_agent(trained.agent, tmp_path / "agent.pt")
+
+    def searched(**ddpg):
+        config = SearchConfig(policy="agmc", n_episodes=3, agent=str(tmp_path / "agent.pt"), encoder=FAST["encoder"],
+                              ddpg=DDPGConfig(batch_size=16, sigma_start=0.0, **ddpg))
+        return [record.keep_ratios for record in run_search(*networks["resnet56"], config).records]
+
+    transferred = SearchConfig(agent=str(tmp_path / "agent.pt")).ddpg
+    assert transferred.imitation_weight > 0 and transferred.encoder_lr == 0.0
+    scratch = SearchConfig().ddpg  # a search from scratch is AMC's DDPG, its encoder trained (AGMC)
+    assert scratch.imitation_weight == 0.0 and scratch.encoder_lr > 0
+    held = searched()
+    assert held[1] == held[0] and held[2] == held[0]
+    assert searched(imitation_weight=0.0)[1:] != held[1:]
+    assert searched(encoder_lr=scratch.encoder_lr)[1:] != held[1:]
