@@ -40,7 +40,7 @@ from agmc_onnx.data import load_splits, sample_subset, spec_from_model
 from agmc_onnx.evaluate import evaluate_accuracy
 from agmc_onnx.io import load_model, write_bytes_atomic
 from agmc_onnx.search import DDPGConfig, EncoderConfig, SearchConfig, search_model
-from agmc_onnx.search.agent import SCRATCH_ENCODER_LR
+from agmc_onnx.search.agent import SCRATCH_ENCODER_LR, SCRATCH_SIGMA
 from agmc_onnx.search.transfer import save_agent
 
 SHARED_MODELS = Path(__file__).resolve().parents[1] / ".." / "shared" / "models"
@@ -84,7 +84,7 @@ class Network:
 
 # Training searches learn as a search from scratch does, the encoder too, whether or not they start from the
 # agent the previous network left (a search from a saved agent otherwise fixes the encoder and imitates).
-LEARNING = DDPGConfig(imitation_weight=0.0, encoder_lr=SCRATCH_ENCODER_LR)
+LEARNING = DDPGConfig(imitation_weight=0.0, encoder_lr=SCRATCH_ENCODER_LR, sigma_start=SCRATCH_SIGMA)
 
 
 def train_agent(held_out: str, networks: dict, args, runs: Path) -> Path:

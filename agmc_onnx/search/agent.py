@@ -17,6 +17,7 @@ from torch import nn
 
 __all__ = [
     "DDPGConfig", "DDPGAgent", "ReplayBuffer", "truncated_normal", "TRANSFER_IMITATION_WEIGHT", "SCRATCH_ENCODER_LR",
+    "SCRATCH_SIGMA", "TRANSFER_SIGMA",
 ]
 
 # A search from a saved agent: its first DDPG updates, from a critic fitted to other networks and a handful of
@@ -25,6 +26,10 @@ __all__ = [
 # plan so far holds the actor there (tests/search/test_transfer.py).
 TRANSFER_IMITATION_WEIGHT = 10.0
 SCRATCH_ENCODER_LR = 1e-3
+SCRATCH_SIGMA = 0.5
+# Measured, 20 episodes from the transferred plan (reward 52 %) on ResNet-20: best reward 59.3 % with σ 0.5, 64.3 %
+# with σ 0.2 (ResNet-56: 52.0 / 52.7 %); benchmarks/results/search_transfer_wall300.md has the full protocol.
+TRANSFER_SIGMA = 0.2
 
 
 @dataclass(frozen=True)
@@ -39,7 +44,9 @@ class DDPGConfig:
     discount: float = 1.0
     batch_size: int = 64
     warmup_episodes: int | None = None  # None: scaled_warmup(episodes), resolved by SearchConfig
-    sigma_start: float = 0.5
+    # None: resolved by SearchConfig (AMC's 0.5 from scratch; ``TRANSFER_SIGMA`` from a saved agent, a local search
+    # around the transferred plan)
+    sigma_start: float | None = None
     sigma_decay: float = 0.95
     baseline_alpha: float = 0.5
     buffer_episodes: int = 100  # replay capacity = buffer_episodes × #groups (AMC)

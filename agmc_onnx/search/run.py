@@ -17,7 +17,14 @@ from agmc_onnx.errors import PreconditionError
 from agmc_onnx.importance import Importance, channel_scores
 from agmc_onnx.plan import PruningPlan
 from agmc_onnx.progress import ProgressFn, report
-from agmc_onnx.search.agent import SCRATCH_ENCODER_LR, TRANSFER_IMITATION_WEIGHT, DDPGConfig, scaled_warmup
+from agmc_onnx.search.agent import (
+    SCRATCH_ENCODER_LR,
+    SCRATCH_SIGMA,
+    TRANSFER_IMITATION_WEIGHT,
+    TRANSFER_SIGMA,
+    DDPGConfig,
+    scaled_warmup,
+)
 from agmc_onnx.search.budget import ActionWall, CostModel, macs_wall, one_budget, uniform_keep_ratio
 from agmc_onnx.search.depth_budget import fit_removal_savings, searchable_removals
 from agmc_onnx.search.encoder import EncoderConfig
@@ -89,9 +96,12 @@ class SearchConfig:
         if self.ddpg.imitation_weight is None:  # ... the weight of imitating the best plan so far
             weight = TRANSFER_IMITATION_WEIGHT if transferred else 0.0
             object.__setattr__(self, "ddpg", dataclasses.replace(self.ddpg, imitation_weight=weight))
-        if self.ddpg.encoder_lr is None:  # ... and whether the encoder learns
+        if self.ddpg.encoder_lr is None:  # ... whether the encoder learns
             rate = 0.0 if transferred else SCRATCH_ENCODER_LR
             object.__setattr__(self, "ddpg", dataclasses.replace(self.ddpg, encoder_lr=rate))
+        if self.ddpg.sigma_start is None:  # ... and how far the first episodes explore
+            sigma = TRANSFER_SIGMA if transferred else SCRATCH_SIGMA
+            object.__setattr__(self, "ddpg", dataclasses.replace(self.ddpg, sigma_start=sigma))
         if self.workers < 1 or (self.episodes_per_round is not None and self.episodes_per_round < 1):
             raise PreconditionError("workers and episodes per round must be at least 1")
         if self.episodes_per_round is None:
