@@ -19,8 +19,7 @@ def write_markdown(result: dict, path: Path) -> None:
         *([f"Note: {result['note']}  "] if result.get("note") else []),
         f"Machine: {result['machine']['cpu_model']}, {result['machine']['cpu_cores']} cores, onnxruntime "
         f"{result['machine']['onnxruntime']}, load average at start {result['machine']['load_average_at_start']}; "
-        f"target {result['target']}. The timing process ran alone on one core (every other process pinned to "
-        "the other core).",
+        f"target {result['target']}.",
         "",
         "Random plans: every group on one of its staircase's fast steps"
         + (f" on the `--round-to {result['round_to']}` grid at or above the search's lower bound (the search's action "
