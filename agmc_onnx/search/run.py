@@ -89,19 +89,18 @@ class SearchConfig:
 
     def __post_init__(self) -> None:
         one_budget(self.flops_keep_ratio, self.latency_keep_ratio)
-        if self.ddpg.warmup_episodes is None:  # the one place the warm-up length is decided
-            warmup = 0 if self.agent is not None else scaled_warmup(self.n_episodes)
-            object.__setattr__(self, "ddpg", dataclasses.replace(self.ddpg, warmup_episodes=warmup))
+        # The one place these DDPG settings are decided: a search from a saved agent starts from its policy (no
+        # warm-up, encoder fixed, imitating its best plan, exploring near it), one from scratch as AMC and AGMC do.
         transferred = self.agent is not None
-        if self.ddpg.imitation_weight is None:  # ... the weight of imitating the best plan so far
-            weight = TRANSFER_IMITATION_WEIGHT if transferred else 0.0
-            object.__setattr__(self, "ddpg", dataclasses.replace(self.ddpg, imitation_weight=weight))
-        if self.ddpg.encoder_lr is None:  # ... whether the encoder learns
-            rate = 0.0 if transferred else SCRATCH_ENCODER_LR
-            object.__setattr__(self, "ddpg", dataclasses.replace(self.ddpg, encoder_lr=rate))
-        if self.ddpg.sigma_start is None:  # ... and how far the first episodes explore
-            sigma = TRANSFER_SIGMA if transferred else SCRATCH_SIGMA
-            object.__setattr__(self, "ddpg", dataclasses.replace(self.ddpg, sigma_start=sigma))
+        defaults = {
+            "warmup_episodes": 0 if transferred else scaled_warmup(self.n_episodes),
+            "imitation_weight": TRANSFER_IMITATION_WEIGHT if transferred else 0.0,
+            "encoder_lr": 0.0 if transferred else SCRATCH_ENCODER_LR,
+            "sigma_start": TRANSFER_SIGMA if transferred else SCRATCH_SIGMA,
+        }
+        unset = {name: value for name, value in defaults.items() if getattr(self.ddpg, name) is None}
+        if unset:
+            object.__setattr__(self, "ddpg", dataclasses.replace(self.ddpg, **unset))
         if self.workers < 1 or (self.episodes_per_round is not None and self.episodes_per_round < 1):
             raise PreconditionError("workers and episodes per round must be at least 1")
         if self.episodes_per_round is None:
