@@ -21,14 +21,17 @@ __all__ = [
 ]
 
 # A search from a saved agent: its first DDPG updates, from a critic fitted to other networks and a handful of
-# episodes, drag the actor away from the plan it transferred (measured: rewards fall from 52 % to 14-18 % on
-# ResNet-56 after one episode, with exploration σ 0.1 as with 0.5). With the encoder fixed, imitating the best
-# plan so far holds the actor there (tests/search/test_transfer.py).
+# episodes, drag the actor away from the plan it transferred (one-off runs on ResNet-56 from the seed-0 agent of
+# benchmarks/results/search_transfer_wall300.runs: the plan as is scored 52 %, the next 19 episodes 14-39 %, with
+# exploration σ 0.1 as with 0.5). With the encoder fixed, imitating the best plan so far holds the actor there
+# (tests/search/test_transfer.py).
 TRANSFER_IMITATION_WEIGHT = 10.0
 SCRATCH_ENCODER_LR = 1e-3
 SCRATCH_SIGMA = 0.5
-# Measured, 20 episodes from the transferred plan (reward 52 %) on ResNet-20: best reward 59.3 % with σ 0.5, 64.3 %
-# with σ 0.2 (ResNet-56: 52.0 / 52.7 %); benchmarks/results/search_transfer_wall300.md has the full protocol.
+# Near the transferred plan rather than AMC's wide exploration. One-off runs of 20 episodes from the same agents:
+# ResNet-20 best reward 59.3 % with σ 0.5, 64.3 % with σ 0.2 (ResNet-56 52.0 / 52.7 %); MobileNetV2, whose
+# transferred plan is poor, did better with σ 0.5 (test 77.3 vs 73.2 %). The σ 0.2 protocol runs are the
+# search_transfer_wall300*.md results.
 TRANSFER_SIGMA = 0.2
 
 
