@@ -186,6 +186,7 @@ SWEEP = {  # label -> reconstruction settings, tried on one pruned model
     "residual sums, ridge 1e-2": dict(calibration_images=256, refit=RefitSettings(ridge=1e-2)),
     "residual sums, ridge 1e-4": dict(calibration_images=256, refit=RefitSettings(ridge=1e-4)),
     "residual sums + every later layer, 256 images": dict(calibration_images=256, downstream=True),
+    "residual sums + every later layer, 512 images": dict(calibration_images=512, downstream=True),
     "residual sums + every later layer, 1024 images": dict(calibration_images=1024, downstream=True),
     "residual sums + every later layer, 2048 images": dict(calibration_images=2048, downstream=True),
 }
@@ -204,7 +205,7 @@ def run_sweep(args, store: Store) -> None:
         phase = "sweep" if args.sweep_plan == "searched" else f"sweep@{args.sweep_plan}"
         for label, settings in SWEEP.items():
             key = f"{name}/{phase}/{label}"
-            if key in store or not any(word in label for word in args.sweep.split(";")):
+            if not any(word in label for word in args.sweep.split(";")) or (key in store and not args.again):
                 continue
             config = ReconstructConfig(**settings)
             done = reconstruct_pruned(analysis, result.selection, result.model, train, spec, config)
@@ -391,6 +392,8 @@ def main() -> None:
                         "start with these sweep settings (default: the library's)")
     parser.add_argument("--tag", default="", help="finetune: a suffix that keeps this run's row apart")
     parser.add_argument("--sweep", default="own;sums", help="sweep: settings whose label holds one of these (;)")
+    parser.add_argument("--again", action="store_true", help="sweep: re-run rows already in the results (to "
+                        "re-time them on a quiet machine)")
     parser.add_argument("--sweep-plan", default="searched", help="sweep: the plan (as in --plans) to re-fit")
     parser.add_argument("--sweep-importance", default="l2", help="sweep and reward: the channel importance")
     parser.add_argument("--searches", default="bn-r8:40,reconstruct-r8:6", help="reward: kind-rN:episodes, …")

@@ -129,15 +129,16 @@ def _fmt(before: float, after: float, unit: str = "") -> str:
 @valued_option(
     "--calibration-images",
     type=click.IntRange(min=1),
-    help="Images for --calibrate (default 256) or --reconstruct (default 256, more when a layer has more "
+    help="Images for --calibrate (default 256) or --reconstruct (default 1,024, more when a layer has more "
     "unknown weights).",
 )
 @click.option(
-    "--refit-later-layers",
-    is_flag=True,
+    "--refit-later-layers/--refit-pruned-only",
+    default=True,
     help="With --reconstruct: also re-fit every weighted layer after the first pruned one, so later layers absorb "
-    "what earlier ones could not reproduce (more accurate before fine-tuning, several times slower; give it "
-    "more --calibration-images: benchmarks/results/accuracy.md).",
+    "what earlier ones could not reproduce (the default: ResNet-56 at 50 %% MACs 85.7 %% instead of 84.1 %% "
+    "before fine-tuning, in twice the time; benchmarks/results/accuracy.md), or only the layers that lost input "
+    "channels.",
 )
 @click.option("--no-validate", is_flag=True, help="Skip the equivalence oracle (the checker still runs).")
 @json_option("Print the result as JSON on stdout.")
@@ -162,8 +163,9 @@ def command(
         raise click.UsageError("the output must not overwrite the input model")
     if calibration_data is not None and reconstruction_data is not None:
         raise click.UsageError("give one of --calibrate or --reconstruct (reconstruction re-estimates BN too)")
-    if refit_later_layers and reconstruction_data is None:
-        raise click.UsageError("--refit-later-layers needs --reconstruct DATA")
+    refit_given = click.get_current_context().get_parameter_source("refit_later_layers")
+    if refit_given is click.core.ParameterSource.COMMANDLINE and reconstruction_data is None:
+        raise click.UsageError("--refit-later-layers/--refit-pruned-only need --reconstruct DATA")
     original = load_model(model_path)
     training = _training_images(original, reconstruction_data or calibration_data)
     analysis = analyze_model(original)

@@ -88,7 +88,10 @@ class _PrunedModelReward(abc.ABC):
         if self.config.reconstruct:
             from agmc_onnx.reconstruct.run import ReconstructConfig, reconstruct_pruned
 
-            config = ReconstructConfig(calibration_images=None, batch_size=self.config.calibration_batch_size)
+            # per episode: the cheaper settings its cost was measured with (256 images, pruned layers only)
+            config = ReconstructConfig(
+                base_images=256, batch_size=self.config.calibration_batch_size, downstream=False
+            )
             return reconstruct_pruned(self.analysis, selection, pruned, self.dataset, self.spec, config).model
         return self.recalibrated(pruned)
 

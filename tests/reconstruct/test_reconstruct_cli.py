@@ -70,7 +70,7 @@ def test_data_that_does_not_fit_the_model_is_refused(tiny, tmp_path):
     assert not (tmp_path / "out.onnx").exists()
 
 
-def test_refit_later_layers_refits_the_unpruned_layers_too(tiny, tmp_path):
+def test_reconstruction_refits_the_unpruned_later_layers_too_unless_told_not_to(tiny, tmp_path):
     path, npz, _ = tiny
     first = analyze_model(load_model(path)).prunable_groups[0]  # only the first layer's outputs are pruned
     ratios = tmp_path / "ratios.json"
@@ -79,9 +79,12 @@ def test_refit_later_layers_refits_the_unpruned_layers_too(tiny, tmp_path):
     def prune(out, *extra):
         return CliRunner().invoke(cli, ["prune", str(path), "--ratios", str(ratios), "-o", str(out), "--json", *extra])
 
-    own = prune(tmp_path / "own.onnx", "--reconstruct", str(npz))
+    own = prune(tmp_path / "own.onnx", "--reconstruct", str(npz), "--refit-pruned-only")
+    default = prune(tmp_path / "default.onnx", "--reconstruct", str(npz))
     later = prune(tmp_path / "later.onnx", "--reconstruct", str(npz), "--refit-later-layers")
-    assert own.exit_code == 0 and later.exit_code == 0, later.output
+    assert own.exit_code == 0 and later.exit_code == 0 and default.exit_code == 0, later.output
     assert json.loads(later.output)["layers_refitted"] > json.loads(own.output)["layers_refitted"] == 1
-    alone = prune(tmp_path / "alone.onnx", "--refit-later-layers")
-    assert alone.exit_code == 2 and "needs --reconstruct" in alone.output
+    assert json.loads(default.output)["layers_refitted"] == json.loads(later.output)["layers_refitted"]
+    for flag in ("--refit-later-layers", "--refit-pruned-only"):
+        alone = prune(tmp_path / "alone.onnx", flag)
+        assert alone.exit_code == 2 and "need --reconstruct" in alone.output

@@ -25,11 +25,11 @@ def _inputs(shape, n_images, seed):
     return np.random.default_rng(seed).standard_normal((n_images, *shape)).astype(np.float32)
 
 
-def _reconstructed(model, selection, n_images=64, settings=RefitSettings(), shape=(3, 8, 8)):
+def _reconstructed(model, selection, n_images=64, settings=RefitSettings(), shape=(3, 8, 8), downstream=False):
     analysis = analyze_model(model)
     pruned = prune_model(model, selection, analysis=analysis).model
     batches = [_inputs(shape, n_images // 2, 1), _inputs(shape, n_images - n_images // 2, 2)]
-    consumers = find_consumers(analysis, selection)
+    consumers = find_consumers(analysis, selection, downstream)
     reconstruct = ReconstructWeightsPass(analysis.model, consumers, batches, settings)
     model_out, stats = PassManager([reconstruct]).run(pruned)
     return analysis, pruned, model_out, stats["ReconstructWeightsPass"]
@@ -62,16 +62,17 @@ def test_a_removed_channel_that_is_a_combination_of_kept_ones_is_recovered_exact
     assert _error(analysis.model, reconstructed) < 1e-8
 
 
+@pytest.mark.parametrize("downstream", [False, True], ids=["pruned-layers", "later-layers-too"])
 @pytest.mark.parametrize(
     "build",
     [tiny_models.residual_chain, tiny_models.depthwise_after_producer, tiny_models.grouped_conv],
     ids=["residual_chain", "depthwise", "grouped_conv"],
 )
-def test_reconstruction_reduces_the_output_error(build):
+def test_reconstruction_reduces_the_output_error(build, downstream):
     model = build()
     analysis = analyze_model(model)
     selection = select_channels(uniform_plan(analysis.groups, 0.5), analysis.groups, channel_scores(analysis))
-    analysis, pruned, reconstructed, stats = _reconstructed(model, selection, n_images=96)
+    analysis, pruned, reconstructed, stats = _reconstructed(model, selection, n_images=96, downstream=downstream)
     assert stats["layers_refitted"] >= 1
     assert _error(analysis.model, reconstructed) < 0.7 * _error(analysis.model, pruned)
 
