@@ -88,3 +88,20 @@ def test_reconstruction_refits_the_unpruned_later_layers_too_unless_told_not_to(
     for flag in ("--refit-later-layers", "--refit-pruned-only"):
         alone = prune(tmp_path / "alone.onnx", flag)
         assert alone.exit_code == 2 and "need --reconstruct" in alone.output
+
+
+def test_by_default_reconstruction_refits_the_later_layers_on_up_to_1024_images(tiny):
+    """The library's default (what `compress` runs before fine-tuning), not only the CLI's."""
+    from agmc_onnx.plan import PruningPlan
+    from agmc_onnx.prune import prune_model
+    from agmc_onnx.reconstruct.run import ReconstructConfig, reconstruct_pruned
+
+    path, _, data = tiny
+    model = load_model(path)
+    analysis = analyze_model(model)
+    first = analysis.prunable_groups[0]
+    result = prune_model(model, PruningPlan({getattr(first, "name", first): 0.5}), analysis=analysis)
+    default = reconstruct_pruned(analysis, result.selection, result.model, data, SPEC)
+    own = reconstruct_pruned(analysis, result.selection, result.model, data, SPEC, ReconstructConfig(downstream=False))
+    assert default.layers_refitted > own.layers_refitted == 1
+    assert default.n_images == len(data.labels) == 400  # all of them: fewer than 1,024
