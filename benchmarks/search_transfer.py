@@ -84,7 +84,9 @@ class Network:
 
 # Training searches learn as a search from scratch does, the encoder too, whether or not they start from the
 # agent the previous network left (a search from a saved agent otherwise fixes the encoder and imitates).
-LEARNING = DDPGConfig(imitation_weight=0.0, encoder_lr=SCRATCH_ENCODER_LR, sigma_start=SCRATCH_SIGMA)
+LEARNING = DDPGConfig(
+    imitation_weight=0.0, encoder_lr=SCRATCH_ENCODER_LR, sigma_start=SCRATCH_SIGMA, sigma_wide=0.0
+)
 
 
 def train_agent(held_out: str, networks: dict, args, runs: Path) -> Path:
@@ -131,8 +133,12 @@ def evaluate_fold(held_out: str, networks: dict, args, runs: Path) -> dict:
     return row
 
 
+NOT_IN_COMMAND = ("output", "runs", "held_out", "previous", "previous_label")  # where it ran, not what
+
+
 def markdown(results: dict, args) -> str:
     arms = ["uniform", "transferred-0", f"transferred-{args.short}", f"scratch-{args.short}", f"scratch-{args.long}"]
+    previous = json.loads(args.previous.read_text())["folds"] if args.previous else None
     lines = [
         "# Agent transfer, leave-one-out",
         "",
@@ -142,12 +148,17 @@ def markdown(results: dict, args) -> str:
         "Test top-1 without fine-tuning (BN re-estimated) at "
         f"{args.flops:.0%} MACs on {args.test_size} test images; one seed ({args.seed}).",
         "",
-        "| held-out network | " + " | ".join(arms) + " | transferred − scratch-long (points) |",
-        "|---|" + "---|" * (len(arms) + 1),
+        "| held-out network | " + " | ".join(arms) + " | transferred − scratch-long (points) |"
+        + (f" transferred-{args.short}, {args.previous_label} |" if previous is not None else ""),
+        "|---|" + "---|" * (len(arms) + 1 + (previous is not None)),
     ]
     for name, row in results["folds"].items():
         cells = [f"{100 * row[arm]['test_top1']:.1f} %" for arm in arms]
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {row['transferred_minus_scratch_long_points']:+.1f} |")
+        line = f"| {name} | " + " | ".join(cells) + f" | {row['transferred_minus_scratch_long_points']:+.1f} |"
+        if previous is not None:
+            earlier = previous.get(name, {}).get(f"transferred-{args.short}")
+            line += f" {100 * earlier['test_top1']:.1f} % |" if earlier else " — |"
+        lines.append(line)
     return "\n".join(lines) + "\n"
 
 
@@ -171,6 +182,9 @@ def main() -> None:
     parser.add_argument("--pretrain-epochs", type=int, default=300, help="GNN auto-encoder pre-training")
     parser.add_argument("--runs", type=Path, default=None, help="run directories [OUTPUT.runs]")
     parser.add_argument("-o", "--output", type=Path, default=Path("benchmarks/results/search_transfer"))
+    parser.add_argument("--previous", type=Path, default=None, help="an earlier result JSON of this protocol: its "
+                        "transferred-SHORT column is shown beside this run's")
+    parser.add_argument("--previous-label", default="earlier run", help="what differed in --previous")
     args = parser.parse_args()
     torch.set_num_threads(1)
     runs = args.runs or args.output.with_suffix(".runs")
@@ -182,7 +196,7 @@ def main() -> None:
         f"epochs, budget mode {args.budget_mode}",
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
         "command": "python benchmarks/search_transfer.py " + " ".join(
-            f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k not in ("output", "runs", "held_out")
+            f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k not in NOT_IN_COMMAND
         ),
         "folds": {},
     }

@@ -30,8 +30,9 @@ SCRATCH_ENCODER_LR = 1e-3
 SCRATCH_SIGMA = 0.5
 # Near the transferred plan rather than AMC's wide exploration. One-off runs of 20 episodes from the same agents:
 # ResNet-20 best reward 59.3 % with σ 0.5, 64.3 % with σ 0.2 (ResNet-56 52.0 / 52.7 %); MobileNetV2, whose
-# transferred plan is poor, did better with σ 0.5 (test 77.3 vs 73.2 %). The σ 0.2 protocol runs are the
-# search_transfer_wall300*.md results.
+# transferred plan is poor, did better with σ 0.5 (test 77.3 vs 73.2 %). So a search from a saved agent alternates
+# the two (``DDPGConfig.sigma_wide``): benchmarks/results/search_transfer_wall300*.md, σ 0.2 alone in their
+# "previous protocol" rows.
 TRANSFER_SIGMA = 0.2
 
 
@@ -50,6 +51,9 @@ class DDPGConfig:
     # None: resolved by SearchConfig (AMC's 0.5 from scratch; ``TRANSFER_SIGMA`` from a saved agent, a local search
     # around the transferred plan)
     sigma_start: float | None = None
+    # σ of every other episode after warm-up (0: every episode explores with ``sigma_start``); None: resolved by
+    # SearchConfig (0 from scratch, ``SCRATCH_SIGMA`` from a saved agent, whose plan may be poor on this network)
+    sigma_wide: float | None = None
     sigma_decay: float = 0.95
     baseline_alpha: float = 0.5
     buffer_episodes: int = 100  # replay capacity = buffer_episodes × #groups (AMC)
@@ -59,8 +63,11 @@ class DDPGConfig:
     imitation_weight: float | None = None
 
     def sigma(self, episode: int) -> float:
-        """Exploration σ of an episode after warm-up: σ₀·decay^(episode − warm-up)."""
-        return self.sigma_start * self.sigma_decay ** max(0, episode - self.warmup_episodes)
+        """Exploration σ of an episode after warm-up: σ₀·decay^(episode − warm-up), σ₀ alternating between
+        ``sigma_start`` and ``sigma_wide`` when the latter is set."""
+        after = max(0, episode - self.warmup_episodes)
+        wide = bool(self.sigma_wide) and after % 2 == 1
+        return (self.sigma_wide if wide else self.sigma_start) * self.sigma_decay ** after
 
 
 def scaled_warmup(n_episodes: int) -> int:

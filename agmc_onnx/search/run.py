@@ -97,6 +97,7 @@ class SearchConfig:
             "imitation_weight": TRANSFER_IMITATION_WEIGHT if transferred else 0.0,
             "encoder_lr": 0.0 if transferred else SCRATCH_ENCODER_LR,
             "sigma_start": TRANSFER_SIGMA if transferred else SCRATCH_SIGMA,
+            "sigma_wide": SCRATCH_SIGMA if transferred else 0.0,
         }
         unset = {name: value for name, value in defaults.items() if getattr(self.ddpg, name) is None}
         if unset:
@@ -174,8 +175,9 @@ def _identity(analysis: ModelAnalysis, config: SearchConfig) -> dict:
         fields.pop("episodes_per_round")
     if fields["budget_mode"] == "wall":  # runs from before the option resume unchanged
         fields.pop("budget_mode")
-    if not fields["ddpg"]["imitation_weight"]:  # ... as do runs from before imitation
-        fields["ddpg"].pop("imitation_weight")
+    for name in ("imitation_weight", "sigma_wide"):  # ... as do runs from before these settings
+        if not fields["ddpg"][name]:
+            fields["ddpg"].pop(name)
     fields["model_sha1"] = hashlib.sha1(analysis.model.SerializeToString()).hexdigest()
     return fields
 

@@ -145,6 +145,26 @@ def test_a_transferred_search_starts_with_the_policy_as_is(networks, tmp_path):
     assert searched.best_reward >= as_is.best_reward
 
 
+def test_a_transferred_search_alternates_local_and_wide_exploration(networks, tmp_path):
+    """Every other episode of a search from a saved agent explores as widely as a search from scratch, so a plan
+    that transferred poorly is not all it searches around; a search from scratch keeps one σ."""
+    trained = run_search(*networks["resnet20"], SearchConfig(policy="agmc", n_episodes=2, **FAST))
+    save_agent(trained.agent, tmp_path / "agent.pt")
+    start = {"agent": str(tmp_path / "agent.pt"), **FAST, "ddpg": DDPGConfig(batch_size=16)}  # no warm-up
+    config = SearchConfig(policy="agmc", n_episodes=5, **start)
+    sigmas = [record.exploration_sigma for record in run_search(*networks["resnet56"], config).records]
+    ddpg = config.ddpg
+    assert ddpg.sigma_wide > ddpg.sigma_start > 0
+    decay = [ddpg.sigma_decay**episode for episode in range(5)]
+    wide, local = ddpg.sigma_wide, ddpg.sigma_start
+    assert sigmas == pytest.approx([0.0, wide * decay[1], local * decay[2], wide * decay[3], local * decay[4]])
+    scratch = SearchConfig(n_episodes=8).ddpg
+    assert scratch.sigma_wide == 0.0
+    first = scratch.warmup_episodes
+    expected = [scratch.sigma_start * scratch.sigma_decay ** (e - first) for e in range(first, 8)]
+    assert [scratch.sigma(e) for e in range(first, 8)] == pytest.approx(expected)
+
+
 def test_an_agent_saved_before_demonstrations_is_still_read(networks, tmp_path):
     trained = run_search(*networks["resnet20"], SearchConfig(policy="agmc", n_episodes=2, **FAST))
     older = {key: value for key, value in trained.agent.items() if key != "demonstrations"}
@@ -163,7 +183,7 @@ def test_a_transferred_search_keeps_its_actor_at_the_best_plan_so_far(networks, 
 
     def searched(**ddpg):
         config = SearchConfig(policy="agmc", n_episodes=3, agent=str(tmp_path / "agent.pt"), encoder=FAST["encoder"],
-                              ddpg=DDPGConfig(batch_size=16, sigma_start=0.0, **ddpg))
+                              ddpg=DDPGConfig(batch_size=16, sigma_start=0.0, sigma_wide=0.0, **ddpg))
         return [record.keep_ratios for record in run_search(*networks["resnet56"], config).records]
 
     transferred = SearchConfig(agent=str(tmp_path / "agent.pt")).ddpg
