@@ -34,6 +34,10 @@ from agmc_onnx.search.recalibrate import calibration_batches, calibration_feeds
 
 __all__ = ["RewardConfig", "RewardSample", "AccuracyReward", "FidelityReward", "RewardFn", "selection_key"]
 
+# Per episode, the cheaper re-fit whose cost the reconstruction reward was measured with (pruned layers only,
+# 256 images), not reconstruct_pruned's heavier default (benchmarks/results/accuracy.md, search reward).
+REWARD_RECONSTRUCTION_IMAGES = 256
+
 
 @dataclass(frozen=True)
 class RewardConfig:
@@ -88,9 +92,9 @@ class _PrunedModelReward(abc.ABC):
         if self.config.reconstruct:
             from agmc_onnx.reconstruct.run import ReconstructConfig, reconstruct_pruned
 
-            # per episode: the cheaper settings its cost was measured with (256 images, pruned layers only)
             config = ReconstructConfig(
-                base_images=256, batch_size=self.config.calibration_batch_size, downstream=False
+                base_images=REWARD_RECONSTRUCTION_IMAGES, batch_size=self.config.calibration_batch_size,
+                downstream=False,
             )
             return reconstruct_pruned(self.analysis, selection, pruned, self.dataset, self.spec, config).model
         return self.recalibrated(pruned)

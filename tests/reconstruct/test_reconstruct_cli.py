@@ -105,3 +105,25 @@ def test_by_default_reconstruction_refits_the_later_layers_on_up_to_1024_images(
     own = reconstruct_pruned(analysis, result.selection, result.model, data, SPEC, ReconstructConfig(downstream=False))
     assert default.layers_refitted > own.layers_refitted == 1
     assert default.n_images == len(data.labels) == 400  # all of them: fewer than 1,024
+
+
+
+def test_the_search_reward_reconstructs_only_the_layers_that_lost_channels(tiny):
+    """Per episode the reward keeps the cheaper re-fit its cost was measured with, not the library default."""
+    from onnx import numpy_helper
+
+    from agmc_onnx.plan import PruningPlan
+    from agmc_onnx.prune import apply_selection
+    from agmc_onnx.search.reward import AccuracyReward, RewardConfig
+
+    path, _, data = tiny
+    analysis = analyze_model(load_model(path))
+    first = analysis.prunable_groups[0]
+    reward = AccuracyReward(analysis, data, SPEC, RewardConfig(reconstruct=True, calibration_images=64))
+    selection = reward.selection_of(PruningPlan({getattr(first, "name", first): 0.5}))
+    before, _ = apply_selection(analysis, selection)
+    after = {init.name: numpy_helper.to_array(init) for init in reward.pruned_model(selection).graph.initializer}
+    weights = [node.input[1] for node in before.graph.node if node.op_type in ("Conv", "Gemm", "MatMul")]
+    values = {init.name: numpy_helper.to_array(init) for init in before.graph.initializer}
+    refitted = [name for name in weights if not np.array_equal(values[name], after[name])]
+    assert len(refitted) == 1 and weights[-1] not in refitted  # the later layers, the head too, keep their weights
