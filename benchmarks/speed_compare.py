@@ -38,14 +38,16 @@ def _predictor(state: Path, model: str, precision: str):
 def compare(result: dict, previous: Path | None, baseline_state: Path | None, pooled: list[Path]) -> list[dict]:
     """Per predictor row: this predictor and the baseline one on this run's measured ratios, the previous
     run's own figures, and both predictors against the mean ratio of this run and the pooled runs (plans
-    matched by index, their kept fractions checked equal), with the median difference between the runs."""
+    matched by index, their kept fractions checked equal), with the median difference between the runs and
+    the other runs' mean scored as a predictor of this run (``remeasured``). Rows carried over from an
+    earlier run are not compared again."""
     def rows_of(path: Path) -> dict:
         return {(r["model"], r["precision"]): r for r in json.loads(path.read_text())["predictor"]}
 
     earlier = rows_of(previous) if previous else {}
     others = [rows_of(p) for p in pooled]
     comparison = []
-    for row in result["predictor"]:
+    for row in (r for r in result["predictor"] if not r.get("carried")):
         key = (row["model"], row["precision"])
         plans = sorted(row["plans"], key=lambda p: p["index"])
         ratios = np.array([p["measured_ratio"] for p in plans])
@@ -70,6 +72,8 @@ def compare(result: dict, previous: Path | None, baseline_state: Path | None, po
             if baseline is not None:
                 entry["baseline_vs_mean"] = _errors(theirs, mean)
             entry["run_spread"] = float(np.median(np.std(runs, axis=0, ddof=1) / mean))
+            # the best a predictor could do against this run's timings: the same plans measured again
+            entry["remeasured"] = _errors(np.mean(runs[1:], axis=0), ratios)
         comparison.append(entry)
     return comparison
 
@@ -89,15 +93,18 @@ def comparison_section(result: dict) -> list[str]:
              "*previous run*: that predictor on its own run's measurements, as committed; *vs mean of runs*: "
              "against each plan's ratio averaged over this run and the earlier runs that timed the same plans; "
              "*run spread*: median over the plans of the runs' standard deviation / mean (how far one "
-             "measurement of a plan moves between runs).", "",
+             "measurement of a plan moves between runs); *re-measured*: the mean of the other runs' ratios of the "
+             "same plans scored as a predictor against this run's (what a predictor that knew every plan's "
+             "latency from earlier timings on this machine would score: the floor the run-to-run spread sets).",
+             "",
              "| model | precision | this run | previous predictor, same timings | previous run | runs averaged "
-             "| this vs mean of runs | previous predictor vs mean | run spread |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| this vs mean of runs | previous predictor vs mean | run spread | re-measured |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for e in result["comparison"]:
         spread = "—" if "run_spread" not in e else f"{100 * e['run_spread']:.1f} %"
         lines.append(f"| {e['model']} | {e['precision']} | {cell(e['this'])} | {cell(e.get('baseline'))} | "
                      f"{cell(e.get('previous'))} | {e.get('runs', 1)} | {cell(e.get('this_vs_mean'))} | "
-                     f"{cell(e.get('baseline_vs_mean'))} | {spread} |")
+                     f"{cell(e.get('baseline_vs_mean'))} | {spread} | {cell(e.get('remeasured'))} |")
     return lines
 
 
