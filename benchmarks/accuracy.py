@@ -172,19 +172,21 @@ def grid_row(model, analysis, plan, importance_name, batches, labels, train, tes
 
 
 SWEEP = {  # label -> reconstruction settings, tried on one pruned model
+    # labels without "every later layer" re-fit only the layers that lost input channels (downstream=False
+    # spelled out: the library's default re-fits later layers too)
     "own outputs, 256 images, 16 positions": dict(
-        calibration_images=256, refit=RefitSettings(residual_sums=False)
+        calibration_images=256, downstream=False, refit=RefitSettings(residual_sums=False)
     ),
-    "residual sums, 256 images, 16 positions": dict(calibration_images=256),
+    "residual sums, 256 images, 16 positions": dict(calibration_images=256, downstream=False),
     "residual sums, 256 images, 64 positions": dict(
-        calibration_images=256, refit=RefitSettings(positions_per_image=64)
+        calibration_images=256, downstream=False, refit=RefitSettings(positions_per_image=64)
     ),
     "residual sums, 512 images, 32 positions": dict(
-        calibration_images=512, refit=RefitSettings(positions_per_image=32)
+        calibration_images=512, downstream=False, refit=RefitSettings(positions_per_image=32)
     ),
-    "residual sums, 1024 images, 16 positions": dict(calibration_images=1024),
-    "residual sums, ridge 1e-2": dict(calibration_images=256, refit=RefitSettings(ridge=1e-2)),
-    "residual sums, ridge 1e-4": dict(calibration_images=256, refit=RefitSettings(ridge=1e-4)),
+    "residual sums, 1024 images, 16 positions": dict(calibration_images=1024, downstream=False),
+    "residual sums, ridge 1e-2": dict(calibration_images=256, downstream=False, refit=RefitSettings(ridge=1e-2)),
+    "residual sums, ridge 1e-4": dict(calibration_images=256, downstream=False, refit=RefitSettings(ridge=1e-4)),
     "residual sums + every later layer, 256 images": dict(calibration_images=256, downstream=True),
     "residual sums + every later layer, 512 images": dict(calibration_images=512, downstream=True),
     "residual sums + every later layer, 1024 images": dict(calibration_images=1024, downstream=True),
@@ -270,6 +272,8 @@ def finetune_config(args, epochs: int, val_fraction: float):
         epochs=epochs, lr=args.lr, distill_weight=args.kd_weight, device="cpu", val_fraction=val_fraction,
         seed=args.seed, batch_size=args.batch_size, distill_temperature=args.kd_temperature,
         label_smoothing=args.label_smoothing, weight_decay=args.weight_decay, warmup_fraction=args.warmup_fraction,
+        crop_padding_px=args.crop_padding, horizontal_flip=not args.no_flip,
+        feature_distill_weight=args.feature_kd,
     )
 
 
@@ -321,6 +325,8 @@ def run_finetune(args, store: Store) -> None:
                 "seed": args.seed, "batch_size": args.batch_size, "kd_temperature": args.kd_temperature,
                 "label_smoothing": args.label_smoothing, "weight_decay": args.weight_decay,
                 "warmup_fraction": args.warmup_fraction, "best_epoch": tuned.best_epoch,
+                "crop_padding_px": args.crop_padding, "horizontal_flip": not args.no_flip,
+                "feature_distill_weight": args.feature_kd,
                 "train_loss": tuned.history[-1].train_loss,
                 "val_top1_by_epoch": [  # None where nothing was held out (strict JSON has no NaN)
                     None if np.isnan(record.val_top1) else record.val_top1 for record in tuned.history
@@ -371,7 +377,8 @@ def main() -> None:
     parser.add_argument("--models", default="resnet20,resnet56,mobilenetv2")
     parser.add_argument("--importances", default=",".join(IMPORTANCES))
     parser.add_argument("--test-images", type=int, default=2000)
-    parser.add_argument("--conditions", default="", help="What else ran on the machine (stated in the output).")
+    parser.add_argument("--conditions", default="", help="What else ran on the machine (stated in the output, "
+                        "with --test-images, until stated again)")
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--lr", type=float, default=0.01)
     parser.add_argument("--kd-weight", type=float, default=0.5)
@@ -380,6 +387,12 @@ def main() -> None:
     parser.add_argument("--label-smoothing", type=float, default=0.0)
     parser.add_argument("--weight-decay", type=float, default=5e-4)
     parser.add_argument("--warmup-fraction", type=float, default=0.0, help="finetune: linear lr warm-up share")
+    parser.add_argument("--crop-padding", type=int, default=4,
+                        help="finetune: random-crop padding in pixels (0: no crop)")
+    parser.add_argument("--no-flip", action="store_true", help="finetune: no random horizontal flips")
+    parser.add_argument("--feature-kd", type=float, default=0.0,
+                        help="finetune: weight of the residual-sum feature distillation term (0 here; the "
+                        "library's default is 5)")
     parser.add_argument("--variants", default="kd,plain")
     parser.add_argument("--train-images", type=int, default=0, help="0: the whole training split")
     parser.add_argument("--val-fraction", type=float, default=0.02, help="finetune: held out to pick the best "
@@ -416,7 +429,13 @@ def main() -> None:
         run_screen(args, store)
     elif args.phase == "finetune":
         run_finetune(args, store)
-    args.results.with_suffix(".md").write_text(render(store.rows, args.test_images, args.conditions))
+    # the markdown's stated conditions and test-subset size persist in the results ("render"), so that a
+    # phase run without --conditions re-renders under the last ones stated instead of erasing them
+    if args.conditions:
+        store.put("render", {"conditions": args.conditions, "test_images": args.test_images})
+    stated = store.rows.get("render", {"conditions": "", "test_images": args.test_images})
+    rows = {key: row for key, row in store.rows.items() if key != "render"}
+    args.results.with_suffix(".md").write_text(render(rows, stated["test_images"], stated["conditions"]))
 
 
 if __name__ == "__main__":

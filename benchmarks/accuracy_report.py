@@ -169,7 +169,12 @@ def _validation(row: dict) -> str:
 
 def _schedule(row: dict) -> str:
     warmup = row.get("warmup_fraction", 0.0)
-    return f"{row.get('batch_size', 128)}, " + (f"{warmup:.0%} linear" if warmup else "none")
+    schedule = f"{row.get('batch_size', 128)}, " + (f"{warmup:.0%} linear" if warmup else "none")
+    padding, flip = row.get("crop_padding_px", 4), row.get("horizontal_flip", True)
+    if (padding, flip) == (4, True):
+        return schedule
+    augmentation = [f"crop pad {padding}" if padding else "no crop", "flip" if flip else "no flip"]
+    return schedule + ", " + " + ".join(augmentation)
 
 
 def _finetune_table(rows: dict) -> list[str]:
@@ -180,6 +185,8 @@ def _finetune_table(rows: dict) -> list[str]:
         loss = f"CE + KD {row['distill_weight']}" if row["distill_weight"] else "CE"
         if row["distill_weight"] and row.get("kd_temperature", 4.0) != 4.0:
             loss += f" (T {row['kd_temperature']:g})"
+        if row.get("feature_distill_weight"):
+            loss += f" + features {row['feature_distill_weight']:g}"
         if row.get("label_smoothing"):
             loss += f", label smoothing {row['label_smoothing']:g}"
         cells.append([
@@ -190,7 +197,20 @@ def _finetune_table(rows: dict) -> list[str]:
         ])
     if not cells:
         return []
-    columns = ["model", "start", "reconstruction", "loss", "train images", "lr", "batch, warm-up", "seed",
+    # rows that differ only in the training seed (column 7), with their mean
+    by_setting: dict[tuple, list[list[str]]] = {}
+    for cell in cells:
+        by_setting.setdefault(tuple(cell[:7] + cell[8:10]), []).append(cell)
+    over_seeds = [
+        f"- {setting[0]} from {setting[1]}, {setting[3]}, {setting[4]} images, lr {setting[5]}, "
+        f"{setting[6]}: seeds {', '.join(c[7] for c in group)}: "
+        + " / ".join(c[11].strip("*") for c in group)
+        + f", mean {sum(float(c[11].strip('*%')) for c in group) / len(group):.2f} %"
+        for setting, group in by_setting.items()
+        if len({c[7] for c in group}) > 1
+    ]
+    columns = ["model", "start", "reconstruction", "loss", "train images", "lr",
+               "batch, warm-up (augmentation if not crop pad 4 + flip)", "seed",
                "validation", "epoch kept", "before", "after", "after + BN re-estimation", "s"]
     return [
         "## Fine-tuning from a reconstructed point (full 10,000-image test set; s: wall time under the load above)", "",
@@ -200,5 +220,8 @@ def _finetune_table(rows: dict) -> list[str]:
         "the best epoch and the start (epoch 0) competes; 0 means the start was returned unchanged. Peer bar for "
         "one CPU epoch at 50 % MACs (Torch-Pruning global L1, plain SGD 0.01, cosine; measured earlier on the "
         "2-core Xeon, full test set): "
-        "ResNet-56 86.10 %, ResNet-20 82.48 %. The goal is ≥ 88 % for ResNet-56.", "",
-    ]
+        "ResNet-56 86.10 %, ResNet-20 82.48 %. The goal is ≥ 88 % for ResNet-56. *+ features W*: the "
+        "feature-distillation term (`FinetuneConfig.feature_distill_weight`, now 5 by default): the squared error "
+        "of every residual sum (Add output) the pruned model shares with the original at the same shape, relative "
+        "to the original's mean square, weighted W beside the cross-entropy and KD terms.", "",
+    ] + (["Over seeds (the same settings otherwise):", "", *over_seeds, ""] if over_seeds else [])

@@ -75,6 +75,13 @@ def _train(model, teacher, paths, dataset, inputs, spec, config, options):
     help="Share of the loss taken by the distillation term.",
 )
 @valued_option("--temperature", type=click.FloatRange(min=0.0, min_open=True), default=4.0)
+@valued_option(
+    "--feature-distill-weight",
+    type=click.FloatRange(min=0.0),
+    default=FinetuneConfig.feature_distill_weight,
+    help="With --distill and labels: weight of the term that pulls MODEL's residual sums (Add outputs both "
+    "graphs share, at the same shape) toward the original's; 0 turns it off.",
+)
 @valued_option("--batch-size", type=click.IntRange(min=1), default=128)
 @valued_option(
     "--lr",

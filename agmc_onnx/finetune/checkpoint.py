@@ -101,12 +101,13 @@ def load_checkpoint(path: Path, config: FinetuneConfig, fingerprint: str) -> Tra
             f"checkpoint {path} was written for another model, teacher or training set; "
             "delete it or point --checkpoint elsewhere to start afresh"
         )
-    current = dataclasses.asdict(config)
+    current, saved = dataclasses.asdict(config), payload["config"]
+    # a setting the checkpoint does not name (written before it existed) counts as changed too
     changed = sorted(
-        k for k, v in payload["config"].items() if current.get(k) != v and k not in _RESUMABLE_CHANGES
+        k for k in saved.keys() | current.keys() if current.get(k) != saved.get(k) and k not in _RESUMABLE_CHANGES
     )
     if changed:
-        details = ", ".join(f"{k}: {payload['config'][k]} -> {current.get(k)}" for k in changed)
+        details = ", ".join(f"{k}: {saved.get(k, 'not recorded')} -> {current.get(k)}" for k in changed)
         raise PreconditionError(f"checkpoint {path} was written with other settings ({details})")
     return TrainingState(
         epoch=int(payload["epoch"]),

@@ -18,7 +18,8 @@ class FinetuneConfig:
     """SGD with momentum on a per-step cosine schedule; optional distillation from a teacher model.
 
     ``distill_weight`` is the share of the loss taken by the KL term (the rest is cross-entropy); it only
-    applies when a teacher is given. ``val_fraction`` of the training images is held out (seeded) for
+    applies when a teacher is given, as does ``feature_distill_weight`` (pure distillation without labels,
+    ``distill``, does not use it). ``val_fraction`` of the training images is held out (seeded) for
     best-epoch selection when no validation arrays are passed. ``device`` is "auto", "cpu" or "cuda[:n]";
     bf16 autocast is used on CUDA when ``mixed_precision`` is set.
     """
@@ -41,6 +42,10 @@ class FinetuneConfig:
     horizontal_flip: bool = True
     # share of the steps over which the learning rate rises linearly to ``lr`` before the cosine decay
     warmup_fraction: float = 0.0
+    # weight of the intermediate-feature term (labelled data and a teacher): the squared error of every
+    # residual sum (Add output) the student and teacher share at the same shape, relative to the teacher's
+    # mean square. 5 measured on ResNet-56 at 50 % MACs, one epoch: 88.2-88.4 % on three seeds, +0.5-0.8 points.
+    feature_distill_weight: float = 5.0
 
     def __post_init__(self) -> None:
         problems = []
@@ -60,6 +65,8 @@ class FinetuneConfig:
             problems.append(f"label_smoothing must lie in [0, 1), got {self.label_smoothing}")
         if not 0.0 <= self.warmup_fraction < 1.0:
             problems.append(f"warmup_fraction must lie in [0, 1), got {self.warmup_fraction}")
+        if self.feature_distill_weight < 0:
+            problems.append(f"feature_distill_weight must be >= 0, got {self.feature_distill_weight}")
         if self.crop_padding_px < 0:
             problems.append(f"crop_padding_px must be >= 0, got {self.crop_padding_px}")
         if problems:

@@ -21,7 +21,7 @@ from agmc_onnx.errors import DataError
 from agmc_onnx.finetune.augment import normalize, random_crop_flip
 from agmc_onnx.finetune.checkpoint import run_fingerprint
 from agmc_onnx.finetune.config import EpochRecord, FinetuneConfig, FinetuneProgress, FinetuneResult, Normalization
-from agmc_onnx.finetune.losses import training_loss
+from agmc_onnx.finetune.losses import feature_loss, shared_residual_sums, training_loss
 from agmc_onnx.finetune.training import (
     ProgressCallback,
     TrainerBase,
@@ -30,6 +30,7 @@ from agmc_onnx.finetune.training import (
     resolve_device,
     train_epochs,
 )
+from agmc_onnx.torch_exec import OnnxModule
 
 __all__ = ["finetune", "evaluate_module"]
 
@@ -49,6 +50,17 @@ class _Images:
 
     def __len__(self) -> int:
         return len(self.labels)
+
+
+def _capture(names: frozenset[str], into: dict[str, torch.Tensor]):
+    """A ``before_node`` hook of ``OnnxModule.run`` that keeps the named tensors as they appear."""
+
+    def hook(_node_name, _args, values):
+        for name in names.difference(into):
+            if name in values:
+                into[name] = values[name]
+
+    return hook
 
 
 def _first_output(outputs) -> torch.Tensor:
@@ -120,6 +132,7 @@ class _Trainer(TrainerBase):
         super().__init__(model, teacher, len(train), train.images.device, config)
         self.train, self.val, self.normalization = train, val, normalization
         self.progress = progress
+        self.feature_names = shared_residual_sums(model, teacher) if teacher is not None else frozenset()
 
     def validate(self) -> tuple[float, float]:
         return _evaluate(
@@ -168,12 +181,23 @@ class _Trainer(TrainerBase):
 
     def _step(self, x: torch.Tensor, labels: torch.Tensor) -> tuple[float, int]:
         config = self.config
+        use_features = self.teacher is not None and config.feature_distill_weight > 0
+        student_features: dict[str, torch.Tensor] = {}
+        teacher_features: dict[str, torch.Tensor] = {}
         with autocast(self.device, config.mixed_precision):
-            logits = _first_output(self.module(x)).float()
+            if use_features:
+                logits = _first_output(self.module.run((x,), _capture(self.feature_names, student_features)))
+            else:
+                logits = _first_output(self.module(x))
+            logits = logits.float()
             teacher_logits = None
             if self.teacher is not None:
                 with torch.no_grad():
-                    teacher_logits = _first_output(self.teacher(x)).float()
+                    if use_features:
+                        teacher_out = self.teacher.run((x,), _capture(self.feature_names, teacher_features))
+                    else:
+                        teacher_out = self.teacher(x)
+                    teacher_logits = _first_output(teacher_out).float()
         loss = training_loss(
             logits,
             labels,
@@ -182,6 +206,8 @@ class _Trainer(TrainerBase):
             distill_weight=config.distill_weight,
             temperature=config.distill_temperature,
         )
+        if use_features:
+            loss = loss + config.feature_distill_weight * feature_loss(student_features, teacher_features)
         self.apply_gradients(loss)
         return loss.item(), int((logits.argmax(dim=1) == labels).sum().item())
 

@@ -3,12 +3,13 @@ distillation over all outputs for label-free fine-tuning."""
 
 from __future__ import annotations
 
+import onnx
 import torch
 import torch.nn.functional as F
 
 from agmc_onnx.errors import PreconditionError
 
-__all__ = ["training_loss", "distillation_loss", "is_logit_vector"]
+__all__ = ["training_loss", "distillation_loss", "is_logit_vector", "feature_loss", "shared_residual_sums"]
 
 
 def training_loss(
@@ -62,3 +63,23 @@ def is_logit_vector(value: torch.Tensor) -> bool:
     """N×K or N×K×1×1 with K > 1: the output of a classifier head."""
     vector = value.dim() == 2 or (value.dim() == 4 and tuple(value.shape[2:]) == (1, 1))
     return vector and value.shape[1] > 1
+
+
+def shared_residual_sums(student: onnx.ModelProto, teacher: onnx.ModelProto) -> frozenset[str]:
+    """Names of the Add outputs both graphs compute (pruning keeps names): the blocks' residual sums."""
+
+    def sums(model: onnx.ModelProto) -> set[str]:
+        return {out for node in model.graph.node if node.op_type == "Add" for out in node.output if out}
+
+    return frozenset(sums(student) & sums(teacher))
+
+
+def feature_loss(student: dict[str, torch.Tensor], teacher: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Mean over the tensors both hold at the same shape of the squared error relative to the teacher's
+    mean square (so every block weighs the same whatever its scale); 0 when none match."""
+    terms = [
+        ((student[name].float() - t.float()) ** 2).mean() / ((t.float() ** 2).mean() + 1e-8)
+        for name, t in teacher.items()
+        if name in student and student[name].shape == t.shape
+    ]
+    return torch.stack(terms).mean() if terms else torch.zeros(())

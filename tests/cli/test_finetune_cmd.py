@@ -137,3 +137,20 @@ def test_bad_input_is_one_line_without_traceback(runner, tmp_path, make_args, me
     assert len(result.stderr.strip().splitlines()) == 1
     assert "Traceback" not in result.output
     assert not (tmp_path / "out.onnx").exists()
+
+
+@pytest.mark.parametrize(("given", "expected"), [([], None), (["--feature-distill-weight", "0"], 0.0)])
+def test_the_feature_distillation_weight_reaches_the_training(runner, tmp_path, monkeypatch, given, expected):
+    import agmc_onnx.cli.finetune_cmd as finetune_cmd
+    from agmc_onnx.finetune import FinetuneConfig
+
+    seen = []
+    real = finetune_cmd.finetune
+    monkeypatch.setattr(finetune_cmd, "finetune", lambda *a, **k: seen.append(a[4]) or real(*a, **k))
+    model_path = _tiny_model(tmp_path / "tiny.onnx")
+    data_path = _tiny_data(tmp_path / "tiny_train.npz")
+    args = ["finetune", str(model_path), "--data", str(data_path), "--distill", str(model_path), *given]
+    result = runner.invoke(cli, [*args, "--cache-dir", str(tmp_path / "c"), "-o", str(tmp_path / "t.onnx")])
+    assert result.exit_code == 0, result.output
+    default = FinetuneConfig().feature_distill_weight
+    assert seen[0].feature_distill_weight == (default if expected is None else expected)

@@ -17,16 +17,12 @@ def tiny_classifier(seed: int = 0, dropout: bool = False) -> onnx.ModelProto:
     rng = np.random.default_rng(seed)
     width = 8
     inits = [
-        numpy_helper.from_array(
-            (rng.standard_normal((width, 3, 3, 3)) * 0.3).astype(np.float32), "conv.weight"
-        ),
+        numpy_helper.from_array((rng.standard_normal((width, 3, 3, 3)) * 0.3).astype(np.float32), "conv.weight"),
         numpy_helper.from_array(np.ones(width, np.float32), "bn.weight"),
         numpy_helper.from_array(np.zeros(width, np.float32), "bn.bias"),
         numpy_helper.from_array(np.zeros(width, np.float32), "bn.running_mean"),
         numpy_helper.from_array(np.ones(width, np.float32), "bn.running_var"),
-        numpy_helper.from_array(
-            (rng.standard_normal((N_CLASSES, width)) * 0.3).astype(np.float32), "fc.weight"
-        ),
+        numpy_helper.from_array((rng.standard_normal((N_CLASSES, width)) * 0.3).astype(np.float32), "fc.weight"),
         numpy_helper.from_array(np.zeros(N_CLASSES, np.float32), "fc.bias"),
     ]
     nodes = [
@@ -48,6 +44,52 @@ def tiny_classifier(seed: int = 0, dropout: bool = False) -> onnx.ModelProto:
     graph = helper.make_graph(
         nodes,
         "tiny",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, IMAGE_SIZE, IMAGE_SIZE])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", N_CLASSES])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+def tiny_residual_classifier(seed: int = 0, block_noise: float = 0.0) -> onnx.ModelProto:
+    """conv -> ReLU -> (conv -> ReLU -> conv) + skip -> pool -> Gemm: one residual sum named ``block.sum``.
+    ``block_noise`` perturbs the block's weights (a student that starts away from the seed's teacher)."""
+    rng = np.random.default_rng(seed)
+    noise = np.random.default_rng(seed + 1000)
+    width = 8
+
+    def weight(shape, scale, perturbed=False):
+        w = rng.standard_normal(shape) * scale
+        if perturbed:
+            w = w + noise.standard_normal(shape) * block_noise
+        return w.astype(np.float32)
+
+    inits = [
+        numpy_helper.from_array(weight((width, 3, 3, 3), 0.3), "stem.weight"),
+        numpy_helper.from_array(weight((width, width, 3, 3), 0.15, True), "block.conv1.weight"),
+        numpy_helper.from_array(weight((width, width, 3, 3), 0.15, True), "block.conv2.weight"),
+        numpy_helper.from_array(weight((N_CLASSES, width), 0.3), "fc.weight"),
+        numpy_helper.from_array(np.zeros(N_CLASSES, np.float32), "fc.bias"),
+    ]
+    pads = [1, 1, 1, 1]
+    nodes = [
+        helper.make_node("Conv", ["input", "stem.weight"], ["s"], name="stem", pads=pads),
+        helper.make_node("Relu", ["s"], ["sr"], name="stem_relu"),
+        helper.make_node("Conv", ["sr", "block.conv1.weight"], ["c1"], name="block_conv1", pads=pads),
+        helper.make_node("Relu", ["c1"], ["r1"], name="block_relu"),
+        helper.make_node("Conv", ["r1", "block.conv2.weight"], ["c2"], name="block_conv2", pads=pads),
+        helper.make_node("Add", ["c2", "sr"], ["block.sum"], name="block_add"),
+        helper.make_node("Relu", ["block.sum"], ["out"], name="out_relu"),
+        helper.make_node("GlobalAveragePool", ["out"], ["p"], name="pool"),
+        helper.make_node("Flatten", ["p"], ["f"], name="flatten"),
+        helper.make_node("Gemm", ["f", "fc.weight", "fc.bias"], ["logits"], name="fc", transB=1),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "tiny_residual",
         [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, IMAGE_SIZE, IMAGE_SIZE])],
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", N_CLASSES])],
         inits,

@@ -83,6 +83,19 @@ def test_resume_with_other_settings_is_refused(tmp_path):
         )
 
 
+def test_a_checkpoint_from_before_a_setting_existed_is_refused(tmp_path):
+    model = tiny_classifier()
+    images, labels = synthetic_images(64)
+    config = dataclasses.replace(CONFIG, epochs=1)
+    path = tmp_path / "run.ckpt"
+    finetune(model, images, labels, NORMALIZATION, config, checkpoint_path=path)
+    payload = torch.load(path, weights_only=True)
+    del payload["config"]["feature_distill_weight"]  # as written by a version without the setting
+    torch.save(payload, path)
+    with pytest.raises(PreconditionError, match="feature_distill_weight: not recorded -> "):
+        finetune(model, images, labels, NORMALIZATION, config, checkpoint_path=path, resume=True)
+
+
 def test_weight_decay_applies_to_weights_only():
     module = OnnxModule(tiny_classifier())
     optimizer = optimizer_for(module, FinetuneConfig(weight_decay=1e-3))
