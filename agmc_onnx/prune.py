@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+import numpy as np
 import onnx
 
 from agmc_onnx.analysis import ModelAnalysis, analyze_model
@@ -18,7 +19,7 @@ from agmc_onnx.passes.prune_channels import PruneChannelsPass
 from agmc_onnx.passes.remove_branches import RemoveBranchesPass
 from agmc_onnx.plan import ChannelSelection, PruningPlan, select_channels
 
-__all__ = ["PruneResult", "prune_model", "apply_selection"]
+__all__ = ["PruneResult", "prune_model", "apply_selection", "kept_channels"]
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,21 @@ def apply_selection(analysis: ModelAnalysis, selection: ChannelSelection) -> tup
     depth_passes = [RemoveBranchesPass(removed)] if removed else []
     passes = [PruneChannelsPass(analysis.flow.edits, kept, lengths), *depth_passes, CleanupPass(), InferShapesPass()]
     return PassManager(passes).run(analysis.model)
+
+
+def kept_channels(
+    analysis: ModelAnalysis, plan: PruningPlan | ChannelSelection, importance: Importance | None = None
+) -> dict[str, np.ndarray]:
+    """For every tensor that loses channels under ``plan`` (ranked as ``prune_model`` ranks them), the
+    original channel positions that stay, in order: the pruned tensor's channel i is the original's
+    ``kept[name][i]``. Nothing is rewritten."""
+    if isinstance(plan, ChannelSelection):
+        selection = plan
+    else:
+        selection = select_channels(
+            plan, analysis.groups, channel_scores(analysis, importance or plan.importance), analysis.depth
+        )
+    return analysis.kept_positions(selection.dropped_roots(analysis.groups))
 
 
 def prune_model(

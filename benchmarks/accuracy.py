@@ -311,7 +311,9 @@ def run_finetune(args, store: Store) -> None:
             norm = Normalization(tuple(spec.mean), tuple(spec.std), spec.scale)
             log(f"{key}: fine-tuning from {best_key} ({before:.4f}) on {len(labels)} images")
             started = time.perf_counter()
-            tuned = finetune(start, images, labels, norm, config, teacher=model if distill else None)
+            channels = analysis.kept_positions(result.selection.dropped_roots(analysis.groups))
+            tuned = finetune(start, images, labels, norm, config, teacher=model if distill else None,
+                             feature_channels=channels if args.feature_kd_kept else None)
             seconds = time.perf_counter() - started
             # BN statistics measured on clean images once the weights have settled (training mode tracked a
             # moving average over augmented batches while the weights were still moving)
@@ -326,7 +328,7 @@ def run_finetune(args, store: Store) -> None:
                 "label_smoothing": args.label_smoothing, "weight_decay": args.weight_decay,
                 "warmup_fraction": args.warmup_fraction, "best_epoch": tuned.best_epoch,
                 "crop_padding_px": args.crop_padding, "horizontal_flip": not args.no_flip,
-                "feature_distill_weight": args.feature_kd,
+                "feature_distill_weight": args.feature_kd, "feature_kept_channels": args.feature_kd_kept,
                 "train_loss": tuned.history[-1].train_loss,
                 "val_top1_by_epoch": [  # None where nothing was held out (strict JSON has no NaN)
                     None if np.isnan(record.val_top1) else record.val_top1 for record in tuned.history
@@ -393,6 +395,8 @@ def main() -> None:
     parser.add_argument("--feature-kd", type=float, default=0.0,
                         help="finetune: weight of the residual-sum feature distillation term (0 here; the "
                         "library's default is 5)")
+    parser.add_argument("--feature-kd-kept", action="store_true",
+                        help="finetune: residual sums that lost channels are distilled on the ones they kept too")
     parser.add_argument("--variants", default="kd,plain")
     parser.add_argument("--train-images", type=int, default=0, help="0: the whole training split")
     parser.add_argument("--val-fraction", type=float, default=0.02, help="finetune: held out to pick the best "

@@ -187,6 +187,7 @@ def _finetune_table(rows: dict) -> list[str]:
             loss += f" (T {row['kd_temperature']:g})"
         if row.get("feature_distill_weight"):
             loss += f" + features {row['feature_distill_weight']:g}"
+            loss += " (pruned sums on their kept channels too)" if row.get("feature_kept_channels") else ""
         if row.get("label_smoothing"):
             loss += f", label smoothing {row['label_smoothing']:g}"
         cells.append([

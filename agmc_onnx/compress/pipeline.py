@@ -28,7 +28,7 @@ from agmc_onnx.graph.counting import count_cost
 from agmc_onnx.graph.versions import converted_from_opset
 from agmc_onnx.io import load_model, save_model
 from agmc_onnx.progress import ProgressFn, StageEvent, report
-from agmc_onnx.prune import prune_model
+from agmc_onnx.prune import kept_channels, prune_model
 from agmc_onnx.reconstruct.run import reconstruct_pruned
 from agmc_onnx.sanity import describe_spec
 from agmc_onnx.search import search_model
@@ -163,7 +163,7 @@ class _Stages:
             "test_fidelity": self.data.test_fidelity(model),
         }
 
-    def finetune(self, pruned: onnx.ModelProto) -> onnx.ModelProto:
+    def finetune(self, pruned: onnx.ModelProto, search: SearchResult) -> onnx.ModelProto:
         config = self.config
         if config.finetune_epochs == 0:
             return pruned
@@ -190,6 +190,9 @@ class _Stages:
             checkpoint_path=self.work.finetune_checkpoint,
             resume=self.work.finetune_checkpoint.exists(),
             progress=self._progress,
+            # the plan's channels again (the prune stage may come from the work directory): residual sums
+            # that lost channels are distilled on the ones they kept
+            feature_channels=kept_channels(self.analysis, search.plan) if config.distill else None,
         )
         check_written_model(self.model, result.model)
         return result.model
@@ -270,7 +273,7 @@ def run_compress(
     search, checked = stages.check_latency(stages.search())
     timings["search"], clock = time.perf_counter() - clock, time.perf_counter()
     searched, searched_scores = stages.prune(search)
-    final = _with_preprocessing(stages.finetune(searched), stages.spec)
+    final = _with_preprocessing(stages.finetune(searched, search), stages.spec)
     timings["finetune"], clock = time.perf_counter() - clock, time.perf_counter()
     stages.tell("evaluate", f"test {stages.data.task} of the compressed model")
     final_scores = stages.test_scores(final)

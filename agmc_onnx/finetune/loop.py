@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from agmc_onnx.errors import DataError
 from agmc_onnx.finetune.augment import normalize, random_crop_flip
 from agmc_onnx.finetune.checkpoint import run_fingerprint
 from agmc_onnx.finetune.config import EpochRecord, FinetuneConfig, FinetuneProgress, FinetuneResult, Normalization
-from agmc_onnx.finetune.losses import feature_loss, shared_residual_sums, training_loss
+from agmc_onnx.finetune.losses import feature_loss, kept_part, shared_residual_sums, training_loss
 from agmc_onnx.finetune.training import (
     ProgressCallback,
     TrainerBase,
@@ -128,11 +129,18 @@ def _split(images, labels, val_images, val_labels, config: FinetuneConfig):
 class _Trainer(TrainerBase):
     """Holds one run's module, optimizer and data; ``run_epoch`` trains and validates one epoch."""
 
-    def __init__(self, model, teacher, train: _Images, val: _Images, normalization, config, progress):
+    def __init__(
+        self, model, teacher, train: _Images, val: _Images, normalization, config, progress, feature_channels=None
+    ):
         super().__init__(model, teacher, len(train), train.images.device, config)
         self.train, self.val, self.normalization = train, val, normalization
         self.progress = progress
         self.feature_names = shared_residual_sums(model, teacher) if teacher is not None else frozenset()
+        self.feature_channels = {
+            name: torch.as_tensor(np.asarray(positions), dtype=torch.long, device=self.device)
+            for name, positions in (feature_channels or {}).items()
+            if name in self.feature_names
+        }
 
     def validate(self) -> tuple[float, float]:
         return _evaluate(
@@ -207,6 +215,9 @@ class _Trainer(TrainerBase):
             temperature=config.distill_temperature,
         )
         if use_features:
+            for name, kept in self.feature_channels.items():
+                if name in student_features and name in teacher_features:
+                    teacher_features[name] = kept_part(student_features[name], teacher_features[name], kept)
             loss = loss + config.feature_distill_weight * feature_loss(student_features, teacher_features)
         self.apply_gradients(loss)
         return loss.item(), int((logits.argmax(dim=1) == labels).sum().item())
@@ -225,11 +236,15 @@ def finetune(
     checkpoint_path: str | Path | None = None,
     resume: bool = False,
     progress: ProgressCallback | None = None,
+    feature_channels: Mapping[str, np.ndarray] | None = None,
 ) -> FinetuneResult:
     """Fine-tune ``model`` on uint8 N×H×W×C ``images``; return the same graph with the best epoch's values.
 
-    With ``teacher`` (e.g. the unpruned model) the loss mixes in distillation. With ``checkpoint_path`` a
-    checkpoint is written after every epoch; ``resume`` continues from it when it exists.
+    With ``teacher`` (e.g. the unpruned model) the loss mixes in distillation, of the logits and of the
+    residual sums both graphs share; ``feature_channels`` (``prune.kept_channels``: the teacher's positions
+    each pruned tensor kept) lets a residual sum that lost channels be compared on the channels it kept
+    (without it, only sums of the same shape are). With ``checkpoint_path`` a checkpoint is written after
+    every epoch; ``resume`` continues from it when it exists.
     """
     _check_data(images, labels, normalization, "training")
     if val_images is not None:
@@ -246,6 +261,7 @@ def finetune(
         normalization,
         config,
         progress,
+        feature_channels,
     )
     return train_epochs(
         trainer,

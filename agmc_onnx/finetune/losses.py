@@ -9,7 +9,14 @@ import torch.nn.functional as F
 
 from agmc_onnx.errors import PreconditionError
 
-__all__ = ["training_loss", "distillation_loss", "is_logit_vector", "feature_loss", "shared_residual_sums"]
+__all__ = [
+    "training_loss",
+    "distillation_loss",
+    "is_logit_vector",
+    "feature_loss",
+    "shared_residual_sums",
+    "kept_part",
+]
 
 
 def training_loss(
@@ -83,3 +90,18 @@ def feature_loss(student: dict[str, torch.Tensor], teacher: dict[str, torch.Tens
         if name in student and student[name].shape == t.shape
     ]
     return torch.stack(terms).mean() if terms else torch.zeros(())
+
+
+def kept_part(student: torch.Tensor, teacher: torch.Tensor, kept: torch.Tensor) -> torch.Tensor:
+    """The teacher's tensor restricted to the channels the student kept (``kept``: original positions, in
+    the student's order), along the one axis where the student has ``len(kept)`` and the teacher more;
+    the teacher's tensor unchanged when no axis fits."""
+    if student.dim() != teacher.dim() or len(kept) == 0:
+        return teacher
+    last = int(kept.max())
+    axes = [
+        axis
+        for axis, (s, t) in enumerate(zip(student.shape, teacher.shape))
+        if s != t and s == len(kept) and t > last
+    ]
+    return teacher.index_select(axes[0], kept) if len(axes) == 1 else teacher

@@ -251,3 +251,25 @@ def test_compress_quantize_int8_ships_the_int8_model_and_gates_it(workspace):
     ops = {node.op_type for node in __import__("onnx").load(str(out / "model.onnx")).graph.node}  # noqa: TID251
     assert ops & {"QLinearConv", "QuantizeLinear"}
     assert "INT8" in (out / "report.md").read_text()
+
+
+def test_compress_distils_pruned_tensors_on_the_channels_the_plan_kept(workspace, monkeypatch):
+    from agmc_onnx.analysis import analyze_model
+    from agmc_onnx.io import load_model
+    from agmc_onnx.plan import PruningPlan
+    from agmc_onnx.prune import kept_channels
+
+    tmp_path, model, data, config = workspace
+    calls = []
+    real = pipeline.finetune
+    monkeypatch.setattr(pipeline, "finetune", lambda *a, **k: calls.append(k) or real(*a, **k))
+    out = tmp_path / "out"
+    result = _run([str(model), "--data", str(data), "--config", str(config), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    (kwargs,) = calls
+    channels = kwargs["feature_channels"]
+    assert kwargs["teacher"] is not None and channels  # the plan cut channels: their original positions
+    ratios = json.loads((out / "report.json").read_text())["keep_ratios"]
+    expected = kept_channels(analyze_model(load_model(model)), PruningPlan(ratios))
+    assert channels.keys() == expected.keys()
+    assert all(np.array_equal(channels[name], positions) for name, positions in expected.items())
