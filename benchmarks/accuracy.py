@@ -394,7 +394,7 @@ def main() -> None:
     parser.add_argument("--no-flip", action="store_true", help="finetune: no random horizontal flips")
     parser.add_argument("--feature-kd", type=float, default=0.0,
                         help="finetune: weight of the residual-sum feature distillation term (0 here; the "
-                        "library's default is 5)")
+                        "library's default is 20)")
     parser.add_argument("--feature-kd-kept", action="store_true",
                         help="finetune: residual sums that lost channels are distilled on the ones they kept too")
     parser.add_argument("--variants", default="kd,plain")

@@ -222,7 +222,7 @@ def _finetune_table(rows: dict) -> list[str]:
         "one CPU epoch at 50 % MACs (Torch-Pruning global L1, plain SGD 0.01, cosine; measured earlier on the "
         "2-core Xeon, full test set): "
         "ResNet-56 86.10 %, ResNet-20 82.48 %. The goal is ≥ 88 % for ResNet-56. *+ features W*: the "
-        "feature-distillation term (`FinetuneConfig.feature_distill_weight`, now 5 by default): the squared error "
+        "feature-distillation term (`FinetuneConfig.feature_distill_weight`, now 20 by default): the squared error "
         "of every residual sum (Add output) the pruned model shares with the original at the same shape, relative "
         "to the original's mean square, weighted W beside the cross-entropy and KD terms.", "",
     ] + (["Over seeds (the same settings otherwise):", "", *over_seeds, ""] if over_seeds else [])

@@ -44,8 +44,8 @@ class FinetuneConfig:
     warmup_fraction: float = 0.0
     # weight of the intermediate-feature term (labelled data and a teacher): the squared error of every
     # residual sum (Add output) the student and teacher share at the same shape, relative to the teacher's
-    # mean square. 5 measured on ResNet-56 at 50 % MACs, one epoch: 88.2-88.4 % on three seeds, +0.5-0.8 points.
-    feature_distill_weight: float = 5.0
+    # mean square. ResNet-56 at 50 % MACs, one epoch, three seeds: 0 87.6 %, 5 88.3 %, 20 88.7 % (mean).
+    feature_distill_weight: float = 20.0
 
     def __post_init__(self) -> None:
         problems = []
