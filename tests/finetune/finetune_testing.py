@@ -41,17 +41,7 @@ def tiny_classifier(seed: int = 0, dropout: bool = False) -> onnx.ModelProto:
     if dropout:
         nodes[4] = helper.make_node("Flatten", ["p"], ["f0"], name="flatten")
         nodes.insert(5, helper.make_node("Dropout", ["f0"], ["f"], name="dropout"))
-    graph = helper.make_graph(
-        nodes,
-        "tiny",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, IMAGE_SIZE, IMAGE_SIZE])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", N_CLASSES])],
-        inits,
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.checker.check_model(model, full_check=True)
-    return model
+    return _image_classifier("tiny", nodes, inits)
 
 
 def tiny_residual_classifier(seed: int = 0, block_noise: float = 0.0) -> onnx.ModelProto:
@@ -87,9 +77,14 @@ def tiny_residual_classifier(seed: int = 0, block_noise: float = 0.0) -> onnx.Mo
         helper.make_node("Flatten", ["p"], ["f"], name="flatten"),
         helper.make_node("Gemm", ["f", "fc.weight", "fc.bias"], ["logits"], name="fc", transB=1),
     ]
+    return _image_classifier("tiny_residual", nodes, inits)
+
+
+def _image_classifier(name: str, nodes: list, inits: list) -> onnx.ModelProto:
+    """The checked model of ``nodes``: "input" N×3×8×8 images to "logits" N×3."""
     graph = helper.make_graph(
         nodes,
-        "tiny_residual",
+        name,
         [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, IMAGE_SIZE, IMAGE_SIZE])],
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", N_CLASSES])],
         inits,
