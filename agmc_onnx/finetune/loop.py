@@ -135,7 +135,8 @@ class _Trainer(TrainerBase):
         super().__init__(model, teacher, len(train), train.images.device, config)
         self.train, self.val, self.normalization = train, val, normalization
         self.progress = progress
-        self.feature_names = shared_residual_sums(model, teacher) if teacher is not None else frozenset()
+        use_features = teacher is not None and config.feature_distill_weight > 0
+        self.feature_names = shared_residual_sums(model, teacher) if use_features else frozenset()
         self.feature_channels = {
             name: torch.as_tensor(np.asarray(positions), dtype=torch.long, device=self.device)
             for name, positions in (feature_channels or {}).items()
@@ -189,23 +190,17 @@ class _Trainer(TrainerBase):
 
     def _step(self, x: torch.Tensor, labels: torch.Tensor) -> tuple[float, int]:
         config = self.config
-        use_features = self.teacher is not None and config.feature_distill_weight > 0
+        use_features = bool(self.feature_names)
         student_features: dict[str, torch.Tensor] = {}
         teacher_features: dict[str, torch.Tensor] = {}
+        student_hook = _capture(self.feature_names, student_features) if use_features else None
+        teacher_hook = _capture(self.feature_names, teacher_features) if use_features else None
         with autocast(self.device, config.mixed_precision):
-            if use_features:
-                logits = _first_output(self.module.run((x,), _capture(self.feature_names, student_features)))
-            else:
-                logits = _first_output(self.module(x))
-            logits = logits.float()
+            logits = _first_output(self.module.run((x,), student_hook)).float()
             teacher_logits = None
             if self.teacher is not None:
                 with torch.no_grad():
-                    if use_features:
-                        teacher_out = self.teacher.run((x,), _capture(self.feature_names, teacher_features))
-                    else:
-                        teacher_out = self.teacher(x)
-                    teacher_logits = _first_output(teacher_out).float()
+                    teacher_logits = _first_output(self.teacher.run((x,), teacher_hook)).float()
         loss = training_loss(
             logits,
             labels,

@@ -62,7 +62,7 @@ def distillation_loss(
             reduction="batchmean",
         )
         return temperature**2 * kl
-    terms = [((s - t) ** 2).mean() / ((t**2).mean() + 1e-8) for s, t in pairs]
+    terms = [_relative_squared_error(s, t) for s, t in pairs]
     return torch.stack(terms).mean()
 
 
@@ -70,6 +70,11 @@ def is_logit_vector(value: torch.Tensor) -> bool:
     """N×K or N×K×1×1 with K > 1: the output of a classifier head."""
     vector = value.dim() == 2 or (value.dim() == 4 and tuple(value.shape[2:]) == (1, 1))
     return vector and value.shape[1] > 1
+
+
+def _relative_squared_error(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """Mean squared error relative to the teacher's mean square: tensors of any scale weigh the same."""
+    return ((student - teacher) ** 2).mean() / ((teacher**2).mean() + 1e-8)
 
 
 def shared_residual_sums(student: onnx.ModelProto, teacher: onnx.ModelProto) -> frozenset[str]:
@@ -85,7 +90,7 @@ def feature_loss(student: dict[str, torch.Tensor], teacher: dict[str, torch.Tens
     """Mean over the tensors both hold at the same shape of the squared error relative to the teacher's
     mean square (so every block weighs the same whatever its scale); 0 when none match."""
     terms = [
-        ((student[name].float() - t.float()) ** 2).mean() / ((t.float() ** 2).mean() + 1e-8)
+        _relative_squared_error(student[name].float(), t.float())
         for name, t in teacher.items()
         if name in student and student[name].shape == t.shape
     ]
